@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs every Debian package lora_dist needs to build, test and run. Idempotent:
+# packages already present are skipped by apt, and nothing else is touched.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libopenmpi-dev openmpi-bin            # MPI ranks, the CPU communicator
+  libopenblas-openmp-dev                # sgemm/dgemm (the OpenMP build, so BLAS threads and ours agree)
+  libhdf5-dev hdf5-tools                # checkpoints; h5ls/h5dump to browse them
+  libyaml-cpp-dev                       # run.yaml
+  libgtest-dev googletest               # unit tests
+  nlohmann-json3-dev                    # JSONL metrics
+  libcli11-dev                          # command line
+  librandom123-dev                      # Philox counter-based RNG (DESIGN §5)
+  libtcmalloc-minimal4                  # allocator for the benchmark, as the anchors use
+  python3-torch python3-numpy           # PyTorch reference tests
+  slurm-wlm munge libpmix-dev           # the real-Slurm test and the sbatch scripts
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install_deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "install_deps: all ${#packages[@]} packages present"
+fi
