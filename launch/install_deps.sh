@@ -14,7 +14,7 @@ packages=(
   libcli11-dev                          # command line
   librandom123-dev                      # Philox counter-based RNG (DESIGN §5)
   libtcmalloc-minimal4                  # allocator for the benchmark, as the anchors use
-  python3-torch python3-numpy           # PyTorch reference tests
+  python3-torch python3-numpy python3-h5py  # PyTorch reference tests
   slurm-wlm munge libpmix-dev           # the real-Slurm test and the sbatch scripts
 )
 

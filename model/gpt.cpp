@@ -1,0 +1,290 @@
+#include "model/gpt.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "comm/tp_regions.h"
+#include "model/ops/attention.h"
+#include "model/ops/cross_entropy.h"
+#include "model/ops/embedding.h"
+#include "model/ops/gelu.h"
+#include "model/ops/layernorm.h"
+#include "model/ops/residual.h"
+#include "model/rng.h"
+
+namespace lora {
+
+namespace {
+// Rows of the LM head processed at once: the logits of a chunk are the only vocabulary-wide
+// buffer, so memory stays O(chunk x V/tp) instead of O(tokens x V).
+constexpr int kLmHeadChunk = 256;
+
+template <typename T>
+void resize(std::vector<T>& v, size_t n) { v.assign(n, T(0)); }
+}  // namespace
+
+template <typename T>
+GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator& comm, int max_B, int max_T)
+    : mc_(mc), lc_(lc), comm_(comm), dims_(mc, comm.size(Group::TP), comm.rank(Group::TP)), max_M_(max_B * max_T),
+      base_layout_(lora::base_layout(mc, dims_.tp)), lora_layout_(lora::lora_layout(mc, lc, dims_.tp)) {
+  resize(base_, base_layout_.total);
+  resize(lora_, lora_layout_.total);
+  resize(lora_grad_, lora_layout_.total);
+  const size_t M = max_M_, d = dims_.d;
+  resid_.resize(mc.n_layer + 1);
+  for (auto& r : resid_) resize(r, M * d);
+  for (auto* v : {&lnf_, &dlnf_, &dres_, &dln_, &y_}) resize(*v, M * d);
+  for (auto* v : {&lnf_mean_, &lnf_rstd_}) resize(*v, M);
+  resize(dqkv_, M * 3 * dims_.dl);
+  resize(datt_, M * dims_.dl);
+  resize(dh_, M * dims_.ffl);
+  const size_t chunk = std::min<size_t>(kLmHeadChunk, M);
+  resize(logits_chunk_, chunk * dims_.vocab_local);
+  resize(ce_max_, chunk);
+  resize(ce_stats_, 2 * chunk);
+  resize(ce_weight_, chunk);
+  build_layers();
+  for (Layer& L : layers_) {
+    for (auto* v : {&L.x_mid, &L.ln1, &L.ln2}) resize(*v, M * d);
+    for (auto* v : {&L.ln1_mean, &L.ln1_rstd, &L.ln2_mean, &L.ln2_rstd}) resize(*v, M);
+    resize(L.qkv_out, M * 3 * dims_.dl);
+    resize(L.att, M * dims_.dl);
+    resize(L.P, static_cast<size_t>(max_B) * dims_.local_heads * max_T * max_T);
+    resize(L.h, M * dims_.ffl);
+    resize(L.g, M * dims_.ffl);
+    for (auto* lin : {&L.qkv.lora, &L.fc1.lora, &L.proj.lora, &L.fc2.lora})
+      for (auto& a : *lin) a.reserve(max_M_);
+  }
+}
+
+template <typename T>
+void GptModel<T>::attach_lora(int l, int target, int out_col, std::vector<LoraAdapter<T>>& into) {
+  if (!lc_.targets[target]) return;
+  const std::string name = "h." + std::to_string(l) + ".lora." + lora_target_name(target) + ".";
+  const TensorSpec& A = lora_layout_.at(name + "A");
+  const TensorSpec& B = lora_layout_.at(name + "B");
+  LoraAdapter<T> a;
+  a.A = lora_.data() + A.offset;
+  a.B = lora_.data() + B.offset;
+  a.dA = lora_grad_.data() + A.offset;
+  a.dB = lora_grad_.data() + B.offset;
+  a.r = lc_.r;
+  a.K = A.local_cols;
+  a.N = B.local_rows;
+  a.out_col = out_col;
+  a.first_feature = static_cast<uint32_t>(A.global_col(0, dims_.tp_rank));
+  a.site = static_cast<uint32_t>(l * kNumTargets + target);
+  a.scale = static_cast<T>(lc_.scale());
+  a.dropout = lc_.dropout;
+  into.push_back(std::move(a));
+}
+
+template <typename T>
+void GptModel<T>::build_layers() {
+  layers_.resize(mc_.n_layer);
+  const int d = dims_.d, dl = dims_.dl;
+  for (int l = 0; l < mc_.n_layer; ++l) {
+    Layer& L = layers_[l];
+    const std::string h = "h." + std::to_string(l) + ".";
+    L.ln1_w = base_tensor(h + "ln_1.weight");
+    L.ln1_b = base_tensor(h + "ln_1.bias");
+    L.ln2_w = base_tensor(h + "ln_2.weight");
+    L.ln2_b = base_tensor(h + "ln_2.bias");
+    L.qkv.W = base_tensor(h + "attn.qkv.weight");
+    L.qkv.b = base_tensor(h + "attn.qkv.bias");
+    L.qkv.K = d;
+    L.qkv.N = 3 * dl;
+    attach_lora(l, kQ, 0, L.qkv.lora);
+    attach_lora(l, kK, dl, L.qkv.lora);
+    attach_lora(l, kV, 2 * dl, L.qkv.lora);
+    L.proj.W = base_tensor(h + "attn.proj.weight");
+    L.proj.b = base_tensor(h + "attn.proj.bias");
+    L.proj.K = dl;
+    L.proj.N = d;
+    attach_lora(l, kO, 0, L.proj.lora);
+    L.fc1.W = base_tensor(h + "mlp.fc.weight");
+    L.fc1.b = base_tensor(h + "mlp.fc.bias");
+    L.fc1.K = d;
+    L.fc1.N = dims_.ffl;
+    attach_lora(l, kFc1, 0, L.fc1.lora);
+    L.fc2.W = base_tensor(h + "mlp.proj.weight");
+    L.fc2.b = base_tensor(h + "mlp.proj.bias");
+    L.fc2.K = dims_.ffl;
+    L.fc2.N = d;
+    attach_lora(l, kFc2, 0, L.fc2.lora);
+  }
+}
+
+template <typename T>
+void GptModel<T>::init_base_from_seed(uint64_t seed) {
+  const double std_resid = 0.02 / std::sqrt(2.0 * mc_.n_layer);  // GPT-2: scaled residual projections
+  for (size_t ti = 0; ti < base_layout_.tensors.size(); ++ti) {
+    const TensorSpec& s = base_layout_.tensors[ti];
+    const auto ends_with = [&](const char* suffix) {
+      const std::string suf(suffix);
+      return s.name.size() >= suf.size() && s.name.compare(s.name.size() - suf.size(), suf.size(), suf) == 0;
+    };
+    const bool is_ln = s.name.find("ln_") != std::string::npos;
+    double std_dev = 0.02;
+    if (s.name == "wpe") std_dev = 0.01;
+    if (ends_with("proj.weight")) std_dev = std_resid;
+    T* dst = base_.data() + s.offset;
+    for (int lr = 0; lr < s.local_rows; ++lr) {
+      const int gr = s.global_row(lr, dims_.tp_rank);
+      for (int lc = 0; lc < s.local_cols; ++lc) {
+        T value = 0;
+        if (gr >= s.rows) value = 0;  // vocabulary padding
+        else if (is_ln) value = ends_with(".weight") ? 1 : 0;
+        else if (ends_with(".bias")) value = 0;
+        else {
+          const uint64_t gi = static_cast<uint64_t>(gr) * s.cols + s.global_col(lc, dims_.tp_rank);
+          value = static_cast<T>(normal_element(seed, RngPurpose::BaseInit, static_cast<uint32_t>(ti), gi, std_dev));
+        }
+        dst[static_cast<size_t>(lr) * s.local_cols + lc] = value;
+      }
+    }
+  }
+}
+
+template <typename T>
+void GptModel<T>::init_lora(uint64_t seed) {
+  std::fill(lora_.begin(), lora_.end(), T(0));  // B = 0: training starts at the base model
+  for (const TensorSpec& s : lora_layout_.tensors) {
+    if (s.name.back() != 'A') continue;
+    int layer = 0, target = 0;
+    for (int t = 0; t < kNumTargets; ++t)
+      if (s.name.find(std::string(".lora.") + lora_target_name(t) + ".") != std::string::npos) target = t;
+    layer = std::stoi(s.name.substr(2));
+    const uint32_t stream = static_cast<uint32_t>(layer * kNumTargets + target);
+    const double bound = 1.0 / std::sqrt(static_cast<double>(s.cols));  // kaiming_uniform_(a=sqrt(5))
+    T* dst = lora_.data() + s.offset;
+    for (int lr = 0; lr < s.local_rows; ++lr)
+      for (int lc = 0; lc < s.local_cols; ++lc) {
+        const uint64_t gi = static_cast<uint64_t>(lr) * s.cols + s.global_col(lc, dims_.tp_rank);
+        dst[static_cast<size_t>(lr) * s.local_cols + lc] =
+            static_cast<T>(uniform_element(seed, RngPurpose::LoraInit, stream, gi, bound));
+      }
+  }
+}
+
+template <typename T>
+void GptModel<T>::zero_grads() { std::fill(lora_grad_.begin(), lora_grad_.end(), T(0)); }
+
+template <typename T>
+void GptModel<T>::merge_lora(bool merged) {
+  for (Layer& L : layers_) {
+    L.qkv.merge(merged);
+    L.proj.merge(merged);
+    L.fc1.merge(merged);
+    L.fc2.merge(merged);
+  }
+}
+
+template <typename T>
+void GptModel<T>::forward_blocks(const MicroBatch& mb, const DropoutContext& ctx) {
+  const int M = mb.B * mb.Tn, d = dims_.d;
+  if (M > max_M_ || mb.Tn > mc_.context)
+    throw std::runtime_error("micro-batch " + std::to_string(mb.B) + "x" + std::to_string(mb.Tn) +
+                             " exceeds the allocated activations");
+  const size_t Md = static_cast<size_t>(M) * d;
+  T* x0 = resid_[0].data();
+  embedding_forward(x0, mb.inputs, base_tensor("wte"), dims_.vocab_start, dims_.vocab_local, M, d);
+  reduce_from_tp_region(comm_, x0, Md);  // vocab-parallel embedding: each row came from one TP rank
+  add_positions(x0, base_tensor("wpe"), mb.B, mb.Tn, d);
+
+  for (int l = 0; l < mc_.n_layer; ++l) {
+    Layer& L = layers_[l];
+    const T* x = resid_[l].data();
+    layernorm_forward(L.ln1.data(), L.ln1_mean.data(), L.ln1_rstd.data(), x, L.ln1_w, L.ln1_b, M, d, mc_.ln_eps);
+    L.qkv.forward(L.qkv_out.data(), L.ln1.data(), M, ctx);
+    attention_forward(L.att.data(), L.P.data(), L.qkv_out.data(), mb.B, mb.Tn, dims_.local_heads, dims_.head_dim);
+    L.proj.forward(y_.data(), L.att.data(), M, ctx, comm_);
+    residual_forward(L.x_mid.data(), x, y_.data(), Md);
+    layernorm_forward(L.ln2.data(), L.ln2_mean.data(), L.ln2_rstd.data(), L.x_mid.data(), L.ln2_w, L.ln2_b, M, d,
+                      mc_.ln_eps);
+    L.fc1.forward(L.h.data(), L.ln2.data(), M, ctx);
+    gelu_forward(L.g.data(), L.h.data(), static_cast<size_t>(M) * dims_.ffl);
+    L.fc2.forward(y_.data(), L.g.data(), M, ctx, comm_);
+    residual_forward(resid_[l + 1].data(), L.x_mid.data(), y_.data(), Md);
+  }
+  layernorm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), resid_[mc_.n_layer].data(),
+                    base_tensor("ln_f.weight"), base_tensor("ln_f.bias"), M, d, mc_.ln_eps);
+}
+
+template <typename T>
+double GptModel<T>::lm_head_loss(const MicroBatch& mb, double loss_tokens, bool grad) {
+  const int M = mb.B * mb.Tn, d = dims_.d, Vl = dims_.vocab_local, v0 = dims_.vocab_start;
+  const int valid = std::clamp(dims_.vocab - v0, 0, Vl);
+  const T* wte = base_tensor("wte");
+  double loss = 0;
+  for (int c0 = 0; c0 < M; c0 += kLmHeadChunk) {
+    const int mc = std::min(kLmHeadChunk, M - c0);
+    const int32_t* targets = mb.targets + c0;
+    T* logits = logits_chunk_.data();
+    linear_forward(logits, lnf_.data() + static_cast<size_t>(c0) * d, wte, static_cast<const T*>(nullptr), mc, d, Vl);
+    vocab_logits_max(ce_max_.data(), logits, mc, Vl, valid);
+    comm_.all_reduce_max(ce_max_.data(), mc, Group::TP);  // vocab-parallel CE: global max per token
+    vocab_sumexp_and_target(ce_stats_.data(), logits, ce_max_.data(), targets, v0, mc, Vl, valid);
+    comm_.all_reduce_sum(ce_stats_.data(), 2 * static_cast<size_t>(mc), Group::TP);  // global sum exp, target logit
+    for (int i = 0; i < mc; ++i) {
+      ce_weight_[i] = static_cast<T>(mb.loss_mask[c0 + i] / loss_tokens);
+      if (mb.loss_mask[c0 + i] != 0.0f)
+        loss += static_cast<double>(ce_weight_[i]) *
+                (std::log(static_cast<double>(ce_stats_[2 * i])) + ce_max_[i] - ce_stats_[2 * i + 1]);
+    }
+    if (!grad) continue;
+    vocab_cross_entropy_backward(logits, ce_max_.data(), ce_stats_.data(), targets, ce_weight_.data(), v0, mc, Vl, valid);
+    linear_backward_input(dlnf_.data() + static_cast<size_t>(c0) * d, logits, wte, mc, d, Vl, /*accumulate=*/false);
+  }
+  // The LM head is column-parallel over the vocabulary: its input gradient is a TP partial sum.
+  if (grad) copy_to_tp_region_backward(comm_, dlnf_.data(), static_cast<size_t>(M) * d);
+  return loss;
+}
+
+template <typename T>
+void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ctx) {
+  const int M = mb.B * mb.Tn, d = dims_.d;
+  std::fill(dres_.begin(), dres_.begin() + static_cast<size_t>(M) * d, T(0));
+  layernorm_backward(dres_.data(), dlnf_.data(), resid_[mc_.n_layer].data(), lnf_mean_.data(), lnf_rstd_.data(),
+                     base_tensor("ln_f.weight"), M, d);
+  // dres_ is the gradient of the residual stream; the residual adds pass it through unchanged.
+  for (int l = mc_.n_layer - 1; l >= 0; --l) {
+    Layer& L = layers_[l];
+    L.fc2.backward(dh_.data(), dres_.data(), L.g.data(), M, ctx);
+    gelu_backward(dh_.data(), dh_.data(), L.h.data(), static_cast<size_t>(M) * dims_.ffl);
+    L.fc1.backward(dln_.data(), dh_.data(), L.ln2.data(), M, ctx, comm_, /*need_dx=*/true);
+    layernorm_backward(dres_.data(), dln_.data(), L.x_mid.data(), L.ln2_mean.data(), L.ln2_rstd.data(), L.ln2_w, M, d);
+    L.proj.backward(datt_.data(), dres_.data(), L.att.data(), M, ctx);
+    attention_backward(dqkv_.data(), datt_.data(), L.qkv_out.data(), L.P.data(), mb.B, mb.Tn, dims_.local_heads,
+                       dims_.head_dim);
+    // Below layer 0 is the frozen embedding: its input gradient would be thrown away.
+    const bool need_dx = l > 0;
+    L.qkv.backward(dln_.data(), dqkv_.data(), L.ln1.data(), M, ctx, comm_, need_dx);
+    if (need_dx)
+      layernorm_backward(dres_.data(), dln_.data(), resid_[l].data(), L.ln1_mean.data(), L.ln1_rstd.data(), L.ln1_w,
+                         M, d);
+  }
+}
+
+template <typename T>
+double GptModel<T>::step(const MicroBatch& mb, double loss_tokens, const DropoutContext& ctx, bool grad) {
+  forward_blocks(mb, ctx);
+  const double loss = lm_head_loss(mb, loss_tokens, grad);
+  if (grad) backward_blocks(mb, ctx);
+  return loss;
+}
+
+template <typename T>
+void GptModel<T>::logits(const MicroBatch& mb, std::vector<T>& out) {
+  forward_blocks(mb, DropoutContext{});
+  const int M = mb.B * mb.Tn;
+  out.resize(static_cast<size_t>(M) * dims_.vocab_local);
+  linear_forward(out.data(), lnf_.data(), base_tensor("wte"), static_cast<const T*>(nullptr), M, dims_.d,
+                 dims_.vocab_local);
+}
+
+template class GptModel<float>;
+template class GptModel<double>;
+
+}  // namespace lora

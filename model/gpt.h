@@ -1,0 +1,90 @@
+// The GPT-2/GPT-3 model of DESIGN §2 on one TP rank, with LoRA, forward and backward.
+// One buffer holds this rank's shard of every frozen weight, one all its LoRA parameters,
+// one their gradients (llm.c's layout); layers are views into them.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "model/param_layout.h"
+#include "model/parallel_linear.h"
+
+namespace lora {
+
+// One micro-batch: B sequences of Tn tokens, rows in global-batch order.
+struct MicroBatch {
+  const int32_t* inputs = nullptr;   // [B*Tn]
+  const int32_t* targets = nullptr;  // [B*Tn]
+  const float* loss_mask = nullptr;  // [B*Tn], 1 = the target counts in the loss
+  int B = 0, Tn = 0;
+};
+
+template <typename T>
+class GptModel {
+ public:
+  // Allocates this rank's shard of the base and its LoRA slices, activations for
+  // micro-batches up to max_B x max_T. Base weights are zero until init_base_* or load.
+  GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator& comm, int max_B, int max_T);
+  GptModel(const GptModel&) = delete;  // layers hold pointers into the buffers
+  GptModel& operator=(const GptModel&) = delete;
+
+  // GPT-2 initialisation, drawn per element of the full model (layout-invariant).
+  void init_base_from_seed(uint64_t seed);
+  // A ~ U(+-1/sqrt(in)) (kaiming-uniform, a=sqrt(5)) per element of the full A; B = 0.
+  void init_lora(uint64_t seed);
+
+  // Forward (and, when `grad`, backward) of one micro-batch. Returns this rank's share of
+  // the loss: sum over its tokens of mask * CE / loss_tokens, where loss_tokens counts the
+  // loss tokens of the whole global batch (DESIGN §5). With grad, LoRA gradients are
+  // accumulated into lora_grads() (call zero_grads() at the start of a step).
+  double step(const MicroBatch& mb, double loss_tokens, const DropoutContext& ctx, bool grad);
+
+  // This rank's vocabulary slice of the logits [B*Tn x vocab_local] (padding columns
+  // included); for tests and inference.
+  void logits(const MicroBatch& mb, std::vector<T>& out);
+
+  void zero_grads();
+  void merge_lora(bool merged);  // W0 += s B A (true) or -= (false)
+
+  const ModelConfig& config() const { return mc_; }
+  const LoraConfig& lora_config() const { return lc_; }
+  const TpDims& dims() const { return dims_; }
+  const ParamLayout& base_layout() const { return base_layout_; }
+  const LoraLayout& lora_layout() const { return lora_layout_; }
+  std::vector<T>& base() { return base_; }
+  std::vector<T>& lora_params() { return lora_; }
+  std::vector<T>& lora_grads() { return lora_grad_; }
+  T* base_tensor(const std::string& name) { return base_.data() + base_layout_.at(name).offset; }
+
+ private:
+  struct Layer {
+    const T *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+    ColumnParallelLinear<T> qkv, fc1;
+    RowParallelLinear<T> proj, fc2;
+    // Saved for backward: residual stream after attention, LN outputs and stats,
+    // qkv, attention probabilities and output, MLP pre- and post-GELU.
+    std::vector<T> x_mid, ln1, ln1_mean, ln1_rstd, ln2, ln2_mean, ln2_rstd, qkv_out, P, att, h, g;
+  };
+
+  void build_layers();
+  void attach_lora(int l, int target, int out_col, std::vector<LoraAdapter<T>>& into);
+  void forward_blocks(const MicroBatch& mb, const DropoutContext& ctx);
+  double lm_head_loss(const MicroBatch& mb, double loss_tokens, bool grad);
+  void backward_blocks(const MicroBatch& mb, const DropoutContext& ctx);
+
+  ModelConfig mc_;
+  LoraConfig lc_;
+  Communicator& comm_;
+  TpDims dims_;
+  int max_M_;
+  ParamLayout base_layout_;
+  LoraLayout lora_layout_;
+  std::vector<T> base_, lora_, lora_grad_;
+  std::vector<Layer> layers_;
+  // Residual stream at each block's input (n_layer + 1 entries), final LN, scratch.
+  std::vector<std::vector<T>> resid_;
+  std::vector<T> lnf_, lnf_mean_, lnf_rstd_, dlnf_, dres_, dln_, dqkv_, datt_, dh_, y_, logits_chunk_;
+  std::vector<T> ce_max_, ce_stats_, ce_weight_;
+};
+
+}  // namespace lora

@@ -1,0 +1,36 @@
+#include "model/ops/linear.h"
+
+#include <cstddef>
+
+#include "model/ops/cpu/gemm.h"
+
+namespace lora {
+
+template <typename T>
+void linear_forward(T* y, const T* x, const T* w, const T* bias, int M, int K, int N) {
+  gemm(false, true, M, N, K, T(1), x, K, w, K, T(0), y, N);
+  if (bias) add_bias(y, bias, M, N);
+}
+
+template <typename T>
+void linear_backward_input(T* dx, const T* dy, const T* w, int M, int K, int N, bool accumulate) {
+  gemm(false, false, M, K, N, T(1), dy, N, w, K, accumulate ? T(1) : T(0), dx, K);
+}
+
+template <typename T>
+void add_bias(T* y, const T* bias, int M, int N) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < M; ++i) {
+    T* row = y + static_cast<size_t>(i) * N;
+    for (int j = 0; j < N; ++j) row[j] += bias[j];
+  }
+}
+
+#define LORA_INSTANTIATE(T)                                                          \
+  template void linear_forward<T>(T*, const T*, const T*, const T*, int, int, int); \
+  template void linear_backward_input<T>(T*, const T*, const T*, int, int, int, bool); \
+  template void add_bias<T>(T*, const T*, int, int);
+LORA_INSTANTIATE(float)
+LORA_INSTANTIATE(double)
+
+}  // namespace lora

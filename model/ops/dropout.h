@@ -1,0 +1,26 @@
+// Inverted dropout on the input of a LoRA A matrix, with masks drawn from Philox keyed by
+// (seed, step, site, global token, global feature) (DESIGN §5), so a token's mask is the
+// same whatever the tp/dp layout and micro-batch split. The mask is recomputed in backward
+// instead of stored.
+#pragma once
+#include <cstdint>
+
+namespace lora {
+
+struct DropoutKey {
+  uint64_t seed = 0;
+  uint32_t step = 0;
+  uint32_t site = 0;           // layer * kNumTargets + LoRA target
+  uint32_t first_token = 0;    // global token index (within the step's global batch) of row 0
+  uint32_t first_feature = 0;  // global input-feature index of column 0 (TP-sharded inputs)
+};
+
+// out[M x K] = x * keep / (1 - p).
+template <typename T>
+void dropout_forward(T* out, const T* x, int M, int K, float p, const DropoutKey& key);
+
+// dx[M x K] += dout * keep / (1 - p).
+template <typename T>
+void dropout_backward(T* dx, const T* dout, int M, int K, float p, const DropoutKey& key);
+
+}  // namespace lora

@@ -1,0 +1,70 @@
+// Where every tensor lives in a rank's flat buffer, and which slice of the full tensor
+// that rank holds (DESIGN §3, §4). One buffer holds all base weights, one all LoRA
+// parameters (llm.c style); a TensorSpec names a piece of it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "trainer/run_config.h"
+
+namespace lora {
+
+// How a tensor of the full model is cut over the TP ranks.
+enum class Shard {
+  Replicated,  // every TP rank holds all of it
+  Rows,        // rank i holds rows [i*local_rows, (i+1)*local_rows); rows >= `rows` are padding
+  Cols,        // rank i holds columns [i*local_cols, (i+1)*local_cols)
+  QkvRows,     // fused [q; k; v] rows: rank i holds rows of its heads in each of the three blocks
+};
+
+struct TensorSpec {
+  std::string name;          // as in files: "h.3.attn.qkv.weight", "h.3.lora.q.A"
+  int rows = 1, cols = 1;    // full, unsharded shape
+  int local_rows = 1, local_cols = 1;
+  Shard shard = Shard::Replicated;
+  size_t offset = 0;         // first element in the rank's buffer
+
+  size_t local_size() const { return static_cast<size_t>(local_rows) * local_cols; }
+  // Full-tensor row of local row lr on TP rank `tp_rank`; may be >= rows (padding).
+  int global_row(int lr, int tp_rank) const;
+  int global_col(int lc, int tp_rank) const;
+};
+
+struct ParamLayout {
+  std::vector<TensorSpec> tensors;
+  size_t total = 0;
+
+  TensorSpec& add(std::string name, int rows, int cols, Shard shard, int tp);
+  const TensorSpec& at(const std::string& name) const;  // throws naming the tensor
+  const TensorSpec* find(const std::string& name) const;
+};
+
+// Per-rank sizes of the sharded model (DESIGN §3). V is padded to a multiple of tp.
+struct TpDims {
+  int tp = 1, tp_rank = 0;
+  int d = 0, heads = 0, head_dim = 0, local_heads = 0;
+  int dl = 0;       // d / tp: q (or k, v, attention output) features per rank
+  int ffl = 0;      // 4d / tp
+  int vocab = 0, vocab_local = 0, vocab_start = 0;
+  TpDims(const ModelConfig& m, int tp, int tp_rank);
+};
+
+// The frozen base: names follow GPT-2's, weights stored [out x in].
+ParamLayout base_layout(const ModelConfig& m, int tp);
+
+// LoRA pairs for layer l and target t are "h.{l}.lora.{q|k|v|o|fc1|fc2}.{A|B}".
+// Replicated-over-TP factors (A of column-parallel layers, B of row-parallel ones) come
+// first, then the TP-sharded ones, so each kind is one contiguous slice for its
+// all-reduce (DESIGN §4). `replicated_size` is where the sharded part starts.
+struct LoraLayout : ParamLayout {
+  size_t replicated_size = 0;
+};
+LoraLayout lora_layout(const ModelConfig& m, const LoraConfig& lc, int tp);
+
+// Shape of target t's base weight in the full model: {out, in}.
+void lora_target_shape(const ModelConfig& m, int target, int* out, int* in);
+bool is_row_parallel(int target);  // o and fc2; the rest are column-parallel
+
+}  // namespace lora
