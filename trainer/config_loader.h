@@ -1,0 +1,42 @@
+// Reads run.yaml into a RunConfig and validates it (every key's type and range,
+// the keys that must agree with each other, and the files it names).
+//
+// Layout: one YAML mapping per RunConfig section (model, lora, optim, data, train,
+// parallel, checkpoint, output), keys named exactly as the struct fields. Every key
+// is optional and takes the struct's default, except data.train.
+//
+// Relative paths -- data.train, data.val, model.weights_file, output.dir and
+// checkpoint.resume when it is a path -- are resolved against the directory of the
+// YAML file itself, not the current working directory, so a config works from any
+// cwd. The RunConfig holds them as absolute, normalized paths. Only paths written in
+// the file are resolved: the struct default output.dir "out" stays relative to the
+// cwd, and output.metrics stays relative to output.dir. An empty or null data.val /
+// model.weights_file means "none".
+//
+// lora.targets is a YAML list of names among q, k, v, o, fc1, fc2, or one of the
+// scalar shortcuts "all" (all six) and "attention" (q, k, v, o).
+//
+// Checks run in three passes and stop at the first error: (1) each key in document
+// order: known key, type, range; (2) keys that must agree with each other (d_model
+// and n_head, seq_len and context, batch split, tensor-parallel split, init file);
+// (3) files that must exist (data.train, data.val, model.weights_file when
+// init: file, checkpoint.resume when a path).
+#pragma once
+#include <stdexcept>
+#include <string>
+
+#include "trainer/run_config.h"
+
+namespace lora {
+
+// what() is "<file>:<line>: <section.key>: <what is wrong> (got <value>)"; a YAML
+// syntax error reads "<file>:<line>: yaml: syntax error: <parser message>", a file
+// that cannot be read "<file>: cannot read config file".
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Throws ConfigError on the first problem found.
+RunConfig load_run_config(const std::string& yaml_path);
+
+}  // namespace lora
