@@ -118,7 +118,7 @@ void GptModel<T>::build_layers() {
 
 template <typename T>
 void GptModel<T>::init_base_from_seed(uint64_t seed) {
-  const double std_resid = 0.02 / std::sqrt(2.0 * mc_.n_layer);  // GPT-2: scaled residual projections
+  const double std_resid = mc_.init_std / std::sqrt(2.0 * mc_.n_layer);  // GPT-2: scaled residual projections
   for (size_t ti = 0; ti < base_layout_.tensors.size(); ++ti) {
     const TensorSpec& s = base_layout_.tensors[ti];
     const auto ends_with = [&](const char* suffix) {
@@ -126,8 +126,8 @@ void GptModel<T>::init_base_from_seed(uint64_t seed) {
       return s.name.size() >= suf.size() && s.name.compare(s.name.size() - suf.size(), suf.size(), suf) == 0;
     };
     const bool is_ln = s.name.find("ln_") != std::string::npos;
-    double std_dev = 0.02;
-    if (s.name == "wpe") std_dev = 0.01;
+    double std_dev = mc_.init_std;
+    if (s.name == "wpe") std_dev = mc_.init_std / 2;
     if (ends_with("proj.weight")) std_dev = std_resid;
     T* dst = base_.data() + s.offset;
     for (int lr = 0; lr < s.local_rows; ++lr) {

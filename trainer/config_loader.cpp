@@ -307,6 +307,7 @@ std::vector<SectionSpec> spec(RunConfig& c) {
         {"ln_eps", number(m.ln_eps, above(0))},
         {"init", choice(m.init, {"seed", "file"})},
         {"init_seed", seed(m.init_seed)},
+        {"init_std", number(m.init_std, above(0))},
         {"weights_file", path(m.weights_file, true)}}},
       {"lora",
        {{"r", number(l.r, closed(1, 64))},

@@ -16,6 +16,8 @@ struct ModelConfig {
   float ln_eps = 1e-5f;
   std::string init = "seed";   // "seed": GPT-2 init from init_seed; "file": read weights_file
   uint64_t init_seed = 1234;
+  float init_std = 0.02f;      // GPT-2 / Megatron init_method_std; residual projections get
+                               // init_std/sqrt(2*n_layer), positions init_std/2
   std::string weights_file;    // HDF5 base weights (io/base_weights.h), when init == "file"
 };
 

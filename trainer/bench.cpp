@@ -1,0 +1,118 @@
+#include "trainer/bench.h"
+
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "model/rng.h"
+#include "trainer/trainer.h"
+
+namespace lora {
+
+double lora_flops_per_token(const ModelConfig& m, const LoraConfig& l, int seq_len) {
+  const double L = m.n_layer, d = m.d_model;
+  const double n_mm = 12.0 * L * d * d + static_cast<double>(m.vocab_size) * d;
+  double n_lora = 0;
+  for (int t = 0; t < kNumTargets; ++t) {
+    if (!l.targets[t]) continue;
+    int out = 0, in = 0;
+    lora_target_shape(m, t, &out, &in);
+    n_lora += L * l.r * (in + out);
+  }
+  return 4.0 * n_mm + 6.0 * n_lora + 12.0 * L * seq_len * d;
+}
+
+namespace {
+
+// Random tokens, all scored: enough windows for every step to see fresh data.
+TokenShard synthetic_tokens(const RunConfig& cfg, int steps) {
+  TokenShard s;
+  s.path = "<synthetic>";
+  s.vocab_size = static_cast<uint32_t>(cfg.model.vocab_size);
+  const size_t n = static_cast<size_t>(steps) * cfg.train.batch_size * cfg.train.seq_len + 1;
+  s.tokens.resize(n);
+  for (size_t i = 0; i < n; ++i) s.tokens[i] = philox(cfg.train.seed, 0x42454e43u, 0, i, i >> 32)[0] % s.vocab_size;
+  return s;
+}
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+std::string targets_str(const LoraConfig& l) {
+  std::string s;
+  for (int t = 0; t < kNumTargets; ++t)
+    if (l.targets[t]) s += (s.empty() ? "" : ",") + std::string(lora_target_name(t));
+  return s;
+}
+
+}  // namespace
+
+int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& opt) {
+  RunConfig cfg = cfg_in;
+  cfg.train.steps = opt.warmup + opt.steps;
+  cfg.data.val.clear();
+  cfg.output.metrics.clear();
+  Trainer trainer(cfg, comm, synthetic_tokens(cfg, cfg.train.steps));
+  const bool root = comm.rank(Group::World) == 0;
+
+  std::vector<double> ms;
+  StepStats last;
+  for (int i = 0; i < cfg.train.steps; ++i) {
+    comm.barrier(Group::World);
+    last = trainer.train_step();
+    double sec = last.seconds;
+    comm.all_reduce_max(&sec, 1, Group::World);  // a step lasts as long as its slowest rank
+    if (i >= opt.warmup) ms.push_back(sec * 1e3);
+  }
+  std::sort(ms.begin(), ms.end());
+  const double median = ms[ms.size() / 2];
+  const double tokens_per_step = static_cast<double>(cfg.train.batch_size) * cfg.train.seq_len;
+  const double tok_s = tokens_per_step / (median / 1e3);
+  const double flop_tok = lora_flops_per_token(cfg.model, cfg.lora, cfg.train.seq_len);
+  const double gflops = tok_s * flop_tok / 1e9;
+  const int ranks = comm.size(Group::World), threads = omp_get_max_threads();
+  const double peak = opt.peak_gflops_per_core * threads * ranks;
+  double rss = peak_rss_mib();
+  comm.all_reduce_max(&rss, 1, Group::World);
+  const double lora_bytes = static_cast<double>(trainer.model().lora_params().size() * sizeof(float));
+
+  if (root) {
+    const ModelConfig& m = cfg.model;
+    std::printf("bench: GPT L%d d%d H%d V%d T%d micro-batch %d batch %d | LoRA r%d on %s | tp %d dp %d | %d threads/rank\n",
+                m.n_layer, m.d_model, m.n_head, m.vocab_size, cfg.train.seq_len, cfg.train.micro_batch,
+                cfg.train.batch_size, cfg.lora.r, targets_str(cfg.lora).c_str(), cfg.parallel.tp, cfg.parallel.dp, threads);
+    std::printf("step: median %.1f ms (min %.1f, max %.1f) over %d timed steps after %d warm-up\n", median, ms.front(),
+                ms.back(), opt.steps, opt.warmup);
+    std::printf("tokens/s: %.1f\n", tok_s);
+    std::printf("model FLOP/token: %.4f GFLOP | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (%.1f/core x %d cores)\n",
+                flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, opt.peak_gflops_per_core, threads * ranks);
+    std::printf("peak RSS per rank: %.0f MiB (max over %d ranks)\n", rss, ranks);
+    std::printf("bytes all-reduced per step (rank 0): LoRA grads %llu (LoRA params of this rank: %.0f), TP activations %llu\n",
+                static_cast<unsigned long long>(last.lora_grad_bytes), lora_bytes,
+                static_cast<unsigned long long>(last.tp_bytes));
+    std::fflush(stdout);
+    if (!opt.json.empty()) {
+      std::ofstream out(opt.json, std::ios::app);
+      out << nlohmann::json{{"n_layer", m.n_layer}, {"d_model", m.d_model}, {"n_head", m.n_head},
+                            {"vocab_size", m.vocab_size}, {"seq_len", cfg.train.seq_len},
+                            {"micro_batch", cfg.train.micro_batch}, {"tp", cfg.parallel.tp}, {"dp", cfg.parallel.dp},
+                            {"threads_per_rank", threads}, {"step_ms_median", median}, {"tokens_per_s", tok_s},
+                            {"gflops", gflops}, {"mfu", gflops / peak}, {"peak_rss_mib", rss},
+                            {"lora_grad_bytes", last.lora_grad_bytes}, {"tp_activation_bytes", last.tp_bytes}}
+                 .dump()
+          << '\n';
+    }
+  }
+  return 0;
+}
+
+}  // namespace lora

@@ -1,0 +1,24 @@
+// `lora_dist bench`: timed optimizer steps of a run's shape on synthetic tokens. Prints
+// tokens/s, model FLOP/s and MFU (FLOPs counted as ../shared/anchors counts them), peak
+// memory per rank and the bytes all-reduced per step.
+#pragma once
+#include "comm/communicator.h"
+#include "trainer/run_config.h"
+
+namespace lora {
+
+struct BenchOptions {
+  std::string yaml;
+  int steps = 5;                     // timed steps
+  int warmup = 2;                    // untimed steps first
+  double peak_gflops_per_core = 116.7;  // measured fp32 FMA peak of this CPU (anchors README)
+  std::string json;                  // also append the result as one JSON line here
+};
+
+// FLOPs of one token of a LoRA step (anchors' torch_lora_bench.py): 4*N_mm + 6*N_lora + 12*L*T*d,
+// N_mm = 12*L*d^2 + V*d (tied LM head), N_lora = L * sum over targets of r*(in + out).
+double lora_flops_per_token(const ModelConfig& m, const LoraConfig& l, int seq_len);
+
+int run_bench(const RunConfig& cfg, Communicator& comm, const BenchOptions& opt);
+
+}  // namespace lora

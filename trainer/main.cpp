@@ -1,0 +1,93 @@
+// lora_dist: LoRA fine-tuning of a GPT-style model over MPI ranks.
+//   mpirun -np N lora_dist --yaml run.yaml
+//   mpirun -np N lora_dist bench --yaml run.yaml [--steps 5 --warmup 2]
+#include <mpi.h>
+#include <omp.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "comm/mpi_communicator.h"
+#include "trainer/bench.h"
+#include "trainer/config_loader.h"
+#include "trainer/trainer.h"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace {
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+
+// N must equal tp * dp; every rank sees the same numbers, so every rank stops with this.
+void check_world_size(const lora::RunConfig& cfg) {
+  int n = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  const int want = cfg.parallel.tp * cfg.parallel.dp;
+  if (n != want)
+    throw lora::ConfigError(cfg.source_path + ": parallel: tp*dp = " + std::to_string(cfg.parallel.tp) + "*" +
+                            std::to_string(cfg.parallel.dp) + " = " + std::to_string(want) + " ranks, but the job has " +
+                            std::to_string(n) + " (mpirun -np / srun -n must match)");
+}
+
+void set_threads(int threads) {
+  if (threads <= 0) return;
+  omp_set_num_threads(threads);
+  openblas_set_num_threads(threads);
+}
+
+int run(const std::string& yaml, const lora::BenchOptions* bench) {
+  lora::RunConfig cfg = lora::load_run_config(yaml);
+  check_world_size(cfg);
+  set_threads(cfg.train.threads);
+  lora::MpiCommunicator comm(MPI_COMM_WORLD, cfg.parallel.tp, cfg.parallel.dp);
+  if (bench) return lora::run_bench(cfg, comm, *bench);
+  lora::Trainer trainer(cfg, comm);
+  trainer.run();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"lora_dist: LoRA fine-tuning of GPT-style models across MPI ranks (tensor x data parallel)"};
+  app.set_version_flag("--version", std::string("lora_dist ") + LORA_VERSION);
+  std::string yaml;
+  app.add_option("--yaml", yaml, "run configuration (see README: YAML keys)");
+  lora::BenchOptions bench;
+  CLI::App* bench_cmd = app.add_subcommand("bench", "time training steps of the config's shape on synthetic tokens");
+  bench_cmd->add_option("--yaml", bench.yaml, "config giving the shape, LoRA, parallel layout and batch")->required();
+  bench_cmd->add_option("--steps", bench.steps, "timed steps")->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--warmup", bench.warmup, "untimed steps before them")->check(CLI::NonNegativeNumber);
+  bench_cmd->add_option("--peak-gflops-per-core", bench.peak_gflops_per_core, "fp32 peak the MFU is measured against");
+  bench_cmd->add_option("--json", bench.json, "append the result as a JSON line to this file");
+  CLI11_PARSE(app, argc, argv);
+  const bool is_bench = bench_cmd->parsed();
+  if (!is_bench && yaml.empty()) {
+    std::fprintf(stderr, "lora_dist: --yaml run.yaml is required\n%s", app.help().c_str());
+    return 2;
+  }
+
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  int rc = 0;
+  try {
+    rc = run(is_bench ? bench.yaml : yaml, is_bench ? &bench : nullptr);
+  } catch (const lora::ConfigError& e) {
+    // Every rank reads the same file and fails the same way: no collective is pending.
+    std::fprintf(stderr, "lora_dist: config error: %s [rank %d]\n", e.what(), world_rank());
+    rc = 2;
+  } catch (const std::exception& e) {
+    // Other ranks may be inside a collective: abort the whole job rather than let them wait.
+    std::fprintf(stderr, "lora_dist: rank %d: error: %s\n", world_rank(), e.what());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  MPI_Finalize();
+  return rc;
+}

@@ -1,0 +1,140 @@
+#include "trainer/trainer.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+
+#include "io/base_weights.h"
+#include "trainer/grad_sync.h"
+#include "trainer/lr_schedule.h"
+
+namespace lora {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+}  // namespace
+
+Trainer::Trainer(const RunConfig& cfg, Communicator& comm)
+    : Trainer(cfg, comm, read_token_shard(cfg.data.train)) {}
+
+Trainer::Trainer(const RunConfig& cfg, Communicator& comm, TokenShard train)
+    : cfg_(cfg), comm_(comm), train_data_(std::move(train)) {
+  if (!cfg_.data.val.empty()) val_data_ = read_token_shard(cfg_.data.val);
+  setup();
+}
+
+void Trainer::setup() {
+  const ModelConfig& m = cfg_.model;
+  for (const TokenShard* s : {&train_data_, val_data_ ? &*val_data_ : nullptr})
+    if (s && static_cast<int>(s->vocab_size) > m.vocab_size)
+      throw std::runtime_error(s->path + ": token vocabulary " + std::to_string(s->vocab_size) +
+                               " is larger than model.vocab_size " + std::to_string(m.vocab_size));
+  const TrainConfig& t = cfg_.train;
+  train_sampler_ = std::make_unique<BatchSampler>(train_data_, t.seq_len, t.seed, /*shuffle=*/true);
+  if (val_data_) val_sampler_ = std::make_unique<BatchSampler>(*val_data_, t.seq_len, t.seed, /*shuffle=*/false);
+
+  model_ = std::make_unique<GptModel<float>>(m, cfg_.lora, comm_, t.micro_batch, t.seq_len);
+  if (m.init == "file") read_base_weights(m.weights_file, model_->base_layout(), model_->dims().tp_rank, model_->base().data());
+  else model_->init_base_from_seed(m.init_seed);
+  model_->init_lora(t.seed);
+  adamw_ = AdamW(model_->lora_params().size());
+
+  const size_t n = static_cast<size_t>(t.micro_batch) * t.seq_len;
+  inputs_.resize(n);
+  targets_.resize(n);
+  mask_.resize(n);
+  if (is_logger() && !cfg_.output.metrics.empty()) metrics_.open((std::filesystem::path(cfg_.output.dir) / cfg_.output.metrics).string());
+}
+
+MicroBatch Trainer::load(const BatchSampler& sampler, uint64_t first, int n) {
+  sampler.fill(first, n, inputs_.data(), targets_.data(), mask_.data());
+  return MicroBatch{inputs_.data(), targets_.data(), mask_.data(), n, cfg_.train.seq_len};
+}
+
+double Trainer::dp_sum(double v) {
+  comm_.all_reduce_sum(&v, 1, Group::DP);
+  return v;
+}
+
+StepStats Trainer::train_step() {
+  const auto t0 = Clock::now();
+  const TrainConfig& t = cfg_.train;
+  const int per_rank = sequences_per_rank(cfg_), mb = t.micro_batch;
+  // DESIGN §5: the global batch of step s is samples [s*batch, (s+1)*batch); DP rank i
+  // takes its contiguous share. Every rank counts the loss tokens of the whole batch.
+  const uint64_t step_first = static_cast<uint64_t>(step_) * t.batch_size;
+  const uint64_t rank_first = step_first + static_cast<uint64_t>(comm_.rank(Group::DP)) * per_rank;
+  const double loss_tokens = std::max(1.0, train_sampler_->count_loss_tokens(step_first, t.batch_size));
+
+  StepStats s;
+  s.lr = learning_rate(cfg_.optim, step_, t.steps);
+  const uint64_t tp_before = comm_.bytes(Group::TP);
+  model_->zero_grads();
+  double loss = 0;
+  for (int i = 0; i < per_rank; i += mb) {
+    const uint64_t first = rank_first + i;
+    DropoutContext ctx{true, t.seed, static_cast<uint32_t>(step_),
+                       static_cast<uint32_t>((first - step_first) * t.seq_len)};
+    loss += model_->step(load(*train_sampler_, first, mb), loss_tokens, ctx, /*grad=*/true);
+  }
+  s.tp_bytes = comm_.bytes(Group::TP) - tp_before;
+
+  auto& grads = model_->lora_grads();
+  const size_t replicated = model_->lora_layout().replicated_size;
+  s.lora_grad_bytes = all_reduce_lora_grads(comm_, grads.data(), replicated, grads.size());
+  s.grad_norm = lora_grad_norm(comm_, grads.data(), replicated, grads.size());
+  clip_grads(grads.data(), grads.size(), s.grad_norm, cfg_.optim.grad_clip);
+  adamw_.update(model_->lora_params().data(), grads.data(), s.lr, cfg_.optim);
+  s.loss = dp_sum(loss);
+  ++step_;
+  s.step = step_;
+  s.tokens = static_cast<long>(t.batch_size) * t.seq_len;
+  s.seconds = seconds_since(t0);
+  return s;
+}
+
+double Trainer::evaluate() {
+  if (!val_sampler_) throw std::runtime_error("evaluate() needs data.val");
+  const TrainConfig& t = cfg_.train;
+  const int per_rank = sequences_per_rank(cfg_);
+  const uint64_t total = static_cast<uint64_t>(t.eval_batches) * t.batch_size;
+  const double loss_tokens = std::max(1.0, val_sampler_->count_loss_tokens(0, static_cast<int>(total)));
+  double loss = 0;
+  for (int b = 0; b < t.eval_batches; ++b) {
+    const uint64_t rank_first = static_cast<uint64_t>(b) * t.batch_size + comm_.rank(Group::DP) * per_rank;
+    for (int i = 0; i < per_rank; i += t.micro_batch)
+      loss += model_->step(load(*val_sampler_, rank_first + i, t.micro_batch), loss_tokens, DropoutContext{}, false);
+  }
+  return dp_sum(loss);
+}
+
+void Trainer::log_step(const StepStats& s, double elapsed) {
+  const TrainConfig& t = cfg_.train;
+  metrics_.write({{"type", "train"}, {"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
+                  {"step_seconds", s.seconds}, {"tokens_per_s", s.tokens / s.seconds}, {"elapsed_s", elapsed},
+                  {"lora_grad_bytes", s.lora_grad_bytes}, {"tp_activation_bytes", s.tp_bytes}});
+  if (is_logger() && (s.step % t.log_every == 0 || s.step == t.steps || s.step == 1)) {
+    std::printf("%s\n", progress_line(s.step, t.steps, s.loss, s.lr, s.tokens / s.seconds, elapsed).c_str());
+    std::fflush(stdout);
+  }
+}
+
+void Trainer::run() {
+  const TrainConfig& t = cfg_.train;
+  const auto t0 = Clock::now();
+  auto eval = [&]() {
+    if (!val_sampler_) return;
+    const double v = evaluate();
+    metrics_.write({{"type", "eval"}, {"step", step_}, {"val_loss", v}});
+    if (is_logger()) std::printf("eval step %d | val_loss %.4f\n", step_, v), std::fflush(stdout);
+  };
+  if (step_ == 0) eval();  // the starting point the curve is read against
+  while (step_ < t.steps) {
+    const StepStats s = train_step();
+    log_step(s, seconds_since(t0));
+    if ((t.eval_every > 0 && step_ % t.eval_every == 0) || step_ == t.steps) eval();
+  }
+}
+
+}  // namespace lora

@@ -1,0 +1,70 @@
+// The step loop: micro-batches -> gradient sync -> clip -> AdamW, with eval and metrics.
+// One Trainer per rank; all ranks call the same methods in the same order.
+#pragma once
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "io/batch_sampler.h"
+#include "model/gpt.h"
+#include "trainer/adamw.h"
+#include "trainer/metrics_log.h"
+#include "trainer/run_config.h"
+
+namespace lora {
+
+struct StepStats {
+  int step = 0;                // optimizer steps completed after this one
+  double loss = 0;             // mean CE over the loss tokens of the global batch
+  double grad_norm = 0;        // before clipping
+  float lr = 0;
+  double seconds = 0;
+  uint64_t lora_grad_bytes = 0;  // bytes this rank all-reduced for LoRA gradients
+  uint64_t tp_bytes = 0;         // bytes this rank all-reduced for TP activations
+  long tokens = 0;               // tokens in the global batch
+};
+
+class Trainer {
+ public:
+  // Reads data.train (and data.val) itself.
+  Trainer(const RunConfig& cfg, Communicator& comm);
+  // With training data given (the benchmark's synthetic tokens).
+  Trainer(const RunConfig& cfg, Communicator& comm, TokenShard train);
+
+  StepStats train_step();  // runs optimizer step number step() and advances
+  double evaluate();       // mean CE over train.eval_batches global batches of data.val
+  void run();              // the whole run: steps, progress, eval, metrics
+
+  int step() const { return step_; }
+  GptModel<float>& model() { return *model_; }
+  AdamW& optimizer() { return adamw_; }
+  const RunConfig& config() const { return cfg_; }
+
+ private:
+  void setup();
+  // Fills the micro-batch buffers with samples [first, first + n) of `sampler`.
+  MicroBatch load(const BatchSampler& sampler, uint64_t first, int n);
+  double dp_sum(double v);
+  void log_step(const StepStats& s, double elapsed);
+  bool is_logger() const { return comm_.rank(Group::World) == 0; }
+
+  RunConfig cfg_;
+  Communicator& comm_;
+  TokenShard train_data_;
+  std::optional<TokenShard> val_data_;
+  std::unique_ptr<BatchSampler> train_sampler_, val_sampler_;
+  std::unique_ptr<GptModel<float>> model_;
+  AdamW adamw_;
+  MetricsLog metrics_;
+  int step_ = 0;
+  std::vector<int32_t> inputs_, targets_;
+  std::vector<float> mask_;
+};
+
+// How many sequences each DP rank and micro-batch takes: batch_size = dp * n_micro * micro_batch.
+inline int sequences_per_rank(const RunConfig& c) { return c.train.batch_size / c.parallel.dp; }
+inline int micro_batches_per_step(const RunConfig& c) { return sequences_per_rank(c) / c.train.micro_batch; }
+
+}  // namespace lora
