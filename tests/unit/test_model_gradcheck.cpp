@@ -1,0 +1,156 @@
+// The whole model in double: every LoRA parameter's gradient against central differences
+// of the loss, with dropout on, gradient accumulation over two micro-batches, random base
+// weights (biases and LayerNorm gains included) and a loss mask; plus LoRA's semantics.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "comm/mpi_communicator.h"
+#include "gradcheck.h"
+#include "model/gpt.h"
+
+namespace lora::test {
+namespace {
+
+ModelConfig tiny_model() {
+  ModelConfig m;
+  m.n_layer = 2;
+  m.n_head = 2;
+  m.d_model = 8;
+  m.vocab_size = 13;
+  m.context = 6;
+  return m;
+}
+
+LoraConfig all_targets(float dropout) {
+  LoraConfig l;
+  l.r = 2;
+  l.alpha = 3;
+  l.dropout = dropout;
+  std::fill(std::begin(l.targets), std::end(l.targets), true);
+  return l;
+}
+
+struct Batch {
+  std::vector<int32_t> inputs, targets;
+  std::vector<float> mask;
+  MicroBatch micro(int first, int B, int T) const {
+    return MicroBatch{inputs.data() + first * T, targets.data() + first * T, mask.data() + first * T, B, T};
+  }
+};
+
+Batch random_batch(int B, int T, int V) {
+  Batch b;
+  for (int i = 0; i < B * T; ++i) {
+    b.inputs.push_back(static_cast<int32_t>(philox(3, 1, i, 0, 0)[0] % V));
+    b.targets.push_back(static_cast<int32_t>(philox(3, 2, i, 0, 0)[0] % V));
+    b.mask.push_back(i % 4 == 0 ? 0.0f : 1.0f);  // some targets excluded from the loss
+  }
+  return b;
+}
+
+// Overwrites every base weight (padding rows stay zero: V=13 is not padded at tp=1).
+void randomise(std::vector<double>& v, uint32_t stream, double scale) {
+  const auto r = random_vector(v.size(), stream, scale);
+  std::copy(r.begin(), r.end(), v.begin());
+}
+
+class ModelGradcheck : public ::testing::Test {
+ protected:
+  MpiCommunicator comm{MPI_COMM_SELF, 1, 1};
+};
+
+TEST_F(ModelGradcheck, EveryLoraParameterWithDropoutAndAccumulation) {
+  const int B = 2, T = 5;
+  GptModel<double> model(tiny_model(), all_targets(0.25f), comm, 1, T);
+  randomise(model.base(), 31, 0.5);
+  for (const auto* name : {"h.0.ln_1.weight", "h.1.ln_2.weight", "ln_f.weight"})  // gains near 1
+    for (int j = 0; j < 8; ++j) model.base_tensor(name)[j] += 1.0;
+  randomise(model.lora_params(), 32, 0.5);  // B != 0, or dA would be zero
+  const Batch batch = random_batch(B, T, 13);
+  const double loss_tokens = std::count(batch.mask.begin(), batch.mask.end(), 1.0f);
+
+  // One optimizer step's loss: two micro-batches of one sequence each, as the trainer does.
+  auto loss = [&](bool grad) {
+    double total = 0;
+    for (int i = 0; i < B; ++i)
+      total += model.step(batch.micro(i, 1, T), loss_tokens, DropoutContext{true, 7, 4, static_cast<uint32_t>(i * T)}, grad);
+    return total;
+  };
+  model.zero_grads();
+  loss(true);
+  const std::vector<double> analytic = model.lora_grads();
+  const auto numeric = numeric_grad([&] { return loss(false); }, model.lora_params().data(), analytic.size(), 1e-5);
+  for (const TensorSpec& s : model.lora_layout().tensors) {
+    std::vector<double> a(analytic.begin() + s.offset, analytic.begin() + s.offset + s.local_size());
+    std::vector<double> n(numeric.begin() + s.offset, numeric.begin() + s.offset + s.local_size());
+    EXPECT_LT(rel_error(a, n), 1e-6) << s.name;
+    EXPECT_GT(*std::max_element(a.begin(), a.end()), 0.0) << s.name << " has an all-zero gradient";
+  }
+}
+
+TEST_F(ModelGradcheck, ZeroBGivesTheBaseModelsLogits) {
+  const int T = 5;
+  const Batch batch = random_batch(1, T, 13);
+  LoraConfig none = all_targets(0.0f);
+  std::fill(std::begin(none.targets), std::end(none.targets), false);
+  none.targets[kQ] = true;  // the smallest LoRA: logits of a q-only model with B=0
+  GptModel<double> base(tiny_model(), none, comm, 1, T), adapted(tiny_model(), all_targets(0.1f), comm, 1, T);
+  base.init_base_from_seed(5);
+  adapted.init_base_from_seed(5);
+  base.init_lora(9);
+  adapted.init_lora(9);  // A random, B = 0
+  std::vector<double> l1, l2;
+  base.logits(batch.micro(0, 1, T), l1);
+  adapted.logits(batch.micro(0, 1, T), l2);
+  EXPECT_EQ(l1, l2);
+}
+
+TEST_F(ModelGradcheck, MergedEqualsUnmerged) {
+  const int T = 5;
+  const Batch batch = random_batch(1, T, 13);
+  GptModel<double> model(tiny_model(), all_targets(0.0f), comm, 1, T);
+  model.init_base_from_seed(5);
+  randomise(model.lora_params(), 33, 0.3);
+  const std::vector<double> base_before = model.base();
+  std::vector<double> unmerged, merged, after;
+  model.logits(batch.micro(0, 1, T), unmerged);
+  model.merge_lora(true);
+  model.logits(batch.micro(0, 1, T), merged);
+  EXPECT_LT(rel_error(unmerged, merged), 1e-12);
+  EXPECT_NE(model.base(), base_before);
+  model.merge_lora(false);
+  model.logits(batch.micro(0, 1, T), after);
+  EXPECT_LT(rel_error(model.base(), base_before), 1e-14);
+  EXPECT_LT(rel_error(unmerged, after), 1e-12);
+}
+
+TEST_F(ModelGradcheck, DisabledTargetsHaveNoParameters) {
+  LoraConfig qv = all_targets(0.0f);
+  std::fill(std::begin(qv.targets), std::end(qv.targets), false);
+  qv.targets[kQ] = qv.targets[kV] = true;
+  GptModel<double> model(tiny_model(), qv, comm, 1, 4);
+  for (const TensorSpec& s : model.lora_layout().tensors)
+    for (const char* off : {".lora.k.", ".lora.o.", ".lora.fc1.", ".lora.fc2."})
+      EXPECT_EQ(s.name.find(off), std::string::npos) << s.name;
+  // 2 layers x (q, v) x (A [2x8] + B [8x2]) = 128 parameters, and no more.
+  EXPECT_EQ(model.lora_params().size(), 2u * 2u * (16u + 16u));
+  EXPECT_EQ(model.lora_grads().size(), model.lora_params().size());
+}
+
+TEST_F(ModelGradcheck, LoraInitIsKaimingUniformAndZeroB) {
+  GptModel<double> model(tiny_model(), all_targets(0.0f), comm, 1, 4);
+  model.init_lora(11);
+  for (const TensorSpec& s : model.lora_layout().tensors) {
+    const double* p = model.lora_params().data() + s.offset;
+    const double bound = 1.0 / std::sqrt(static_cast<double>(s.cols));
+    double max_abs = 0;
+    for (size_t i = 0; i < s.local_size(); ++i) max_abs = std::max(max_abs, std::abs(p[i]));
+    if (s.name.back() == 'B') EXPECT_EQ(max_abs, 0.0) << s.name;
+    else EXPECT_TRUE(max_abs > 0.5 * bound && max_abs <= bound) << s.name << " max " << max_abs;
+  }
+}
+
+}  // namespace
+}  // namespace lora::test
