@@ -1,0 +1,10 @@
+# Tests over real MPI ranks (mpirun --oversubscribe: 8 ranks share the 2 cores).
+find_program(MPIRUN NAMES mpirun REQUIRED)
+set(LORA_MPIRUN ${MPIRUN} --oversubscribe --allow-run-as-root)
+set(LORA_MPI_ENV "OMP_NUM_THREADS=1;OMPI_MCA_rmaps_base_oversubscribe=1")
+
+add_executable(layout_invariance ${CMAKE_CURRENT_SOURCE_DIR}/mpi/layout_invariance.cpp)
+target_link_libraries(layout_invariance PRIVATE lora_core)
+add_test(NAME mpi_layout_invariance
+  COMMAND ${LORA_MPIRUN} -np 8 $<TARGET_FILE:layout_invariance> ${CMAKE_CURRENT_BINARY_DIR}/layout_invariance_work)
+set_tests_properties(mpi_layout_invariance PROPERTIES TIMEOUT 300 LABELS mpi ENVIRONMENT "${LORA_MPI_ENV}")
