@@ -11,6 +11,7 @@
 
 #include "comm/mpi_communicator.h"
 #include "trainer/bench.h"
+#include "trainer/blas_kernels.h"
 #include "trainer/config_loader.h"
 #include "trainer/trainer.h"
 
@@ -73,6 +74,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  lora::ensure_vector_blas_kernels(argv);
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
   int rc = 0;
