@@ -3,8 +3,12 @@
 #pragma once
 #include <hdf5.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 namespace lora {
 
@@ -53,5 +57,81 @@ template <>
 inline hid_t h5_native<float>() { return H5T_NATIVE_FLOAT; }
 template <>
 inline hid_t h5_native<double>() { return H5T_NATIVE_DOUBLE; }
+
+// Reads rows [row0, row0+nrows) x columns [col0, col0+ncols) of the 2-D dataset `ds` into
+// dst (row-major, ncols wide) with one hyperslab selection.
+template <typename T>
+void h5_read_block(hid_t ds, const std::string& file, const std::string& name, hsize_t row0, hsize_t nrows,
+                   hsize_t col0, hsize_t ncols, T* dst) {
+  if (nrows == 0 || ncols == 0) return;
+  H5Handle space(H5Dget_space(ds), H5Sclose);
+  const hsize_t start[2] = {row0, col0}, count[2] = {nrows, ncols};
+  h5_check(H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr), file, name + ": bad hyperslab");
+  H5Handle mem(H5Screate_simple(2, count, nullptr), H5Sclose);
+  h5_check(H5Dread(ds, h5_native<T>(), mem, space, H5P_DEFAULT, dst), file, "cannot read dataset '" + name + "'");
+}
+
+// Shape of a dataset as {dim0, dim1, ...}.
+inline std::vector<hsize_t> h5_shape(hid_t ds) {
+  H5Handle space(H5Dget_space(ds), H5Sclose);
+  std::vector<hsize_t> dims(static_cast<size_t>(std::max(0, H5Sget_simple_extent_ndims(space))));
+  H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+  return dims;
+}
+
+// --- attributes: scalars and strings on a group or dataset ------------------------------
+// Integers are stored as 64-bit (bool as 0/1), floating point as float64, strings as
+// fixed-length, so h5dump and h5py show them as plain values.
+
+inline void h5_write_attr_raw(hid_t obj, const std::string& name, hid_t type, const void* data) {
+  H5Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  H5Handle attr(H5Acreate2(obj, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (!attr.valid() || H5Awrite(attr, type, data) < 0) throw std::runtime_error("cannot write attribute '" + name + "'");
+}
+
+template <typename T>
+void h5_write_attr(hid_t obj, const std::string& name, const T& value) {
+  if constexpr (std::is_convertible_v<const T&, std::string>) {
+    const std::string s(value);
+    H5Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+    H5Tset_size(type, std::max<size_t>(1, s.size()));  // HDF5 has no zero-length strings
+    H5Tset_strpad(type, H5T_STR_NULLPAD);
+    h5_write_attr_raw(obj, name, type, s.c_str());       // c_str() has the NUL an empty one needs
+  } else if constexpr (std::is_floating_point_v<T>) {
+    const double d = value;
+    h5_write_attr_raw(obj, name, H5T_NATIVE_DOUBLE, &d);
+  } else if constexpr (std::is_unsigned_v<T> && !std::is_same_v<T, bool>) {
+    const uint64_t u = value;
+    h5_write_attr_raw(obj, name, H5T_NATIVE_UINT64, &u);
+  } else {
+    static_assert(std::is_integral_v<T>, "h5_write_attr: an integer, floating point or string value");
+    const int64_t i = value;
+    h5_write_attr_raw(obj, name, H5T_NATIVE_INT64, &i);
+  }
+}
+
+// Reads attribute `name` of `obj` as T (HDF5 converts between numeric types); throws
+// "<file>: <where>: missing or unreadable attribute '<name>'".
+template <typename T>
+T h5_read_attr(hid_t obj, const std::string& name, const std::string& file, const std::string& where) {
+  const std::string what = where + ": missing or unreadable attribute '" + name + "'";
+  if (H5Aexists(obj, name.c_str()) <= 0) throw std::runtime_error(file + ": " + what);
+  H5Handle attr(h5_check(H5Aopen(obj, name.c_str(), H5P_DEFAULT), file, what), H5Aclose);
+  if constexpr (std::is_same_v<T, std::string>) {
+    H5Handle type(h5_check(H5Aget_type(attr), file, what), H5Tclose);
+    if (H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0) throw std::runtime_error(file + ": " + what);
+    std::string s(H5Tget_size(type), '\0');
+    h5_check(H5Aread(attr, type, s.data()), file, what);
+    return s.substr(0, s.find('\0'));
+  } else {
+    using Stored = std::conditional_t<std::is_floating_point_v<T>, double,
+                                      std::conditional_t<std::is_unsigned_v<T> && !std::is_same_v<T, bool>, uint64_t, int64_t>>;
+    const hid_t mem = std::is_floating_point_v<T> ? H5T_NATIVE_DOUBLE
+                      : std::is_same_v<Stored, uint64_t> ? H5T_NATIVE_UINT64 : H5T_NATIVE_INT64;
+    Stored v{};
+    h5_check(H5Aread(attr, mem, &v), file, what);
+    return static_cast<T>(v);
+  }
+}
 
 }  // namespace lora

@@ -1,6 +1,15 @@
 // lora_dist: LoRA fine-tuning of a GPT-style model over MPI ranks.
 //   mpirun -np N lora_dist --yaml run.yaml
 //   mpirun -np N lora_dist bench --yaml run.yaml [--steps 5 --warmup 2]
+//
+// Exit status (every rank returns the same one):
+//   0   the run finished: final checkpoint and <output.dir>/adapter.h5 written
+//   1   an error; either every rank refused the checkpoint to resume (the message says
+//       why), or one rank failed and the job was aborted (MPI_Abort)
+//   2   config error (bad run.yaml, wrong number of ranks) or bad command line
+//   75  preempted (EX_TEMPFAIL of <sysexits.h>): SIGTERM or SIGUSR1 reached a rank, every
+//       rank finished its step and the checkpoint of that step was written. Requeue the
+//       job; with checkpoint.resume: auto it continues exactly where it stopped.
 #include <mpi.h>
 #include <omp.h>
 
@@ -13,6 +22,7 @@
 #include "trainer/bench.h"
 #include "trainer/blas_kernels.h"
 #include "trainer/config_loader.h"
+#include "trainer/preemption.h"
 #include "trainer/trainer.h"
 
 extern "C" void openblas_set_num_threads(int);
@@ -49,8 +59,14 @@ int run(const std::string& yaml, const lora::BenchOptions* bench) {
   lora::MpiCommunicator comm(MPI_COMM_WORLD, cfg.parallel.tp, cfg.parallel.dp);
   if (bench) return lora::run_bench(cfg, comm, *bench);
   lora::Trainer trainer(cfg, comm);
-  trainer.run();
-  return 0;
+  if (trainer.run() == lora::RunOutcome::Finished) return 0;
+  if (world_rank() == 0)
+    std::printf("lora_dist: preempted by %s at step %d; checkpoint %s written; exiting with status %d "
+                "(EX_TEMPFAIL: requeue the job, resume: auto continues from there)\n",
+                lora::signal_name(trainer.preempted_by()), trainer.step(), trainer.last_checkpoint().c_str(),
+                lora::kExitPreempted);
+  std::fflush(stdout);
+  return lora::kExitPreempted;
 }
 
 }  // namespace
@@ -77,6 +93,7 @@ int main(int argc, char** argv) {
   lora::ensure_vector_blas_kernels(argv);
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  lora::install_preemption_handlers();  // after MPI_Init, which may install handlers of its own
   int rc = 0;
   try {
     rc = run(is_bench ? bench.yaml : yaml, is_bench ? &bench : nullptr);
@@ -84,6 +101,10 @@ int main(int argc, char** argv) {
     // Every rank reads the same file and fails the same way: no collective is pending.
     std::fprintf(stderr, "lora_dist: config error: %s [rank %d]\n", e.what(), world_rank());
     rc = 2;
+  } catch (const lora::CheckpointError& e) {
+    // Rank 0 decided and told every rank (io/checkpoint.h): all are here, none in a collective.
+    if (world_rank() == 0) std::fprintf(stderr, "lora_dist: checkpoint error: %s\n", e.what());
+    rc = 1;
   } catch (const std::exception& e) {
     // Other ranks may be inside a collective: abort the whole job rather than let them wait.
     std::fprintf(stderr, "lora_dist: rank %d: error: %s\n", world_rank(), e.what());

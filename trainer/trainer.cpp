@@ -7,12 +7,21 @@
 #include "io/base_weights.h"
 #include "trainer/grad_sync.h"
 #include "trainer/lr_schedule.h"
+#include "trainer/preemption.h"
 
 namespace lora {
 
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string human_bytes(uint64_t n) {
+  char buf[32];
+  if (n < 1024) std::snprintf(buf, sizeof buf, "%llu bytes", static_cast<unsigned long long>(n));
+  else if (n < (1u << 20)) std::snprintf(buf, sizeof buf, "%.1f KiB", n / 1024.0);
+  else std::snprintf(buf, sizeof buf, "%.1f MiB", n / 1048576.0);
+  return buf;
+}
 }  // namespace
 
 Trainer::Trainer(const RunConfig& cfg, Communicator& comm)
@@ -120,9 +129,76 @@ void Trainer::log_step(const StepStats& s, double elapsed) {
   }
 }
 
-void Trainer::run() {
+LoraSlices Trainer::slices() {
+  return LoraSlices{model_->lora_layout(), model_->dims().tp_rank, model_->lora_params().data(), adamw_.m.data(),
+                    adamw_.v.data()};
+}
+
+const BaseFingerprint& Trainer::fingerprint() {
+  // Only world rank 0 writes and verifies checkpoints; for init: file this reads the whole
+  // weights file, so the other ranks never pay for it.
+  if (!have_fingerprint_ && is_logger()) fingerprint_ = base_fingerprint(cfg_.model);
+  have_fingerprint_ = true;
+  return fingerprint_;
+}
+
+bool Trainer::resume() {
+  const std::optional<CheckpointInfo> info = resume_checkpoint(comm_, cfg_, fingerprint(), slices());
+  if (!info) return false;
+  // Data order, dropout masks and the LR schedule are functions of (seed, step): restoring
+  // the tensors and these counters restores everything.
+  step_ = info->counters.step;
+  adamw_.step = info->counters.adam_step;
+  last_saved_step_ = step_;
+  last_checkpoint_ = info->path;
+  metrics_.write({{"type", "resume"}, {"step", step_}, {"path", info->path}});
+  if (is_logger()) {
+    std::printf("resumed from %s at step %d (written at tp=%d dp=%d)\n", info->path.c_str(), step_, info->written_tp,
+                info->written_dp);
+    for (const std::string& note : info->notes) std::printf("  changed since that checkpoint: %s\n", note.c_str());
+    std::fflush(stdout);
+  }
+  return true;
+}
+
+std::string Trainer::write_checkpoint() {
+  const std::string path = checkpoint_path(cfg_.output.dir, step_);
+  save_checkpoint(comm_, cfg_, fingerprint(), slices(), TrainCounters{step_, adamw_.step}, path);
+  // Only now that the new file is complete may older ones go.
+  if (is_logger()) prune_checkpoints(cfg_.output.dir, cfg_.checkpoint.keep_last);
+  last_saved_step_ = step_;
+  last_save_time_ = Clock::now();
+  last_checkpoint_ = path;
+  metrics_.write({{"type", "checkpoint"}, {"step", step_}, {"path", path}});
+  if (is_logger()) std::printf("checkpoint step %d -> %s\n", step_, path.c_str()), std::fflush(stdout);
+  return path;
+}
+
+void Trainer::export_adapter() {
+  const std::string path = (std::filesystem::path(cfg_.output.dir) / "adapter.h5").string();
+  const uint64_t bytes = save_adapter(comm_, cfg_, fingerprint(), slices(), path);
+  if (!is_logger()) return;
+  std::printf("adapter: %s (%s, %zu LoRA tensors)\n", path.c_str(), human_bytes(bytes).c_str(),
+              model_->lora_layout().tensors.size());
+  std::fflush(stdout);
+}
+
+Trainer::StepEnd Trainer::agree_at_step_end() {
+  // A signal may reach only some ranks, and only rank 0's clock decides every_minutes, yet
+  // every rank must take the same branch: one all-reduce (max) of two floats per step.
+  const double minutes = cfg_.checkpoint.every_minutes;
+  const bool time_due = is_logger() && minutes > 0 && seconds_since(last_save_time_) >= minutes * 60;
+  float v[2] = {static_cast<float>(preemption_signal()), time_due ? 1.0f : 0.0f};
+  comm_.all_reduce_max(v, 2, Group::World);
+  return StepEnd{static_cast<int>(v[0]), v[1] > 0};
+}
+
+RunOutcome Trainer::run() {
   const TrainConfig& t = cfg_.train;
+  const int every = cfg_.checkpoint.every;
+  resume();
   const auto t0 = Clock::now();
+  last_save_time_ = t0;
   auto eval = [&]() {
     if (!val_sampler_) return;
     const double v = evaluate();
@@ -133,8 +209,18 @@ void Trainer::run() {
   while (step_ < t.steps) {
     const StepStats s = train_step();
     log_step(s, seconds_since(t0));
+    const StepEnd end = agree_at_step_end();
+    if (end.signal && step_ < t.steps) {  // at the last step, finishing is the better answer
+      preempted_by_ = end.signal;
+      write_checkpoint();
+      return RunOutcome::Preempted;
+    }
+    if ((every > 0 && step_ % every == 0) || end.save_due) write_checkpoint();
     if ((t.eval_every > 0 && step_ % t.eval_every == 0) || step_ == t.steps) eval();
   }
+  if (last_saved_step_ != step_) write_checkpoint();
+  export_adapter();
+  return RunOutcome::Finished;
 }
 
 }  // namespace lora

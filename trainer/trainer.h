@@ -1,13 +1,16 @@
-// The step loop: micro-batches -> gradient sync -> clip -> AdamW, with eval and metrics.
+// The step loop: micro-batches -> gradient sync -> clip -> AdamW, with eval, metrics,
+// checkpoints (io/checkpoint.h) and preemption (trainer/preemption.h).
 // One Trainer per rank; all ranks call the same methods in the same order.
 #pragma once
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "comm/communicator.h"
 #include "io/batch_sampler.h"
+#include "io/checkpoint.h"
 #include "model/gpt.h"
 #include "trainer/adamw.h"
 #include "trainer/metrics_log.h"
@@ -26,6 +29,11 @@ struct StepStats {
   long tokens = 0;               // tokens in the global batch
 };
 
+enum class RunOutcome {
+  Finished,   // every step done; final checkpoint and adapter.h5 written
+  Preempted,  // a preemption signal arrived: checkpoint written, the job should be requeued
+};
+
 class Trainer {
  public:
   // Reads data.train (and data.val) itself.
@@ -35,15 +43,32 @@ class Trainer {
 
   StepStats train_step();  // runs optimizer step number step() and advances
   double evaluate();       // mean CE over train.eval_batches global batches of data.val
-  void run();              // the whole run: steps, progress, eval, metrics
+  // The whole run: resume (checkpoint.resume), steps, progress, eval, metrics, checkpoints
+  // (every N steps, every N minutes, at the end, on preemption), then adapter.h5.
+  RunOutcome run();
+  // Collective: writes the checkpoint of the current step and applies keep_last; returns its path.
+  std::string write_checkpoint();
 
   int step() const { return step_; }
   GptModel<float>& model() { return *model_; }
   AdamW& optimizer() { return adamw_; }
   const RunConfig& config() const { return cfg_; }
+  const std::string& last_checkpoint() const { return last_checkpoint_; }
+  int preempted_by() const { return preempted_by_; }  // the signal that preempted run(), or 0
 
  private:
+  // What every rank must decide alike at the end of a step.
+  struct StepEnd {
+    int signal = 0;         // a preemption signal reached some rank
+    bool save_due = false;  // checkpoint.every_minutes have passed since the last save
+  };
+
   void setup();
+  bool resume();  // restores what checkpoint.resume names; false for a fresh start
+  StepEnd agree_at_step_end();
+  void export_adapter();
+  LoraSlices slices();
+  const BaseFingerprint& fingerprint();  // computed once, on world rank 0 only
   // Fills the micro-batch buffers with samples [first, first + n) of `sampler`.
   MicroBatch load(const BatchSampler& sampler, uint64_t first, int n);
   double dp_sum(double v);
@@ -59,6 +84,12 @@ class Trainer {
   AdamW adamw_;
   MetricsLog metrics_;
   int step_ = 0;
+  BaseFingerprint fingerprint_;
+  bool have_fingerprint_ = false;
+  int last_saved_step_ = -1;
+  std::chrono::steady_clock::time_point last_save_time_;
+  std::string last_checkpoint_;
+  int preempted_by_ = 0;
   std::vector<int32_t> inputs_, targets_;
   std::vector<float> mask_;
 };

@@ -1,0 +1,117 @@
+// Training checkpoints in HDF5 (DESIGN §6): one file per checkpoint holding every LoRA
+// factor and its AdamW moments in the full, unsharded shape, so that a run on any tp x dp
+// layout can resume it. The schema, as `h5ls -r` and `h5dump -A` show it, is in
+// io/CHECKPOINTS.md; the attribute names below are the ones written there.
+//
+//   <output.dir>/checkpoints/step_00000040.h5
+//     /adapter/h.<l>.lora.<t>.{A,B}        float32 [r, in] / [out, r]; LoRA config as attributes
+//     /optimizer/m/<same names>            AdamW first moment; /optimizer: adam_step, betas, eps
+//     /optimizer/v/<same names>            AdamW second moment
+//     /state                               attributes only: step, data cursor, seeds, LR
+//                                          schedule, model shape, base fingerprint, checksum
+//   <output.dir>/adapter.h5                /adapter alone: the artefact users keep
+//
+// Who does what: saving is collective (the TP group of DP rank 0 all-gathers the sharded
+// factors; world rank 0 writes); verifying is one process (rank 0); loading is collective
+// (rank 0 chooses and verifies the file, then every rank reads its own slice by hyperslab).
+#pragma once
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "model/param_layout.h"
+#include "trainer/run_config.h"
+
+namespace lora {
+
+// A checkpoint that cannot be used. Corrupt: the file itself is bad (not HDF5, truncated,
+// checksum mismatch); `resume: auto` then falls back to an older one. Mismatch: a sound
+// file written for another model or adapter shape; never skipped silently, since the
+// older files of that folder were written by the same other run.
+struct CheckpointError : std::runtime_error {
+  enum Kind { Corrupt, Mismatch };
+  CheckpointError(Kind k, const std::string& what) : std::runtime_error(what), kind(k) {}
+  Kind kind;
+};
+
+// The identity of the frozen base weights, which an adapter only makes sense on top of.
+// init: seed -> hash of (init, init_seed, init_std, model shape); init: file -> hash of
+// the weights file's bytes (read once, by the one rank that calls this).
+struct BaseFingerprint {
+  uint64_t hash = 0;
+  std::string description;  // for messages: "init: seed, init_seed 1234, init_std 0.02, ..."
+};
+BaseFingerprint base_fingerprint(const ModelConfig& m);
+
+// This rank's trainable state: its slices, in its own LoRA layout, of the parameters and
+// the AdamW moments (the same layout, adamw.h).
+struct LoraSlices {
+  const LoraLayout& layout;
+  int tp_rank;
+  float* params;
+  float* m;
+  float* v;
+};
+
+// The counters that, with the tensors, are the whole training state: data order, dropout
+// masks and the LR schedule are functions of (train.seed, step) (DESIGN §5).
+struct TrainCounters {
+  int step = 0;        // optimizer steps completed
+  long adam_step = 0;  // AdamW's bias-correction step
+};
+
+// What rank 0 learnt about a checkpoint it accepted.
+struct CheckpointInfo {
+  std::string path;
+  TrainCounters counters;
+  int written_tp = 0, written_dp = 0;
+  std::vector<std::string> notes;  // settings that differ from the run but are allowed
+};
+
+// <output_dir>/checkpoints and <output_dir>/checkpoints/step_<8 digits>.h5
+std::string checkpoint_dir(const std::string& output_dir);
+std::string checkpoint_path(const std::string& output_dir, int step);
+
+// Collective over the world. World rank 0 writes `path` atomically: `path`.tmp, fsync,
+// rename, fsync of the folder; a crash at any instant leaves either the previous state
+// or the complete new file. `fp` is only read on world rank 0.
+void save_checkpoint(Communicator& comm, const RunConfig& cfg, const BaseFingerprint& fp, const LoraSlices& s,
+                     TrainCounters c, const std::string& path);
+
+// Collective; world rank 0 writes the adapter-only file (/adapter and its attributes) and
+// returns its size in bytes (0 on the other ranks).
+uint64_t save_adapter(Communicator& comm, const RunConfig& cfg, const BaseFingerprint& fp, const LoraSlices& s,
+                      const std::string& path);
+
+// Keeps the newest `keep_last` step_*.h5 of checkpoint_dir(output_dir), deleting older
+// ones oldest first, and removes *.tmp files that a killed writer left. Call on one rank,
+// after a save has completed.
+void prune_checkpoints(const std::string& output_dir, int keep_last);
+
+// One process: opens `path`, checks it is whole (HDF5, /state present, checksum over
+// every tensor), then that it fits this run (model shape, base fingerprint, LoRA r and
+// targets). Throws CheckpointError naming the path and what is wrong or differs.
+CheckpointInfo verify_checkpoint(const std::string& path, const RunConfig& cfg, const BaseFingerprint& fp);
+
+// One process (rank 0): the checkpoint that cfg.checkpoint.resume asks for, verified.
+// "none" -> nullopt. A path -> that file or CheckpointError. "auto" -> the newest
+// step_*.h5 of the output folder that verifies; a corrupt newer one is reported on `log`
+// (path and why) and skipped; an empty folder -> nullopt (fresh start); a mismatching one
+// -> CheckpointError.
+std::optional<CheckpointInfo> select_checkpoint(const RunConfig& cfg, const BaseFingerprint& fp, std::ostream& log);
+
+// Every rank: reads its slices of a verified checkpoint into `s` by hyperslab and returns
+// the counters. Throws std::runtime_error if a dataset is missing or mis-shaped.
+TrainCounters read_checkpoint(const std::string& path, const LoraSlices& s);
+
+// Collective: rank 0 runs select_checkpoint (warnings to stderr) and tells every rank the
+// outcome; then every rank runs read_checkpoint. Returns nullopt for a fresh start and
+// throws the same CheckpointError on every rank when rank 0 refused.
+std::optional<CheckpointInfo> resume_checkpoint(Communicator& comm, const RunConfig& cfg, const BaseFingerprint& fp,
+                                                const LoraSlices& s);
+
+}  // namespace lora
