@@ -4,6 +4,7 @@
 // 64-bit finaliser at the end), so hashing a multi-GB weights file costs about as much
 // as reading it. The digest does not depend on how the stream is cut into update() calls.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -17,10 +18,17 @@ class Hash64 {
   Hash64& update(const void* data, size_t n) {
     const auto* p = static_cast<const unsigned char*>(data);
     len_ += n;
-    while (n > 0 && ntail_ > 0 && ntail_ < 8) tail_[ntail_++] = *p++, --n;  // finish a partial word
-    if (ntail_ == 8) mix(load(tail_)), ntail_ = 0;
+    if (ntail_ > 0) {  // complete the word the previous call left unfinished
+      const size_t take = std::min(n, 8 - ntail_);
+      std::memcpy(tail_ + ntail_, p, take);
+      ntail_ += take, p += take, n -= take;
+      if (ntail_ < 8) return *this;
+      mix(load(tail_));
+      ntail_ = 0;
+    }
     for (; n >= 8; p += 8, n -= 8) mix(load(p));
-    while (n > 0) tail_[ntail_++] = *p++, --n;
+    std::memcpy(tail_, p, n);
+    ntail_ = n;
     return *this;
   }
   // A value's bytes (numbers, in this machine's little-endian order).
