@@ -121,23 +121,22 @@ void GptModel<T>::init_base_from_seed(uint64_t seed) {
   const double std_resid = mc_.init_std / std::sqrt(2.0 * mc_.n_layer);  // GPT-2: scaled residual projections
   for (size_t ti = 0; ti < base_layout_.tensors.size(); ++ti) {
     const TensorSpec& s = base_layout_.tensors[ti];
-    const auto ends_with = [&](const char* suffix) {
-      const std::string suf(suffix);
+    const auto ends_with = [&](const std::string& suf) {
       return s.name.size() >= suf.size() && s.name.compare(s.name.size() - suf.size(), suf.size(), suf) == 0;
     };
-    const bool is_ln = s.name.find("ln_") != std::string::npos;
-    double std_dev = mc_.init_std;
-    if (s.name == "wpe") std_dev = mc_.init_std / 2;
-    if (ends_with("proj.weight")) std_dev = std_resid;
+    // LayerNorm: gain 1, bias 0; other biases 0; weights normal (GPT-2's scheme).
+    const bool is_ln = s.name.find("ln_") != std::string::npos, is_bias = ends_with(".bias");
+    const T constant = is_ln && !is_bias ? T(1) : T(0);
+    const bool random = !is_ln && !is_bias;
+    const double std_dev = s.name == "wpe" ? mc_.init_std / 2 : ends_with("proj.weight") ? std_resid : mc_.init_std;
     T* dst = base_.data() + s.offset;
+#pragma omp parallel for schedule(static)
     for (int lr = 0; lr < s.local_rows; ++lr) {
       const int gr = s.global_row(lr, dims_.tp_rank);
       for (int lc = 0; lc < s.local_cols; ++lc) {
-        T value = 0;
+        T value = constant;
         if (gr >= s.rows) value = 0;  // vocabulary padding
-        else if (is_ln) value = ends_with(".weight") ? 1 : 0;
-        else if (ends_with(".bias")) value = 0;
-        else {
+        else if (random) {
           const uint64_t gi = static_cast<uint64_t>(gr) * s.cols + s.global_col(lc, dims_.tp_rank);
           value = static_cast<T>(normal_element(seed, RngPurpose::BaseInit, static_cast<uint32_t>(ti), gi, std_dev));
         }

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "model/ops/cpu/fast_math.h"
 #include "model/ops/cpu/gemm.h"
 
 namespace lora {
@@ -28,7 +29,8 @@ void attention_forward(T* att, T* P, const T* qkv, int B, int Tn, int Hl, int hd
       T mx = row[0];
       for (int j = 1; j <= i; ++j) mx = row[j] > mx ? row[j] : mx;
       T sum = 0;
-      for (int j = 0; j <= i; ++j) sum += (row[j] = std::exp(row[j] - mx));
+#pragma omp simd reduction(+ : sum)
+      for (int j = 0; j <= i; ++j) sum += (row[j] = vexp(row[j] - mx));
       const T inv = T(1) / sum;
       for (int j = 0; j <= i; ++j) row[j] *= inv;
       for (int j = i + 1; j < Tn; ++j) row[j] = 0;
@@ -43,7 +45,9 @@ void attention_backward(T* dqkv, const T* datt, const T* qkv, const T* P, int B,
   const T scale = T(1) / std::sqrt(T(hd));
 #pragma omp parallel
   {
-    std::vector<T> dp(static_cast<size_t>(Tn) * Tn);
+    // Kept across calls: a fresh 256 KiB buffer per call is an mmap and 64 page faults.
+    thread_local std::vector<T> dp;
+    dp.resize(static_cast<size_t>(Tn) * Tn);
 #pragma omp for schedule(dynamic)
     for (int bh = 0; bh < B * Hl; ++bh) {
       const int b = bh / Hl, h = bh % Hl;

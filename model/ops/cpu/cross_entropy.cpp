@@ -1,6 +1,8 @@
 #include "model/ops/cross_entropy.h"
 
 #include <cmath>
+
+#include "model/ops/cpu/fast_math.h"
 #include <cstddef>
 #include <limits>
 
@@ -24,7 +26,9 @@ void vocab_sumexp_and_target(T* stats, const T* logits, const T* row_max, const 
   for (int i = 0; i < M; ++i) {
     const T* row = logits + static_cast<size_t>(i) * Vl;
     T sum = 0;
-    for (int j = 0; j < valid; ++j) sum += std::exp(row[j] - row_max[i]);
+    const T mx = row_max[i];
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < valid; ++j) sum += vexp(row[j] - mx);
     const int t = targets[i] - v0;
     stats[2 * i] = sum;
     stats[2 * i + 1] = (t >= 0 && t < valid) ? row[t] : T(0);
@@ -39,7 +43,9 @@ void vocab_cross_entropy_backward(T* logits, const T* row_max, const T* stats, c
     T* row = logits + static_cast<size_t>(i) * Vl;
     const T w = weight[i];
     const T inv = w / stats[2 * i];
-    for (int j = 0; j < valid; ++j) row[j] = std::exp(row[j] - row_max[i]) * inv;
+    const T mx = row_max[i];
+#pragma omp simd
+    for (int j = 0; j < valid; ++j) row[j] = vexp(row[j] - mx) * inv;
     for (int j = valid; j < Vl; ++j) row[j] = 0;
     const int t = targets[i] - v0;
     if (t >= 0 && t < valid) row[t] -= w;

@@ -1,6 +1,6 @@
 #include "model/ops/gelu.h"
 
-#include <cmath>
+#include "model/ops/cpu/fast_math.h"
 
 namespace lora {
 
@@ -13,7 +13,7 @@ void gelu_forward(T* out, const T* x, size_t n) {
 #pragma omp parallel for simd schedule(static)
   for (size_t i = 0; i < n; ++i) {
     const T v = x[i];
-    out[i] = T(0.5) * v * (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v)));
+    out[i] = T(0.5) * v * (T(1) + vtanh(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v)));
   }
 }
 
@@ -23,7 +23,7 @@ void gelu_backward(T* dx, const T* dout, const T* x, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     const T v = x[i];
     const T inner = T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v);
-    const T th = std::tanh(inner);
+    const T th = vtanh(inner);
     const T dinner = T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * v * v);
     dx[i] = dout[i] * (T(0.5) * (T(1) + th) + T(0.5) * v * (T(1) - th * th) * dinner);
   }
