@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Plain launcher for lora_dist on one machine (or inside any allocation) with Open MPI's mpirun.
+#
+#   launch/mpirun.sh -n 4 run.yaml                 # 4 ranks; -n defaults to tp*dp of run.yaml
+#   launch/mpirun.sh -n 4 run.yaml -- --extra-lora_dist-args
+#   MPIRUN_ARGS="--hostfile hosts" launch/mpirun.sh -n 8 run.yaml
+#
+# - OMP_NUM_THREADS per rank = usable cores / ranks (at least 1), unless already set.
+# - As root, sets OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM) (mpirun refuses root otherwise).
+# - More ranks than cores (outside a Slurm allocation): adds --oversubscribe.
+# - SIGTERM and SIGUSR1 to this script are forwarded to every rank as SIGUSR1: each rank
+#   finishes its step, writes a checkpoint and exits 75 (mpirun's own reaction to TERM would be
+#   to kill the ranks without a checkpoint). Ctrl-C still aborts at once, as with plain mpirun.
+# - Exit status: the trainer's. 75 = "stopped on a signal, checkpoint written": run the same
+#   command again to resume (with `checkpoint: {resume: auto}` in run.yaml).
+# Environment: LORA_DIST (binary; default <repo>/build/lora_dist, else lora_dist on PATH),
+#   MPIRUN (default mpirun), MPIRUN_ARGS (extra mpirun arguments), OMP_NUM_THREADS.
+set -uo pipefail
+
+say() { printf 'mpirun.sh: %s\n' "$*" >&2; }
+usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+np="" yaml="" extra=()
+while (($#)); do
+  case $1 in
+    -n | -np | --np) np=${2:-}; shift 2 || usage ;;
+    -n[0-9]*) np=${1#-n}; shift ;;
+    -h | --help) usage ;;
+    --) shift; extra=("$@"); break ;;
+    -*) say "unknown option $1"; usage ;;
+    *) if [[ -z $yaml ]]; then yaml=$1; else extra+=("$1"); fi; shift ;;
+  esac
+done
+[[ -n $yaml ]] || { say "error: no run config given"; usage; }
+[[ -r $yaml ]] || { say "error: cannot read $yaml"; exit 2; }
+
+# tp*dp from run.yaml (block or flow style) when -n is not given; the trainer checks it anyway.
+yaml_get() { # section key
+  awk -v sec="$1" -v key="$2" '
+    { sub(/[ \t]*#.*$/, "") }
+    /^[A-Za-z_][A-Za-z0-9_]*:/ {
+      cur = $0; sub(/:.*/, "", cur)
+      if (cur == sec && match($0, /\{.*\}/)) {
+        n = split(substr($0, RSTART + 1, RLENGTH - 2), kv, ",")
+        for (i = 1; i <= n; i++) {
+          k = kv[i]; sub(/:.*/, "", k); gsub(/[ \t]/, "", k)
+          v = kv[i]; sub(/^[^:]*:/, "", v); gsub(/[ \t"]/, "", v)
+          if (k == key) { print v; exit }
+        }
+      }
+      next
+    }
+    cur == sec && /^[ \t]+[A-Za-z_]+:/ {
+      k = $0; sub(/:.*/, "", k); gsub(/[ \t]/, "", k)
+      if (k == key) { v = $0; sub(/^[^:]*:/, "", v); gsub(/[ \t"]/, "", v); print v; exit }
+    }' "$yaml" 2>/dev/null
+}
+if [[ -z $np ]]; then
+  tp=$(yaml_get parallel tp) dp=$(yaml_get parallel dp)
+  [[ ${tp:-1} =~ ^[0-9]+$ && ${dp:-1} =~ ^[0-9]+$ ]] || { say "error: cannot read parallel.tp/dp from $yaml: pass -n"; exit 2; }
+  np=$((${tp:-1} * ${dp:-1}))
+fi
+[[ $np =~ ^[1-9][0-9]*$ ]] || { say "error: -n must be a positive number, got '$np'"; exit 2; }
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+bin=${LORA_DIST:-}
+if [[ -z $bin ]]; then
+  if [[ -x $here/../build/lora_dist ]]; then bin=$(cd "$here/../build" && pwd)/lora_dist
+  else bin=$(command -v lora_dist || true); fi
+fi
+[[ -n $bin && -x $bin ]] || { say "error: lora_dist not found: build it (cmake --build build) or set LORA_DIST"; exit 2; }
+
+cores=$(nproc)   # the CPUs this process may use (affinity / cgroup cpuset), not the machine's
+if [[ -z ${OMP_NUM_THREADS:-} ]]; then
+  OMP_NUM_THREADS=$((cores / np))
+  ((OMP_NUM_THREADS >= 1)) || OMP_NUM_THREADS=1
+fi
+export OMP_NUM_THREADS
+
+if [[ $(id -u) == 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+args=(-np "$np" -x OMP_NUM_THREADS)
+# Threads need room: mpirun's default binds each rank to one core (np <= 2) or one socket.
+[[ ${MPIRUN_ARGS:-} == *--bind-to* ]] || args+=(--bind-to none)
+if [[ -z ${SLURM_JOB_ID:-} ]] && ((np > cores)) && [[ ${MPIRUN_ARGS:-} != *--hostfile* && ${MPIRUN_ARGS:-} != *--host* ]]; then
+  args+=(--oversubscribe)
+fi
+# shellcheck disable=SC2206
+args+=(${MPIRUN_ARGS:-})
+
+child="" nsig=0 sig=""
+# shellcheck disable=SC2317  # called from the traps below
+forward() { # signal name
+  sig=$1
+  nsig=$((nsig + 1))
+  if [[ -z $child ]] || ! kill -0 "$child" 2>/dev/null; then return 0; fi
+  say "got SIG$1: asking every rank to finish its step, write a checkpoint and exit (SIGUSR1)"
+  kill -USR1 "$child" 2>/dev/null || true
+}
+trap 'forward TERM' TERM
+trap 'forward USR1' USR1
+
+say "$np ranks x OMP_NUM_THREADS=$OMP_NUM_THREADS ($cores cores): ${MPIRUN:-mpirun} ${args[*]} $bin --yaml $yaml ${extra[*]}"
+"${MPIRUN:-mpirun}" "${args[@]}" "$bin" --yaml "$yaml" "${extra[@]}" &
+child=$!
+while :; do
+  n=$nsig
+  wait "$child"
+  rc=$?
+  if ((nsig != n && rc > 128)); then   # a trapped signal interrupted wait; the ranks still run
+    if kill -0 "$child" 2>/dev/null; then continue; fi
+    wait "$child"; r2=$?
+    ((r2 == 127)) || rc=$r2
+  fi
+  break
+done
+
+case $rc in
+  0) ;;
+  75) say "stopped${sig:+ on SIG$sig}: checkpoint written (exit 75). Run the same command again to resume" \
+        "(checkpoint.resume: auto in $yaml)" ;;
+  *) say "lora_dist failed with status $rc" ;;
+esac
+exit "$rc"
