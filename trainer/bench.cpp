@@ -83,7 +83,8 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   const double peak = opt.peak_gflops_per_core * threads * ranks;
   double rss = peak_rss_mib();
   comm.all_reduce_max(&rss, 1, Group::World);
-  const double lora_bytes = static_cast<double>(trainer.model().lora_params().size() * sizeof(float));
+  double weights_mib = trainer.model().base().size() * sizeof(float) / 1048576.0;
+  comm.all_reduce_max(&weights_mib, 1, Group::World);
 
   if (root) {
     const ModelConfig& m = cfg.model;
@@ -95,9 +96,14 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
     std::printf("tokens/s: %.1f\n", tok_s);
     std::printf("model FLOP/token: %.4f GFLOP | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (%.1f/core x %d cores)\n",
                 flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, opt.peak_gflops_per_core, threads * ranks);
-    std::printf("peak RSS per rank: %.0f MiB (max over %d ranks)\n", rss, ranks);
-    std::printf("bytes all-reduced per step (rank 0): LoRA grads %llu (LoRA params of this rank: %.0f), TP activations %llu\n",
-                static_cast<unsigned long long>(last.lora_grad_bytes), lora_bytes,
+    std::printf("peak RSS per rank: %.0f MiB (max over %d ranks), of which frozen weights %.0f MiB\n", rss, ranks,
+                weights_mib);
+    const size_t rep = trainer.model().lora_layout().replicated_size * sizeof(float);
+    const size_t shard = trainer.model().lora_params().size() * sizeof(float) - rep;
+    std::printf("bytes all-reduced per step, rank 0: LoRA grads %llu = replicated factors %zu B over the world (%d ranks)"
+                " + TP-sharded factors %zu B over DP (dp=%d)%s; TP activations %llu\n",
+                static_cast<unsigned long long>(last.lora_grad_bytes), ranks > 1 ? rep : 0, ranks,
+                cfg.parallel.dp > 1 ? shard : 0, cfg.parallel.dp, cfg.parallel.dp > 1 ? "" : " (none at dp=1)",
                 static_cast<unsigned long long>(last.tp_bytes));
     std::fflush(stdout);
     if (!opt.json.empty()) {
@@ -106,7 +112,7 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
                             {"vocab_size", m.vocab_size}, {"seq_len", cfg.train.seq_len},
                             {"micro_batch", cfg.train.micro_batch}, {"tp", cfg.parallel.tp}, {"dp", cfg.parallel.dp},
                             {"threads_per_rank", threads}, {"step_ms_median", median}, {"tokens_per_s", tok_s},
-                            {"gflops", gflops}, {"mfu", gflops / peak}, {"peak_rss_mib", rss},
+                            {"gflops", gflops}, {"mfu", gflops / peak}, {"peak_rss_mib", rss}, {"weights_mib", weights_mib},
                             {"lora_grad_bytes", last.lora_grad_bytes}, {"tp_activation_bytes", last.tp_bytes}}
                  .dump()
           << '\n';
