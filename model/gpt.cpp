@@ -188,31 +188,57 @@ void GptModel<T>::forward_blocks(const MicroBatch& mb, const DropoutContext& ctx
                              " exceeds the allocated activations");
   const size_t Md = static_cast<size_t>(M) * d;
   T* x0 = resid_[0].data();
-  embedding_forward(x0, mb.inputs, base_tensor("wte"), dims_.vocab_start, dims_.vocab_local, M, d);
-  reduce_from_tp_region(comm_, x0, Md);  // vocab-parallel embedding: each row came from one TP rank
-  add_positions(x0, base_tensor("wpe"), mb.B, mb.Tn, d);
+  {
+    Stopwatch t(timers_, "fwd embedding (+tp all-reduce)");
+    embedding_forward(x0, mb.inputs, base_tensor("wte"), dims_.vocab_start, dims_.vocab_local, M, d);
+    reduce_from_tp_region(comm_, x0, Md);  // vocab-parallel embedding: each row came from one TP rank
+    add_positions(x0, base_tensor("wpe"), mb.B, mb.Tn, d);
+  }
 
   for (int l = 0; l < mc_.n_layer; ++l) {
     Layer& L = layers_[l];
     const T* x = resid_[l].data();
-    layernorm_forward(L.ln1.data(), L.ln1_mean.data(), L.ln1_rstd.data(), x, L.ln1_w, L.ln1_b, M, d, mc_.ln_eps);
-    L.qkv.forward(L.qkv_out.data(), L.ln1.data(), M, ctx);
-    attention_forward(L.att.data(), L.P.data(), L.qkv_out.data(), mb.B, mb.Tn, dims_.local_heads, dims_.head_dim);
-    L.proj.forward(y_.data(), L.att.data(), M, ctx, comm_);
-    residual_forward(L.x_mid.data(), x, y_.data(), Md);
-    layernorm_forward(L.ln2.data(), L.ln2_mean.data(), L.ln2_rstd.data(), L.x_mid.data(), L.ln2_w, L.ln2_b, M, d,
-                      mc_.ln_eps);
-    L.fc1.forward(L.h.data(), L.ln2.data(), M, ctx);
-    gelu_forward(L.g.data(), L.h.data(), static_cast<size_t>(M) * dims_.ffl);
-    L.fc2.forward(y_.data(), L.g.data(), M, ctx, comm_);
-    residual_forward(resid_[l + 1].data(), L.x_mid.data(), y_.data(), Md);
+    {
+      Stopwatch t(timers_, "fwd layernorm");
+      layernorm_forward(L.ln1.data(), L.ln1_mean.data(), L.ln1_rstd.data(), x, L.ln1_w, L.ln1_b, M, d, mc_.ln_eps);
+    }
+    {
+      Stopwatch t(timers_, "fwd qkv (+lora)");
+      L.qkv.forward(L.qkv_out.data(), L.ln1.data(), M, ctx);
+    }
+    {
+      Stopwatch t(timers_, "fwd attention");
+      attention_forward(L.att.data(), L.P.data(), L.qkv_out.data(), mb.B, mb.Tn, dims_.local_heads, dims_.head_dim);
+    }
+    {
+      Stopwatch t(timers_, "fwd attn proj (+lora, tp all-reduce)");
+      L.proj.forward(y_.data(), L.att.data(), M, ctx, comm_);
+    }
+    {
+      Stopwatch t(timers_, "fwd residual+layernorm");
+      residual_forward(L.x_mid.data(), x, y_.data(), Md);
+      layernorm_forward(L.ln2.data(), L.ln2_mean.data(), L.ln2_rstd.data(), L.x_mid.data(), L.ln2_w, L.ln2_b, M, d,
+                        mc_.ln_eps);
+    }
+    {
+      Stopwatch t(timers_, "fwd fc1 (+lora) + gelu");
+      L.fc1.forward(L.h.data(), L.ln2.data(), M, ctx);
+      gelu_forward(L.g.data(), L.h.data(), static_cast<size_t>(M) * dims_.ffl);
+    }
+    {
+      Stopwatch t(timers_, "fwd fc2 (+lora, tp all-reduce) + residual");
+      L.fc2.forward(y_.data(), L.g.data(), M, ctx, comm_);
+      residual_forward(resid_[l + 1].data(), L.x_mid.data(), y_.data(), Md);
+    }
   }
+  Stopwatch t(timers_, "fwd layernorm");
   layernorm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), resid_[mc_.n_layer].data(),
                     base_tensor("ln_f.weight"), base_tensor("ln_f.bias"), M, d, mc_.ln_eps);
 }
 
 template <typename T>
 double GptModel<T>::lm_head_loss(const MicroBatch& mb, double loss_tokens, bool grad) {
+  Stopwatch t(timers_, grad ? "lm head + cross-entropy, fwd+bwd" : "lm head + cross-entropy, fwd");
   const int M = mb.B * mb.Tn, d = dims_.d, Vl = dims_.vocab_local, v0 = dims_.vocab_start;
   const int valid = std::clamp(dims_.vocab - v0, 0, Vl);
   const T* wte = base_tensor("wte");
@@ -250,19 +276,39 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
   // dres_ is the gradient of the residual stream; the residual adds pass it through unchanged.
   for (int l = mc_.n_layer - 1; l >= 0; --l) {
     Layer& L = layers_[l];
-    L.fc2.backward(dh_.data(), dres_.data(), L.g.data(), M, ctx);
-    gelu_backward(dh_.data(), dh_.data(), L.h.data(), static_cast<size_t>(M) * dims_.ffl);
-    L.fc1.backward(dln_.data(), dh_.data(), L.ln2.data(), M, ctx, comm_, /*need_dx=*/true);
-    layernorm_backward(dres_.data(), dln_.data(), L.x_mid.data(), L.ln2_mean.data(), L.ln2_rstd.data(), L.ln2_w, M, d);
-    L.proj.backward(datt_.data(), dres_.data(), L.att.data(), M, ctx);
-    attention_backward(dqkv_.data(), datt_.data(), L.qkv_out.data(), L.P.data(), mb.B, mb.Tn, dims_.local_heads,
-                       dims_.head_dim);
+    {
+      Stopwatch t(timers_, "bwd fc2 (+lora) + gelu");
+      L.fc2.backward(dh_.data(), dres_.data(), L.g.data(), M, ctx);
+      gelu_backward(dh_.data(), dh_.data(), L.h.data(), static_cast<size_t>(M) * dims_.ffl);
+    }
+    {
+      Stopwatch t(timers_, "bwd fc1 (+lora, tp all-reduce)");
+      L.fc1.backward(dln_.data(), dh_.data(), L.ln2.data(), M, ctx, comm_, /*need_dx=*/true);
+    }
+    {
+      Stopwatch t(timers_, "bwd layernorm");
+      layernorm_backward(dres_.data(), dln_.data(), L.x_mid.data(), L.ln2_mean.data(), L.ln2_rstd.data(), L.ln2_w, M, d);
+    }
+    {
+      Stopwatch t(timers_, "bwd attn proj (+lora)");
+      L.proj.backward(datt_.data(), dres_.data(), L.att.data(), M, ctx);
+    }
+    {
+      Stopwatch t(timers_, "bwd attention");
+      attention_backward(dqkv_.data(), datt_.data(), L.qkv_out.data(), L.P.data(), mb.B, mb.Tn, dims_.local_heads,
+                         dims_.head_dim);
+    }
     // Below layer 0 is the frozen embedding: its input gradient would be thrown away.
     const bool need_dx = l > 0;
-    L.qkv.backward(dln_.data(), dqkv_.data(), L.ln1.data(), M, ctx, comm_, need_dx);
-    if (need_dx)
+    {
+      Stopwatch t(timers_, "bwd qkv (+lora, tp all-reduce)");
+      L.qkv.backward(dln_.data(), dqkv_.data(), L.ln1.data(), M, ctx, comm_, need_dx);
+    }
+    if (need_dx) {
+      Stopwatch t(timers_, "bwd layernorm");
       layernorm_backward(dres_.data(), dln_.data(), resid_[l].data(), L.ln1_mean.data(), L.ln1_rstd.data(), L.ln1_w,
                          M, d);
+    }
   }
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "model/op_timers.h"
 #include "model/param_layout.h"
 #include "model/parallel_linear.h"
 
@@ -55,6 +56,7 @@ class GptModel {
   std::vector<T>& lora_params() { return lora_; }
   std::vector<T>& lora_grads() { return lora_grad_; }
   T* base_tensor(const std::string& name) { return base_.data() + base_layout_.at(name).offset; }
+  OpTimers& timers() { return timers_; }
 
  private:
   struct Layer {
@@ -85,6 +87,7 @@ class GptModel {
   std::vector<std::vector<T>> resid_;
   std::vector<T> lnf_, lnf_mean_, lnf_rstd_, dlnf_, dres_, dln_, dqkv_, datt_, dh_, y_, logits_chunk_;
   std::vector<T> ce_max_, ce_stats_, ce_weight_;
+  OpTimers timers_;
 };
 
 }  // namespace lora

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model/rng.h"
+#include "trainer/fma_peak.h"
 #include "trainer/trainer.h"
 
 namespace lora {
@@ -54,6 +55,19 @@ std::string targets_str(const LoraConfig& l) {
   return s;
 }
 
+// Rank 0's per-op wall time per step, largest first; the rest of the step is the
+// optimizer, the gradient all-reduces and the data.
+void print_op_times(const OpTimers& t, int steps, double step_ms) {
+  std::vector<std::pair<double, std::string>> rows;
+  double total = 0;
+  for (const auto& [name, sec] : t.seconds) rows.emplace_back(sec * 1e3 / steps, name), total += sec * 1e3 / steps;
+  std::sort(rows.rbegin(), rows.rend());
+  std::printf("where a step's time goes (rank 0, ms per step, %% of the mean step):\n");
+  for (const auto& [ms, name] : rows) std::printf("  %-44s %8.1f  %5.1f%%\n", name.c_str(), ms, 100 * ms / step_ms);
+  std::printf("  %-44s %8.1f  %5.1f%%\n", "(rest: optimizer, grad all-reduce, data)", step_ms - total,
+              100 * (step_ms - total) / step_ms);
+}
+
 }  // namespace
 
 int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& opt) {
@@ -66,21 +80,33 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
 
   std::vector<double> ms;
   StepStats last;
+  trainer.model().timers().enabled = opt.warmup == 0;
   for (int i = 0; i < cfg.train.steps; ++i) {
     comm.barrier(Group::World);
     last = trainer.train_step();
     double sec = last.seconds;
     comm.all_reduce_max(&sec, 1, Group::World);  // a step lasts as long as its slowest rank
     if (i >= opt.warmup) ms.push_back(sec * 1e3);
+    if (i + 1 == opt.warmup) {  // time the ops of the timed steps only
+      trainer.model().timers().enabled = true;
+      trainer.model().timers().reset();
+    }
   }
   std::sort(ms.begin(), ms.end());
   const double median = ms[ms.size() / 2];
+  double mean = 0;
+  for (double v : ms) mean += v / ms.size();
   const double tokens_per_step = static_cast<double>(cfg.train.batch_size) * cfg.train.seq_len;
   const double tok_s = tokens_per_step / (median / 1e3);
   const double flop_tok = lora_flops_per_token(cfg.model, cfg.lora, cfg.train.seq_len);
   const double gflops = tok_s * flop_tok / 1e9;
   const int ranks = comm.size(Group::World), threads = omp_get_max_threads();
-  const double peak = opt.peak_gflops_per_core * threads * ranks;
+  double per_core = opt.peak_gflops_per_core;
+  if (per_core <= 0) {  // measured on rank 0 after the steps, so no other rank competes
+    per_core = comm.rank(Group::World) == 0 ? measure_fma_peak_gflops_per_core() : 0;
+    comm.all_reduce_max(&per_core, 1, Group::World);
+  }
+  const double peak = per_core * threads * ranks;
   double rss = peak_rss_mib();
   comm.all_reduce_max(&rss, 1, Group::World);
   double weights_mib = trainer.model().base().size() * sizeof(float) / 1048576.0;
@@ -94,8 +120,9 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
     std::printf("step: median %.1f ms (min %.1f, max %.1f) over %d timed steps after %d warm-up\n", median, ms.front(),
                 ms.back(), opt.steps, opt.warmup);
     std::printf("tokens/s: %.1f\n", tok_s);
-    std::printf("model FLOP/token: %.4f GFLOP | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (%.1f/core x %d cores)\n",
-                flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, opt.peak_gflops_per_core, threads * ranks);
+    std::printf("model FLOP/token: %.4f GFLOP | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (fp32 FMA peak %.1f/core%s x %d cores)\n",
+                flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, per_core,
+                opt.peak_gflops_per_core > 0 ? ", given" : ", measured", threads * ranks);
     std::printf("peak RSS per rank: %.0f MiB (max over %d ranks), of which frozen weights %.0f MiB\n", rss, ranks,
                 weights_mib);
     const size_t rep = trainer.model().lora_layout().replicated_size * sizeof(float);
@@ -105,6 +132,7 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
                 static_cast<unsigned long long>(last.lora_grad_bytes), ranks > 1 ? rep : 0, ranks,
                 cfg.parallel.dp > 1 ? shard : 0, cfg.parallel.dp, cfg.parallel.dp > 1 ? "" : " (none at dp=1)",
                 static_cast<unsigned long long>(last.tp_bytes));
+    print_op_times(trainer.model().timers(), opt.steps, mean);
     std::fflush(stdout);
     if (!opt.json.empty()) {
       std::ofstream out(opt.json, std::ios::app);
@@ -112,7 +140,7 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
                             {"vocab_size", m.vocab_size}, {"seq_len", cfg.train.seq_len},
                             {"micro_batch", cfg.train.micro_batch}, {"tp", cfg.parallel.tp}, {"dp", cfg.parallel.dp},
                             {"threads_per_rank", threads}, {"step_ms_median", median}, {"tokens_per_s", tok_s},
-                            {"gflops", gflops}, {"mfu", gflops / peak}, {"peak_rss_mib", rss}, {"weights_mib", weights_mib},
+                            {"gflops", gflops}, {"mfu", gflops / peak}, {"peak_gflops", peak}, {"peak_rss_mib", rss}, {"weights_mib", weights_mib},
                             {"lora_grad_bytes", last.lora_grad_bytes}, {"tp_activation_bytes", last.tp_bytes}}
                  .dump()
           << '\n';

@@ -11,7 +11,7 @@ struct BenchOptions {
   std::string yaml;
   int steps = 5;                     // timed steps
   int warmup = 2;                    // untimed steps first
-  double peak_gflops_per_core = 116.7;  // measured fp32 FMA peak of this CPU (anchors README)
+  double peak_gflops_per_core = 0;   // fp32 peak MFU is measured against; 0 = measure it here
   std::string json;                  // also append the result as one JSON line here
 };
 

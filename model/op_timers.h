@@ -1,0 +1,34 @@
+// Wall time per operation, summed over layers and steps, for `lora_dist bench`: the
+// answer to "where does a step's time go" without a profiler. Off unless enabled; a
+// disabled Stopwatch costs one branch.
+#pragma once
+#include <omp.h>
+
+#include <map>
+#include <string>
+
+namespace lora {
+
+class OpTimers {
+ public:
+  bool enabled = false;
+  std::map<std::string, double> seconds;  // by op name, e.g. "fwd attention"
+  void reset() { seconds.clear(); }
+};
+
+class Stopwatch {
+ public:
+  Stopwatch(OpTimers& t, const char* name) : t_(t), name_(name), start_(t.enabled ? omp_get_wtime() : 0) {}
+  ~Stopwatch() {
+    if (t_.enabled) t_.seconds[name_] += omp_get_wtime() - start_;
+  }
+  Stopwatch(const Stopwatch&) = delete;
+  Stopwatch& operator=(const Stopwatch&) = delete;
+
+ private:
+  OpTimers& t_;
+  const char* name_;
+  double start_;
+};
+
+}  // namespace lora
