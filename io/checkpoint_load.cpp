@@ -212,8 +212,8 @@ std::optional<CheckpointInfo> select_checkpoint(const RunConfig& cfg, const Base
       log << "lora_dist: warning: skipping checkpoint " << e.what() << "; trying the previous one" << std::endl;
     }
   }
-  log << "lora_dist: resume: auto found no usable checkpoint in " << dir.string() << "; starting from step 0"
-      << std::endl;
+  log << "lora_dist: resume: auto found " << (by_step.empty() ? "no checkpoint" : "no usable checkpoint") << " in "
+      << dir.string() << "; starting from step 0" << std::endl;
   return std::nullopt;
 }
 

@@ -13,6 +13,7 @@ interrupted run logs and writes with the straight run:
                 the newest complete checkpoint always loads and the resumed run is bit-identical
   fallback      resume: auto skips a bit-flipped newest checkpoint (reported) for the previous one
   refused       other r / other base / truncated: exit 1 with one message saying what differs
+  every_minutes checkpoint.every_minutes alone saves mid-run, all ranks agreeing when
   sigterm       SIGTERM (to every rank, twice) or SIGUSR1 (to one rank only) mid-run: exit 75,
                 checkpoint of the step written, resuming continues bit-identically
 
@@ -375,7 +376,17 @@ def sigterm(r):
         print(f"{name}: {signame} at step {stopped} -> exit 75, checkpoint written, resume bit-identical")
 
 
-CASES = {f.__name__: f for f in (same_layout, cross_layout, kill9, fallback, refused, sigterm)}
+def every_minutes(r):
+    # 0.0002 minutes = 12 ms, shorter than a step: rank 0's clock asks for a save after
+    # (nearly) every step, and every rank must follow it, or the job would hang.
+    r.run(r.config("timed", 2, 1, checkpoint={"every": 0, "every_minutes": 0.0002, "keep_last": 100}))
+    saved = [json.loads(line)["step"] for line in open(r.out("timed/metrics.jsonl")) if '"checkpoint"' in line]
+    complete, _ = checkpoint_files(r.out("timed"))
+    check(len(saved) >= 3 and complete == sorted(saved), f"checkpoints logged {saved}, on disk {complete}")
+    print(f"every_minutes: saved at steps {saved}")
+
+
+CASES = {f.__name__: f for f in (same_layout, cross_layout, kill9, fallback, refused, every_minutes, sigterm)}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
