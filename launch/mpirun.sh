@@ -70,7 +70,9 @@ if [[ -z $bin ]]; then
 fi
 [[ -n $bin && -x $bin ]] || { say "error: lora_dist not found: build it (cmake --build build) or set LORA_DIST"; exit 2; }
 
-cores=$(nproc)   # the CPUs this process may use (affinity / cgroup cpuset), not the machine's
+# The CPUs this process may use (affinity / cgroup cpuset), not the machine's; without the
+# env -u, nproc would answer OMP_NUM_THREADS when that is set.
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 if [[ -z ${OMP_NUM_THREADS:-} ]]; then
   OMP_NUM_THREADS=$((cores / np))
   ((OMP_NUM_THREADS >= 1)) || OMP_NUM_THREADS=1
@@ -83,6 +85,9 @@ args=(-np "$np" -x OMP_NUM_THREADS)
 [[ ${MPIRUN_ARGS:-} == *--bind-to* ]] || args+=(--bind-to none)
 if [[ -z ${SLURM_JOB_ID:-} ]] && ((np > cores)) && [[ ${MPIRUN_ARGS:-} != *--hostfile* && ${MPIRUN_ARGS:-} != *--host* ]]; then
   args+=(--oversubscribe)
+  # Idle ranks yield the CPU instead of busy-polling: without it, ranks waiting in a
+  # collective starve the one still computing.
+  export OMPI_MCA_mpi_yield_when_idle=${OMPI_MCA_mpi_yield_when_idle:-1}
 fi
 # shellcheck disable=SC2206
 args+=(${MPIRUN_ARGS:-})

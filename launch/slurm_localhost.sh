@@ -196,11 +196,17 @@ do_down() {
 }
 
 write_conf() { # node ctld_port slurmd_port cpus mem
-  local node=$1 cport=$2 dport=$3 ncpu=$4 mem=$5 user
+  local node=$1 cport=$2 dport=$3 ncpu=$4 mem=$5 user first_job
   user=$(id -un)
+  # Job ids must differ between clusters that run side by side on this host: a direct-launched
+  # Open MPI job names its shared-memory segments (/dev/shm/vader_segment.<host>.<id>.<rank>)
+  # after a hash of the PMIx namespace "slurm.pmix.<jobid>.<stepid>", so job 1 of two clusters
+  # at once mapped the same segments and crashed in MPI_Allreduce (SIGSEGV in btl_vader).
+  first_job=$(( ((RANDOM << 15) | RANDOM) % 50000000 + 1000 ))
   cat >"$CONF" <<EOF
 # Written by launch/slurm_localhost.sh: a private one-node cluster; everything under $STATE.
 ClusterName=lora_localhost
+FirstJobId=$first_job
 SlurmctldHost=$node(127.0.0.1)
 SlurmctldPort=$cport
 SlurmdPort=$dport

@@ -13,7 +13,7 @@
 # to stop the daemons (a ctest timeout kills the script without running the trap).
 #
 #   LORA_DIST=build/lora_dist tests/slurm/test_slurm_requeue.sh
-# Env: LORA_DIST (required), LORA_SLURM_TEST_STEPS (default 6000), LORA_SLURM_LAUNCHER
+# Env: LORA_DIST (required), LORA_SLURM_TEST_STEPS (default 4000), LORA_SLURM_LAUNCHER
 # (srun, the default, or mpirun: the job script's LAUNCHER), LORA_SLURM_KEEP=1 keeps the temp
 # dir even on success.
 set -euo pipefail
@@ -61,8 +61,9 @@ eval "$("$repo/launch/slurm_localhost.sh" up "$STATE" --cpus 4)"
 sinfo | sed 's/^/    /'
 
 # --- the run: tiny model, 2 data-parallel ranks, a checkpoint every 100 steps ----------------
-# ~2.5 ms a step on a 2-core VM: 6000 steps are ~15 s of training in all.
-steps=${LORA_SLURM_TEST_STEPS:-6000}
+# ~2.5 ms a step on an idle 2-core VM: 4000 steps are ~10 s of training in all (30-60 s when
+# the machine is busy with other work).
+steps=${LORA_SLURM_TEST_STEPS:-4000}
 cat >"$WORK/run.yaml" <<EOF
 model: {n_layer: 2, n_head: 4, d_model: 64, vocab_size: 256, context: 32, init: seed, init_seed: 7, init_std: 0.1}
 lora: {r: 4, alpha: 8, targets: [q, v]}
@@ -74,8 +75,11 @@ checkpoint: {every: 100, keep_last: 3, resume: auto}
 output: {dir: $OUT}
 EOF
 
+# yield_when_idle: CI machines are shared; a rank waiting in a collective must not busy-poll
+# the CPU away from the rank (or the other job) still computing.
 job=$(sbatch --parsable --job-name=lora-requeue --ntasks=2 --chdir="$WORK" \
-  --export=ALL,LORA_DIST="$bin",LAUNCHER="${LORA_SLURM_LAUNCHER:-srun}" "$repo/launch/slurm/train_single_node.sbatch" "$WORK/run.yaml") \
+  --export=ALL,LORA_DIST="$bin",LAUNCHER="${LORA_SLURM_LAUNCHER:-srun}",OMPI_MCA_mpi_yield_when_idle=1 \
+  "$repo/launch/slurm/train_single_node.sbatch" "$WORK/run.yaml") \
   || fail "sbatch failed"
 job=${job%%;*}
 log=$WORK/logs/lora-requeue-$job.out
