@@ -272,7 +272,7 @@ do_up() {
 
   local node mem
   node=$(hostname -s)
-  mem=$(slurmd -C 2>/dev/null | head -n 1 | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
+  mem=$({ slurmd -C 2>/dev/null | sed -n '1s/.*RealMemory=\([0-9]*\).*/\1/p'; } || true)
   [[ -n $mem ]] || mem=1000
   if [[ -z $cpus ]]; then cpus=$(nproc); ((cpus >= 4)) || cpus=4; fi
 
