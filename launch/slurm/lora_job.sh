@@ -61,7 +61,7 @@ lora_job_main() { # lib_path [yaml]
 
   # --- what to run ------------------------------------------------------------------------
   [[ -n $yaml ]] || { lora_log "error: no run config: pass it as the first argument or set LORA_YAML"; return 2; }
-  [[ $yaml == /* ]] || yaml=${SLURM_SUBMIT_DIR:-$PWD}/$yaml
+  [[ $yaml == /* ]] || yaml=$PWD/$yaml   # the job's working dir: the submit dir, or --chdir
   [[ -r $yaml ]] || { lora_log "error: cannot read the run config $yaml"; return 2; }
   local bin=${LORA_DIST:-}
   if [[ -z $bin ]]; then
@@ -128,15 +128,18 @@ lora_job_main() { # lib_path [yaml]
     *) lora_log "error: LAUNCHER must be srun or mpirun, got '$launcher'"; return 2 ;;
   esac
 
-  if [[ -n ${lora_sig:-} ]]; then
-    # The signal came before the trainer even started (e.g. a restarted run that is already
-    # within --signal's window of its time limit): nothing new to save.
-    lora_log "got SIG$lora_sig before the trainer started"
-    if [[ $lora_sig == USR1 && ${LORA_REQUEUE:-1} == 1 ]]; then
-      lora_requeue || return 75
-      return 0
-    fi
-    return 75
+  if [[ ${lora_sig:-} == TERM ]]; then
+    lora_log "got SIGTERM before the trainer started: Slurm is stopping the job"
+    return 143
+  fi
+  if [[ ${lora_sig:-} == USR1 ]]; then
+    # USR1 before the trainer even started: this run began within --signal's window of its
+    # time limit (slurmctld signals at the first 30 s check once <= N+30 s are left), e.g.
+    # --time=1 --signal=B:USR1@30. Requeueing now would loop without progress, so train
+    # anyway: the periodic checkpoints keep the work, the time limit ends the job.
+    lora_log "warning: SIGUSR1 before the trainer started: the time limit is within the" \
+      "--signal window (+30 s); training without a stop signal this run (raise --time or lower --signal)"
+    lora_sig=""
   fi
 
   lora_child=""
