@@ -44,8 +44,9 @@ std::string hex64(uint64_t v) {
 
 namespace {
 
-// Names of a group's datasets, and of an object's attributes, in name order. H5Gget_info + H5Lget_name_by_idx and H5Aiterate2 have the same
-// signature in HDF5 1.10 and 1.12+, unlike H5Literate and H5Oget_info.
+// Names of a group's datasets, and of an object's attributes, in name order.
+// H5Gget_info + H5Lget_name_by_idx and H5Aiterate2 have the same signature in HDF5 1.10
+// and 1.12+, unlike H5Literate and H5Oget_info.
 std::vector<std::string> dataset_names(hid_t group, const std::string& file, const std::string& where) {
   H5G_info_t info{};
   h5_check(H5Gget_info(group, &info), file, where + ": cannot list the group");
@@ -184,7 +185,8 @@ class AtomicH5File {
     h5_quiet();
     const fs::path parent = fs::path(path_).parent_path();
     if (!parent.empty()) fs::create_directories(parent);
-    file_ = H5Handle(h5_check(H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), tmp_, "cannot create"),
+    file_ = H5Handle(h5_check(H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, h5_fapl_unlocked()), tmp_,
+                              "cannot create"),
                      H5Fclose);
   }
   ~AtomicH5File() {
@@ -201,13 +203,9 @@ class AtomicH5File {
   // Creates group `name` on first use (parents must come first), then returns it.
   hid_t group(const std::string& name) {
     auto it = groups_.find(name);
-    if (it == groups_.end())
-      it = groups_
-               .emplace(name, H5Handle(h5_check(H5Gcreate2(file_, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                                                tmp_, "cannot create group " + name),
-                                       H5Gclose))
-               .first;
-    return it->second;
+    if (it != groups_.end()) return it->second;
+    const hid_t g = H5Gcreate2(file_, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    return groups_.emplace(name, H5Handle(h5_check(g, tmp_, "cannot create group " + name), H5Gclose)).first->second;
   }
 
   void write_tensor(const std::string& group_name, const TensorSpec& s, const std::vector<float>& full) {

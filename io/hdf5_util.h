@@ -51,6 +51,18 @@ inline hid_t h5_check(hid_t id, const std::string& file, const std::string& what
 // Silences HDF5's own error stack printing; our exceptions say what failed and where.
 inline void h5_quiet() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
+// File access properties without HDF5's own file locks. Checkpoints never need them (a
+// file is written under a temporary name and renamed when complete, and nothing reads a
+// file being written), and flock() fails on some cluster filesystems (NFS, Lustre
+// without -o flock), where HDF5 would refuse to open any file.
+inline H5Handle h5_fapl_unlocked() {
+  H5Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+#if H5_VERSION_GE(1, 10, 7)
+  H5Pset_file_locking(fapl, false, true);
+#endif
+  return fapl;
+}
+
 template <typename T>
 hid_t h5_native();
 template <>
