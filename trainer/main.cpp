@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--yaml", bench.yaml, "config giving the shape, LoRA, parallel layout and batch")->required();
   bench_cmd->add_option("--steps", bench.steps, "timed steps")->check(CLI::PositiveNumber);
   bench_cmd->add_option("--warmup", bench.warmup, "untimed steps before them")->check(CLI::NonNegativeNumber);
-  bench_cmd->add_option("--peak-gflops-per-core", bench.peak_gflops_per_core, "fp32 peak the MFU is measured against");
+  bench_cmd->add_option("--peak-gflops-per-core", bench.peak_gflops_per_core, "fp32 peak per core the MFU is measured against (default: measured here)");
   bench_cmd->add_option("--json", bench.json, "append the result as a JSON line to this file");
   CLI11_PARSE(app, argc, argv);
   const bool is_bench = bench_cmd->parsed();

@@ -68,6 +68,7 @@ struct TrainConfig {
 struct ParallelConfig {
   int tp = 1;
   int dp = 1;
+  int check_every = 100;  // steps between cross-rank checksums of the replicated LoRA factors; 0 = off
 };
 
 struct CheckpointConfig {

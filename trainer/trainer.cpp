@@ -1,6 +1,7 @@
 #include "trainer/trainer.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 
@@ -14,6 +15,16 @@ namespace lora {
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// LORA_DIST_FAIL_AT=<rank>:<step> makes that rank throw in the middle of that step, after
+// its first micro-batch, while the other ranks wait in collectives: how the test suite
+// (tests/failure) shows that one failing rank ends the whole job instead of hanging it.
+void fail_if_asked(int rank, int step) {
+  static const char* spec = std::getenv("LORA_DIST_FAIL_AT");
+  int r = -1, s = -1;
+  if (spec && std::sscanf(spec, "%d:%d", &r, &s) == 2 && r == rank && s == step)
+    throw std::runtime_error("failure injected by LORA_DIST_FAIL_AT=" + std::string(spec));
+}
 
 std::string human_bytes(uint64_t n) {
   char buf[32];
@@ -86,6 +97,7 @@ StepStats Trainer::train_step() {
     DropoutContext ctx{true, t.seed, static_cast<uint32_t>(step_),
                        static_cast<uint32_t>((first - step_first) * t.seq_len)};
     loss += model_->step(load(*train_sampler_, first, mb), loss_tokens, ctx, /*grad=*/true);
+    fail_if_asked(comm_.rank(Group::World), step_);
   }
   s.tp_bytes = comm_.bytes(Group::TP) - tp_before;
 
@@ -183,6 +195,16 @@ void Trainer::export_adapter() {
   std::fflush(stdout);
 }
 
+void Trainer::check_replicas_agree() {
+  // Replicated factors are updated independently on every rank from all-reduced gradients;
+  // if they ever differ, a collective or the optimizer is broken and continuing would train
+  // a different model on each rank.
+  const auto& p = model_->lora_params();
+  if (!replicated_in_sync(comm_, p.data(), model_->lora_layout().replicated_size))
+    throw std::runtime_error("the replicated LoRA factors differ across ranks at step " + std::to_string(step_) +
+                             " (parallel.check_every); stopping before the replicas drift further");
+}
+
 Trainer::StepEnd Trainer::agree_at_step_end() {
   // A signal may reach only some ranks, and only rank 0's clock decides every_minutes, yet
   // every rank must take the same branch: one all-reduce (max) of two floats per step.
@@ -216,6 +238,7 @@ RunOutcome Trainer::run() {
       return RunOutcome::Preempted;
     }
     if ((every > 0 && step_ % every == 0) || end.save_due) write_checkpoint();
+    if (cfg_.parallel.check_every > 0 && step_ % cfg_.parallel.check_every == 0) check_replicas_agree();
     if ((t.eval_every > 0 && step_ % t.eval_every == 0) || step_ == t.steps) eval();
   }
   if (last_saved_step_ != step_) write_checkpoint();

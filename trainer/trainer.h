@@ -66,6 +66,7 @@ class Trainer {
   void setup();
   bool resume();  // restores what checkpoint.resume names; false for a fresh start
   StepEnd agree_at_step_end();
+  void check_replicas_agree();  // throws when the replicated LoRA factors differ across ranks
   void export_adapter();
   LoraSlices slices();
   const BaseFingerprint& fingerprint();  // computed once, on world rank 0 only

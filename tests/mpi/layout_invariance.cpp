@@ -207,6 +207,15 @@ int main(int argc, char** argv) {
       }
       MPI_Barrier(MPI_COMM_WORLD);
     }
+  {  // parallel.check_every's checksum: agrees on identical replicas, catches one rank's drift
+    MpiCommunicator world(MPI_COMM_WORLD, 1, size);
+    std::vector<float> replica(1000, 0.5f);
+    const bool same = replicated_in_sync(world, replica.data(), replica.size());
+    if (rank == size - 1) replica[123] = std::nextafter(0.5f, 1.0f);  // one ulp on one rank
+    const bool drift = replicated_in_sync(world, replica.data(), replica.size());
+    check(same, "replica checksum agrees on identical replicated factors", 1, size, 0);
+    check(!drift, "replica checksum catches a one-ulp difference on the last rank", 1, size, 0);
+  }
   int totals[2] = {passed, failed};
   MPI_Bcast(totals, 2, MPI_INT, 0, MPI_COMM_WORLD);
   if (rank == 0) std::printf("layout_invariance: %d passed, %d failed\n", totals[0], totals[1]);
