@@ -11,52 +11,39 @@ namespace {
 
 std::string shape_str(hsize_t r, hsize_t c) { return "[" + std::to_string(r) + ", " + std::to_string(c) + "]"; }
 
-// Reads rows [row0, row0+nrows) x cols [col0, col0+ncols) of `ds` into dst (row-major, ncols wide).
-template <typename T>
-void read_block(hid_t ds, const std::string& file, const std::string& name, hsize_t row0, hsize_t nrows,
-                hsize_t col0, hsize_t ncols, T* dst) {
-  if (nrows == 0) return;
-  H5Handle space(H5Dget_space(ds), H5Sclose);
-  const hsize_t start[2] = {row0, col0}, count[2] = {nrows, ncols};
-  h5_check(H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr), file, name + ": bad hyperslab");
-  H5Handle mem(H5Screate_simple(2, count, nullptr), H5Sclose);
-  h5_check(H5Dread(ds, h5_native<T>(), mem, space, H5P_DEFAULT, dst), file, "cannot read dataset '" + name + "'");
-}
-
 }  // namespace
 
 template <typename T>
 void read_base_weights(const std::string& path, const ParamLayout& layout, int tp_rank, T* buffer) {
   h5_quiet();
   if (!std::filesystem::exists(path)) throw std::runtime_error(path + ": base weights file not found");
-  H5Handle file(h5_check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), path, "not an HDF5 file"), H5Fclose);
+  const H5Handle fapl = h5_fapl_unlocked();
+  H5Handle file(h5_check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl), path, "not an HDF5 file"), H5Fclose);
   for (const TensorSpec& s : layout.tensors) {
     if (H5Lexists(file, s.name.c_str(), H5P_DEFAULT) <= 0)
       throw std::runtime_error(path + ": missing dataset '" + s.name + "' of shape " + shape_str(s.rows, s.cols));
     H5Handle ds(h5_check(H5Dopen2(file, s.name.c_str(), H5P_DEFAULT), path, "cannot open '" + s.name + "'"), H5Dclose);
-    H5Handle space(H5Dget_space(ds), H5Sclose);
-    hsize_t dims[2] = {0, 0};
-    const int rank = H5Sget_simple_extent_ndims(space);
-    H5Sget_simple_extent_dims(space, dims, nullptr);
-    if (rank != 2 || dims[0] != static_cast<hsize_t>(s.rows) || dims[1] != static_cast<hsize_t>(s.cols))
-      throw std::runtime_error(path + ": dataset '" + s.name + "' has shape " + shape_str(dims[0], rank == 2 ? dims[1] : 0) +
+    const std::vector<hsize_t> dims = h5_shape(ds);
+    if (dims.size() != 2 || dims[0] != static_cast<hsize_t>(s.rows) || dims[1] != static_cast<hsize_t>(s.cols))
+      throw std::runtime_error(path + ": dataset '" + s.name + "' has shape " +
+                               shape_str(dims.empty() ? 0 : dims[0], dims.size() == 2 ? dims[1] : 0) +
                                ", the model config needs " + shape_str(s.rows, s.cols));
     T* dst = buffer + s.offset;
     std::fill(dst, dst + s.local_size(), T(0));
     const hsize_t lr = s.local_rows, lc = s.local_cols;
     switch (s.shard) {
-      case Shard::Replicated: read_block(ds, path, s.name, 0, lr, 0, lc, dst); break;
-      case Shard::Cols: read_block(ds, path, s.name, 0, lr, static_cast<hsize_t>(tp_rank) * lc, lc, dst); break;
+      case Shard::Replicated: h5_read_block(ds, path, s.name, 0, lr, 0, lc, dst); break;
+      case Shard::Cols: h5_read_block(ds, path, s.name, 0, lr, static_cast<hsize_t>(tp_rank) * lc, lc, dst); break;
       case Shard::Rows: {  // the last rank's slice may run into vocabulary padding
         const hsize_t r0 = static_cast<hsize_t>(tp_rank) * lr;
         const hsize_t n = r0 >= dims[0] ? 0 : std::min<hsize_t>(lr, dims[0] - r0);
-        read_block(ds, path, s.name, r0, n, 0, lc, dst);
+        h5_read_block(ds, path, s.name, r0, n, 0, lc, dst);
         break;
       }
       case Shard::QkvRows: {
         const hsize_t b = lr / 3;
         for (hsize_t blk = 0; blk < 3; ++blk)
-          read_block(ds, path, s.name, blk * (s.rows / 3) + tp_rank * b, b, 0, lc, dst + blk * b * lc);
+          h5_read_block(ds, path, s.name, blk * (s.rows / 3) + tp_rank * b, b, 0, lc, dst + blk * b * lc);
         break;
       }
     }
