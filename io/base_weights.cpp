@@ -1,9 +1,8 @@
 #include "io/base_weights.h"
 
-#include <algorithm>
 #include <filesystem>
 
-#include "io/hdf5_util.h"
+#include "io/h5_tensor_slice.h"
 
 namespace lora {
 
@@ -28,25 +27,7 @@ void read_base_weights(const std::string& path, const ParamLayout& layout, int t
       throw std::runtime_error(path + ": dataset '" + s.name + "' has shape " +
                                shape_str(dims.empty() ? 0 : dims[0], dims.size() == 2 ? dims[1] : 0) +
                                ", the model config needs " + shape_str(s.rows, s.cols));
-    T* dst = buffer + s.offset;
-    std::fill(dst, dst + s.local_size(), T(0));
-    const hsize_t lr = s.local_rows, lc = s.local_cols;
-    switch (s.shard) {
-      case Shard::Replicated: h5_read_block(ds, path, s.name, 0, lr, 0, lc, dst); break;
-      case Shard::Cols: h5_read_block(ds, path, s.name, 0, lr, static_cast<hsize_t>(tp_rank) * lc, lc, dst); break;
-      case Shard::Rows: {  // the last rank's slice may run into vocabulary padding
-        const hsize_t r0 = static_cast<hsize_t>(tp_rank) * lr;
-        const hsize_t n = r0 >= dims[0] ? 0 : std::min<hsize_t>(lr, dims[0] - r0);
-        h5_read_block(ds, path, s.name, r0, n, 0, lc, dst);
-        break;
-      }
-      case Shard::QkvRows: {
-        const hsize_t b = lr / 3;
-        for (hsize_t blk = 0; blk < 3; ++blk)
-          h5_read_block(ds, path, s.name, blk * (s.rows / 3) + tp_rank * b, b, 0, lc, dst + blk * b * lc);
-        break;
-      }
-    }
+    h5_read_rank_slice(ds, path, s.name, s, tp_rank, buffer + s.offset);
   }
 }
 

@@ -10,6 +10,7 @@
 
 #include "io/checkpoint.h"
 #include "io/checkpoint_schema.h"
+#include "io/h5_tensor_slice.h"
 #include "io/hdf5_util.h"
 
 namespace lora {
@@ -138,23 +139,6 @@ TrainCounters read_counters(hid_t file, const std::string& path) {
 
 // --- this rank's slice -------------------------------------------------------------------
 
-// Reads TP rank `tp_rank`'s slice of the full [rows x cols] dataset into `local`: one
-// hyperslab per run of consecutive full-tensor rows (a single one for each LoRA shard
-// kind), over the rank's columns. Padding rows stay zero.
-void read_rank_slice(hid_t ds, const std::string& path, const std::string& name, const TensorSpec& s, int tp_rank,
-                     float* local) {
-  std::fill(local, local + s.local_size(), 0.0f);
-  const hsize_t col0 = static_cast<hsize_t>(s.global_col(0, tp_rank));
-  for (int lr = 0; lr < s.local_rows;) {
-    const int row0 = s.global_row(lr, tp_rank);
-    if (row0 >= s.rows) break;
-    int n = 1;
-    while (lr + n < s.local_rows && s.global_row(lr + n, tp_rank) == row0 + n && row0 + n < s.rows) ++n;
-    h5_read_block(ds, path, name, row0, n, col0, s.local_cols, local + static_cast<size_t>(lr) * s.local_cols);
-    lr += n;
-  }
-}
-
 // Rank 0's decision, as every rank learns it.
 struct Decision {
   enum : int32_t { Fresh, Load, Refuse } what = Fresh;
@@ -230,7 +214,7 @@ TrainCounters read_checkpoint(const std::string& path, const LoraSlices& s) {
       if (shape != std::vector<hsize_t>{hsize_t(spec.rows), hsize_t(spec.cols)})
         throw std::runtime_error(path + ": dataset " + name + " does not have the shape [" + std::to_string(spec.rows) +
                                  ", " + std::to_string(spec.cols) + "] of this run");
-      read_rank_slice(ds, path, name, spec, s.tp_rank, s.*g.buffer + spec.offset);
+      h5_read_rank_slice(ds, path, name, spec, s.tp_rank, s.*g.buffer + spec.offset);
     }
   }
   return read_counters(file, path);
