@@ -108,6 +108,10 @@ std::optional<CheckpointInfo> select_checkpoint(const RunConfig& cfg, const Base
 // the counters. Throws std::runtime_error if a dataset is missing or mis-shaped.
 TrainCounters read_checkpoint(const std::string& path, const LoraSlices& s);
 
+// Reads this rank's slice of every A and B from the /adapter group of a checkpoint or of an
+// adapter.h5 into `params` (layout order). Refuses an adapter whose scale differs from lc's.
+void read_adapter(const std::string& path, const LoraConfig& lc, const LoraLayout& layout, int tp_rank, float* params);
+
 // Collective: rank 0 runs select_checkpoint (warnings to stderr) and tells every rank the
 // outcome; then every rank runs read_checkpoint. Returns nullopt for a fresh start and
 // throws the same CheckpointError on every rank when rank 0 refused.

@@ -1,6 +1,7 @@
 // Reading checkpoints: verify on rank 0 (whole, then compatible), choose for resume: auto,
 // then every rank reads its own slices by hyperslab. Writing is io/checkpoint.cpp.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -201,23 +202,43 @@ std::optional<CheckpointInfo> select_checkpoint(const RunConfig& cfg, const Base
   return std::nullopt;
 }
 
-TrainCounters read_checkpoint(const std::string& path, const LoraSlices& s) {
-  h5_quiet();
-  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, h5_fapl_unlocked());
-  H5Handle file(h5_check(id, path, "cannot open checkpoint"), H5Fclose);
-  for (const auto& g : ckpt::kTensorGroups) {
-    H5Handle group = open_group(file, path, g.path);
-    for (const TensorSpec& spec : s.layout.tensors) {
-      const std::string name = std::string(g.path) + "/" + spec.name;
-      H5Handle ds(h5_check(H5Dopen2(group, spec.name.c_str(), H5P_DEFAULT), path, "missing dataset " + name), H5Dclose);
-      const std::vector<hsize_t> shape = h5_shape(ds);
-      if (shape != std::vector<hsize_t>{hsize_t(spec.rows), hsize_t(spec.cols)})
-        throw std::runtime_error(path + ": dataset " + name + " does not have the shape [" + std::to_string(spec.rows) +
-                                 ", " + std::to_string(spec.cols) + "] of this run");
-      h5_read_rank_slice(ds, path, name, spec, s.tp_rank, s.*g.buffer + spec.offset);
-    }
+namespace {
+// Reads every LoRA tensor of `layout` from `group` of the open file: this rank's slice of each.
+void read_tensor_group(hid_t file, const std::string& path, const char* group_path, const LoraLayout& layout,
+                       int tp_rank, float* buffer) {
+  H5Handle group = open_group(file, path, group_path);
+  for (const TensorSpec& spec : layout.tensors) {
+    const std::string name = std::string(group_path) + "/" + spec.name;
+    H5Handle ds(h5_check(H5Dopen2(group, spec.name.c_str(), H5P_DEFAULT), path, "missing dataset " + name), H5Dclose);
+    const std::vector<hsize_t> shape = h5_shape(ds);
+    if (shape != std::vector<hsize_t>{hsize_t(spec.rows), hsize_t(spec.cols)})
+      throw std::runtime_error(path + ": dataset " + name + " does not have the shape [" + std::to_string(spec.rows) +
+                               ", " + std::to_string(spec.cols) + "] of this run");
+    h5_read_rank_slice(ds, path, name, spec, tp_rank, buffer + spec.offset);
   }
+}
+
+H5Handle open_readonly(const std::string& path, const char* what) {
+  h5_quiet();
+  return H5Handle(h5_check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, h5_fapl_unlocked()), path, what), H5Fclose);
+}
+}  // namespace
+
+TrainCounters read_checkpoint(const std::string& path, const LoraSlices& s) {
+  H5Handle file = open_readonly(path, "cannot open checkpoint");
+  for (const auto& g : ckpt::kTensorGroups) read_tensor_group(file, path, g.path, s.layout, s.tp_rank, s.*g.buffer);
   return read_counters(file, path);
+}
+
+void read_adapter(const std::string& path, const LoraConfig& lc, const LoraLayout& layout, int tp_rank, float* params) {
+  H5Handle file = open_readonly(path, "cannot open adapter file");
+  H5Handle adapter = open_group(file, path, "/adapter");
+  const double scale = h5_read_attr<double>(adapter, "scale", path, "/adapter");
+  if (std::abs(scale - lc.scale()) > 1e-6 * std::abs(scale))
+    throw std::runtime_error(path + ": the adapter was trained with LoRA scale " + std::to_string(scale) +
+                             " (alpha/r), the config gives " + std::to_string(lc.scale()) + ": set lora.alpha, r and "
+                             "rslora as in training");
+  read_tensor_group(file, path, "/adapter", layout, tp_rank, params);
 }
 
 std::optional<CheckpointInfo> resume_checkpoint(Communicator& comm, const RunConfig& cfg, const BaseFingerprint& fp,

@@ -1,6 +1,7 @@
 // lora_dist: LoRA fine-tuning of a GPT-style model over MPI ranks.
 //   mpirun -np N lora_dist --yaml run.yaml
 //   mpirun -np N lora_dist bench --yaml run.yaml [--steps 5 --warmup 2]
+//   lora_dist merge --yaml run.yaml --adapter out/adapter.h5 --out merged.h5
 //
 // Exit status (every rank returns the same one):
 //   0   the run finished: final checkpoint and <output.dir>/adapter.h5 written
@@ -22,6 +23,7 @@
 #include "trainer/bench.h"
 #include "trainer/blas_kernels.h"
 #include "trainer/config_loader.h"
+#include "trainer/merge.h"
 #include "trainer/preemption.h"
 #include "trainer/trainer.h"
 
@@ -52,8 +54,20 @@ void set_threads(int threads) {
   openblas_set_num_threads(threads);
 }
 
-int run(const std::string& yaml, const lora::BenchOptions* bench) {
+struct MergeOptions {
+  std::string yaml, adapter, out;
+};
+
+int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOptions* merge) {
   lora::RunConfig cfg = lora::load_run_config(yaml);
+  if (merge) {  // one process's work; extra ranks have nothing to do
+    if (world_rank() == 0) {
+      lora::merge_adapter_into_base(cfg, merge->adapter, merge->out);
+      std::printf("merged %s into the base weights -> %s (use it with model.init: file)\n", merge->adapter.c_str(),
+                  merge->out.c_str());
+    }
+    return 0;
+  }
   check_world_size(cfg);
   set_threads(cfg.train.threads);
   lora::MpiCommunicator comm(MPI_COMM_WORLD, cfg.parallel.tp, cfg.parallel.dp);
@@ -83,9 +97,15 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--warmup", bench.warmup, "untimed steps before them")->check(CLI::NonNegativeNumber);
   bench_cmd->add_option("--peak-gflops-per-core", bench.peak_gflops_per_core, "fp32 peak per core the MFU is measured against (default: measured here)");
   bench_cmd->add_option("--json", bench.json, "append the result as a JSON line to this file");
+  MergeOptions merge;
+  CLI::App* merge_cmd = app.add_subcommand(
+      "merge", "fold a trained adapter into the base weights (W0 + s B A) and write them as an HDF5 base-weights file");
+  merge_cmd->add_option("--yaml", merge.yaml, "the run's config: base model and LoRA settings")->required();
+  merge_cmd->add_option("--adapter", merge.adapter, "adapter.h5 or a checkpoint")->required()->check(CLI::ExistingFile);
+  merge_cmd->add_option("--out", merge.out, "merged base weights to write (model.init: file)")->required();
   CLI11_PARSE(app, argc, argv);
-  const bool is_bench = bench_cmd->parsed();
-  if (!is_bench && yaml.empty()) {
+  const bool is_bench = bench_cmd->parsed(), is_merge = merge_cmd->parsed();
+  if (!is_bench && !is_merge && yaml.empty()) {
     std::fprintf(stderr, "lora_dist: --yaml run.yaml is required\n%s", app.help().c_str());
     return 2;
   }
@@ -96,7 +116,8 @@ int main(int argc, char** argv) {
   lora::install_preemption_handlers();  // after MPI_Init, which may install handlers of its own
   int rc = 0;
   try {
-    rc = run(is_bench ? bench.yaml : yaml, is_bench ? &bench : nullptr);
+    rc = run(is_bench ? bench.yaml : is_merge ? merge.yaml : yaml, is_bench ? &bench : nullptr,
+             is_merge ? &merge : nullptr);
   } catch (const lora::ConfigError& e) {
     // Every rank reads the same file and fails the same way: no collective is pending.
     std::fprintf(stderr, "lora_dist: config error: %s [rank %d]\n", e.what(), world_rank());

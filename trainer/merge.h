@@ -1,0 +1,16 @@
+// `lora_dist merge`: folds a trained adapter into the frozen weights, W0 += s B A for every
+// target, and writes the result as a base-weights file (io/base_weights.h). A model loaded
+// from it with `model.init: file` computes what base + adapter computed, with no LoRA branch
+// left to run: inference pays nothing for the adapter (Hu et al. 2021, §4.1).
+#pragma once
+#include <string>
+
+#include "trainer/run_config.h"
+
+namespace lora {
+
+// cfg gives the base model (init: seed or file) and the LoRA config the adapter was trained
+// with; adapter is an adapter.h5 or a checkpoint. Runs on one process.
+void merge_adapter_into_base(const RunConfig& cfg, const std::string& adapter, const std::string& out);
+
+}  // namespace lora
