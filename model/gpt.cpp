@@ -17,8 +17,10 @@ namespace lora {
 
 namespace {
 // Rows of the LM head processed at once: the logits of a chunk are the only vocabulary-wide
-// buffer, so memory stays O(chunk x V/tp) instead of O(tokens x V).
-constexpr int kLmHeadChunk = 256;
+// buffer, so memory stays O(chunk x V/tp) instead of O(tokens x V). Each chunk's two GEMMs
+// stream the whole [V/tp x d] embedding once more, so chunks are large: at GPT-2 124M,
+// 1024 rows ran the LM head ~13% faster than 256 for 147 MiB more (64 rows: 1.6x slower).
+constexpr int kLmHeadChunk = 1024;
 
 template <typename T>
 void resize(std::vector<T>& v, size_t n) { v.assign(n, T(0)); }
