@@ -20,6 +20,7 @@
 #include "io/token_shard.h"
 #include "model/rng.h"
 #include "model/tensor_shards.h"
+#include "tests/model_shape.h"
 #include "trainer/grad_sync.h"
 #include "trainer/trainer.h"
 
@@ -57,11 +58,7 @@ class BaseGuard final : public Communicator {
 
 RunConfig make_config(const std::string& shard, int tp, int dp) {
   RunConfig c;
-  c.model.n_layer = 2;
-  c.model.n_head = 4;
-  c.model.d_model = 32;
-  c.model.vocab_size = 61;  // padded to 64 at tp=4: padding rows must never win
-  c.model.context = 16;
+  c.model = test::model_shape(2, 4, 32, 61, 16);  // V=61 is padded to 64 at tp=4: padding must never win
   c.model.init_std = 0.2f;
   c.lora.r = 4;
   c.lora.alpha = 8;

@@ -7,19 +7,12 @@
 #include "io/base_weights.h"
 #include "model/rng.h"
 #include "model/tensor_shards.h"
+#include "tests/model_shape.h"
 
 namespace lora {
 namespace {
 
-ModelConfig small() {
-  ModelConfig m;
-  m.n_layer = 2;
-  m.n_head = 4;
-  m.d_model = 8;
-  m.vocab_size = 13;  // padded to 16 at tp=4
-  m.context = 5;
-  return m;
-}
+ModelConfig small() { return test::model_shape(2, 4, 8, 13, 5); }  // V=13 is padded to 16 at tp=4
 
 std::string temp_file(const char* name) { return (std::filesystem::path(testing::TempDir()) / name).string(); }
 

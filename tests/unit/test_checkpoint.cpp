@@ -15,6 +15,7 @@
 
 #include "comm/mpi_communicator.h"
 #include "io/checkpoint.h"
+#include "tests/model_shape.h"
 #include "io/checkpoint_hash.h"
 #include "io/hdf5_util.h"
 #include "model/tensor_shards.h"
@@ -26,11 +27,7 @@ namespace {
 
 RunConfig small_config(const fs::path& out) {
   RunConfig c;
-  c.model.n_layer = 2;
-  c.model.n_head = 2;
-  c.model.d_model = 16;
-  c.model.vocab_size = 32;
-  c.model.context = 8;
+  c.model = test::model_shape(2, 2, 16, 32, 8);
   c.lora.r = 2;
   for (bool& t : c.lora.targets) t = true;
   c.train.batch_size = 4;

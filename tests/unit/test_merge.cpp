@@ -9,6 +9,7 @@
 #include "io/checkpoint.h"
 #include "model/gpt.h"
 #include "model/rng.h"
+#include "tests/model_shape.h"
 #include "trainer/adamw.h"
 #include "trainer/merge.h"
 
@@ -19,11 +20,7 @@ namespace fs = std::filesystem;
 
 RunConfig config(const fs::path& dir) {
   RunConfig c;
-  c.model.n_layer = 2;
-  c.model.n_head = 2;
-  c.model.d_model = 16;
-  c.model.vocab_size = 32;
-  c.model.context = 8;
+  c.model = test::model_shape(2, 2, 16, 32, 8);
   c.model.init_std = 0.2f;
   c.lora.r = 4;
   c.lora.alpha = 8;

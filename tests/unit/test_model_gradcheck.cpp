@@ -9,19 +9,12 @@
 #include "comm/mpi_communicator.h"
 #include "gradcheck.h"
 #include "model/gpt.h"
+#include "tests/model_shape.h"
 
 namespace lora::test {
 namespace {
 
-ModelConfig tiny_model() {
-  ModelConfig m;
-  m.n_layer = 2;
-  m.n_head = 2;
-  m.d_model = 8;
-  m.vocab_size = 13;
-  m.context = 6;
-  return m;
-}
+ModelConfig tiny_model() { return model_shape(2, 2, 8, 13, 6); }
 
 LoraConfig all_targets(float dropout) {
   LoraConfig l;
