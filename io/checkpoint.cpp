@@ -29,13 +29,6 @@ namespace fs = std::filesystem;
 
 namespace ckpt {
 
-std::string targets_string(const LoraConfig& l) {
-  std::string s;
-  for (int t = 0; t < kNumTargets; ++t)
-    if (l.targets[t]) s += (s.empty() ? "" : ",") + std::string(lora_target_name(t));
-  return s;
-}
-
 std::string hex64(uint64_t v) {
   char buf[24];
   std::snprintf(buf, sizeof buf, "0x%016llx", static_cast<unsigned long long>(v));
@@ -260,7 +253,7 @@ void write_lora_attrs(hid_t adapter, const LoraConfig& l) {
   h5_write_attr(adapter, "alpha", l.alpha);
   h5_write_attr(adapter, "rslora", l.rslora);
   h5_write_attr(adapter, "dropout", l.dropout);
-  h5_write_attr(adapter, "targets", ckpt::targets_string(l));
+  h5_write_attr(adapter, "targets", l.target_list());
   h5_write_attr(adapter, "scale", l.scale());
 }
 

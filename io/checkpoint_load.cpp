@@ -104,7 +104,7 @@ void check_compatible(hid_t file, const std::string& path, const RunConfig& cfg,
   r.check("r", h5_read_attr<int>(adapter, "r", path, "/adapter"), cfg.lora.r);
   if (!r.empty()) problems.push_back("LoRA rank r differs: " + r.joined());
   targets.check("targets", h5_read_attr<std::string>(adapter, "targets", path, "/adapter"),
-                ckpt::targets_string(cfg.lora));
+                cfg.lora.target_list());
   if (!targets.empty()) problems.push_back("LoRA targets differ: " + targets.joined());
 
   if (problems.empty()) return;

@@ -36,9 +36,6 @@ inline constexpr ModelField kModelShape[] = {{"n_layer", &ModelConfig::n_layer},
                                              {"vocab_size", &ModelConfig::vocab_size},
                                              {"context", &ModelConfig::context}};
 
-// "q,v": lora.targets as written in the /adapter attribute "targets".
-std::string targets_string(const LoraConfig& l);
-
 // "0x0123456789abcdef"
 std::string hex64(uint64_t v);
 

@@ -48,13 +48,6 @@ double peak_rss_mib() {
   return u.ru_maxrss / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
-std::string targets_str(const LoraConfig& l) {
-  std::string s;
-  for (int t = 0; t < kNumTargets; ++t)
-    if (l.targets[t]) s += (s.empty() ? "" : ",") + std::string(lora_target_name(t));
-  return s;
-}
-
 // Rank 0's per-op wall time per step, largest first; the rest of the step is the
 // optimizer, the gradient all-reduces and the data.
 void print_op_times(const OpTimers& t, int steps, double step_ms) {
@@ -116,7 +109,7 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
     const ModelConfig& m = cfg.model;
     std::printf("bench: GPT L%d d%d H%d V%d T%d micro-batch %d batch %d | LoRA r%d on %s | tp %d dp %d | %d threads/rank\n",
                 m.n_layer, m.d_model, m.n_head, m.vocab_size, cfg.train.seq_len, cfg.train.micro_batch,
-                cfg.train.batch_size, cfg.lora.r, targets_str(cfg.lora).c_str(), cfg.parallel.tp, cfg.parallel.dp, threads);
+                cfg.train.batch_size, cfg.lora.r, cfg.lora.target_list().c_str(), cfg.parallel.tp, cfg.parallel.dp, threads);
     std::printf("step: median %.1f ms (min %.1f, max %.1f) over %d timed steps after %d warm-up\n", median, ms.front(),
                 ms.back(), opt.steps, opt.warmup);
     std::printf("tokens/s: %.1f\n", tok_s);

@@ -36,6 +36,7 @@ struct LoraConfig {
   float dropout = 0.0f;         // on the input of A only
   bool targets[kNumTargets] = {true, false, true, false, false, false};  // the paper's q,v
   float scale() const;          // alpha/r or alpha/sqrt(r)
+  std::string target_list() const;  // "q,v": the enabled targets in layout order
 };
 
 struct OptimConfig {
