@@ -25,14 +25,18 @@ def main():
         text = src.read().replace("../../data/", os.path.join(os.path.dirname(os.path.abspath(yaml)), "../../data/"))
         dst.write(text + f"output: {{dir: {outdir}}}\n")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    subprocess.run(["mpirun", "--oversubscribe", "--allow-run-as-root", "-np", "4", binary, "--yaml", cfg],
-                   check=True, env=env, timeout=600)
+    run = subprocess.run(["mpirun", "--oversubscribe", "--allow-run-as-root", "-np", "4", binary, "--yaml", cfg],
+                         check=True, env=env, timeout=600, stdout=subprocess.PIPE, text=True)
+    print(run.stdout)
+    # Only rank 0 prints: each progress line appears once, not once per rank.
+    progress_lines = [l for l in run.stdout.splitlines() if l.startswith("step 50/100 |")]
     evals = [json.loads(l) for l in open(metrics) if '"eval"' in l]
     first, last = evals[0], evals[-1]
     drop = first["val_loss"] - last["val_loss"]
     print(f"val_loss {first['val_loss']:.4f} at step {first['step']} -> {last['val_loss']:.4f} at step {last['step']}: "
           f"fell by {drop:.3f} (required: {MARGIN})")
-    if first["step"] != 0 or last["step"] != 100 or drop < MARGIN:
+    print(f"progress line for step 50 printed {len(progress_lines)} time(s) (must be 1: rank 0 only)")
+    if first["step"] != 0 or last["step"] != 100 or drop < MARGIN or len(progress_lines) != 1:
         print("demo: 0 passed, 1 failed")
         return 1
     print("demo: 1 passed, 0 failed")

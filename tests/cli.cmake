@@ -1,0 +1,15 @@
+# The command line: --version, --help, a missing --yaml, and `bench` printing every figure
+# it promises (tokens/s, MFU against a measured peak, peak RSS, bytes all-reduced, per-op times).
+add_test(NAME cli.version COMMAND $<TARGET_FILE:lora_dist> --version)
+set_tests_properties(cli.version PROPERTIES PASS_REGULAR_EXPRESSION "^lora_dist [0-9]+\\.[0-9]+\\.[0-9]+")
+add_test(NAME cli.help COMMAND $<TARGET_FILE:lora_dist> --help)
+set_tests_properties(cli.help PROPERTIES PASS_REGULAR_EXPRESSION "--yaml.*bench.*merge")
+add_test(NAME cli.no_yaml COMMAND $<TARGET_FILE:lora_dist>)
+set_tests_properties(cli.no_yaml PROPERTIES WILL_FAIL TRUE)
+add_test(NAME cli.bench_two_ranks
+  COMMAND ${MPIRUN} --oversubscribe --allow-run-as-root -np 2 $<TARGET_FILE:lora_dist> bench
+          --yaml ${CMAKE_CURRENT_SOURCE_DIR}/cli/bench_tiny.yaml --steps 2 --warmup 1)
+# 2 layers x (q, v: A 4x64 + B 64x4 = 512 each; fc2: A 4x256 + B 64x4 = 1280) = 4608 floats
+# = 18432 bytes, all summed at dp=2: the LoRA-gradient bytes must be exactly that.
+set_tests_properties(cli.bench_two_ranks PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=1" LABELS mpi
+  PASS_REGULAR_EXPRESSION "tokens/s: [0-9.]+\n.*MFU [0-9.]+% of [0-9.]+ GFLOP/s \\(fp32 FMA peak [0-9.]+/core, measured.*peak RSS per rank: [0-9]+ MiB.*LoRA grads 18432 = .*where a step's time goes.*fwd attention")
