@@ -47,8 +47,6 @@ class GptModel {
   void zero_grads();
   void merge_lora(bool merged);  // W0 += s B A (true) or -= (false)
 
-  const ModelConfig& config() const { return mc_; }
-  const LoraConfig& lora_config() const { return lc_; }
   const TpDims& dims() const { return dims_; }
   const ParamLayout& base_layout() const { return base_layout_; }
   const LoraLayout& lora_layout() const { return lora_layout_; }

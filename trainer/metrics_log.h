@@ -14,7 +14,6 @@ class MetricsLog {
   // Opens `path` (creating its folder) for appending, so a resumed run continues the file.
   void open(const std::string& path);
   void write(const nlohmann::json& record);
-  bool is_open() const { return out_.is_open(); }
 
  private:
   std::ofstream out_;

@@ -95,8 +95,7 @@ class Trainer {
   std::vector<float> mask_;
 };
 
-// How many sequences each DP rank and micro-batch takes: batch_size = dp * n_micro * micro_batch.
+// Sequences each DP rank takes per step: batch_size = dp * (micro-batches per step) * micro_batch.
 inline int sequences_per_rank(const RunConfig& c) { return c.train.batch_size / c.parallel.dp; }
-inline int micro_batches_per_step(const RunConfig& c) { return sequences_per_rank(c) / c.train.micro_batch; }
 
 }  // namespace lora
