@@ -63,7 +63,7 @@ GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator&
 template <typename T>
 void GptModel<T>::attach_lora(int l, int target, int out_col, std::vector<LoraAdapter<T>>& into) {
   if (!lc_.targets[target]) return;
-  const std::string name = "h." + std::to_string(l) + ".lora." + lora_target_name(target) + ".";
+  const std::string name = lora_pair_name(l, target);
   const TensorSpec& A = lora_layout_.at(name + "A");
   const TensorSpec& B = lora_layout_.at(name + "B");
   LoraAdapter<T> a;
@@ -76,7 +76,7 @@ void GptModel<T>::attach_lora(int l, int target, int out_col, std::vector<LoraAd
   a.N = B.local_rows;
   a.out_col = out_col;
   a.first_feature = static_cast<uint32_t>(A.global_col(0, dims_.tp_rank));
-  a.site = static_cast<uint32_t>(l * kNumTargets + target);
+  a.site = lora_stream(l, target);
   a.scale = static_cast<T>(lc_.scale());
   a.dropout = lc_.dropout;
   into.push_back(std::move(a));
@@ -151,22 +151,19 @@ void GptModel<T>::init_base_from_seed(uint64_t seed) {
 template <typename T>
 void GptModel<T>::init_lora(uint64_t seed) {
   std::fill(lora_.begin(), lora_.end(), T(0));  // B = 0: training starts at the base model
-  for (const TensorSpec& s : lora_layout_.tensors) {
-    if (s.name.back() != 'A') continue;
-    int layer = 0, target = 0;
-    for (int t = 0; t < kNumTargets; ++t)
-      if (s.name.find(std::string(".lora.") + lora_target_name(t) + ".") != std::string::npos) target = t;
-    layer = std::stoi(s.name.substr(2));
-    const uint32_t stream = static_cast<uint32_t>(layer * kNumTargets + target);
-    const double bound = 1.0 / std::sqrt(static_cast<double>(s.cols));  // kaiming_uniform_(a=sqrt(5))
-    T* dst = lora_.data() + s.offset;
-    for (int lr = 0; lr < s.local_rows; ++lr)
-      for (int lc = 0; lc < s.local_cols; ++lc) {
-        const uint64_t gi = static_cast<uint64_t>(lr) * s.cols + s.global_col(lc, dims_.tp_rank);
-        dst[static_cast<size_t>(lr) * s.local_cols + lc] =
-            static_cast<T>(uniform_element(seed, RngPurpose::LoraInit, stream, gi, bound));
-      }
-  }
+  for (int l = 0; l < mc_.n_layer; ++l)
+    for (int t = 0; t < kNumTargets; ++t) {
+      if (!lc_.targets[t]) continue;
+      const TensorSpec& s = lora_layout_.at(lora_pair_name(l, t) + "A");
+      const double bound = 1.0 / std::sqrt(static_cast<double>(s.cols));  // kaiming_uniform_(a=sqrt(5))
+      T* dst = lora_.data() + s.offset;
+      for (int lr = 0; lr < s.local_rows; ++lr)
+        for (int lc = 0; lc < s.local_cols; ++lc) {
+          const uint64_t gi = static_cast<uint64_t>(lr) * s.cols + s.global_col(lc, dims_.tp_rank);
+          dst[static_cast<size_t>(lr) * s.local_cols + lc] =
+              static_cast<T>(uniform_element(seed, RngPurpose::LoraInit, lora_stream(l, t), gi, bound));
+        }
+    }
 }
 
 template <typename T>

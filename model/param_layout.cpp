@@ -78,6 +78,10 @@ ParamLayout base_layout(const ModelConfig& m, int tp) {
   return p;
 }
 
+std::string lora_pair_name(int layer, int target) {
+  return "h." + std::to_string(layer) + ".lora." + lora_target_name(target) + ".";
+}
+
 bool is_row_parallel(int target) { return target == kO || target == kFc2; }
 
 void lora_target_shape(const ModelConfig& m, int target, int* out, int* in) {
@@ -95,7 +99,7 @@ LoraLayout lora_layout(const ModelConfig& m, const LoraConfig& lc, int tp) {
         if (!lc.targets[t]) continue;
         int out = 0, in = 0;
         lora_target_shape(m, t, &out, &in);
-        const std::string name = "h." + std::to_string(l) + ".lora." + lora_target_name(t) + ".";
+        const std::string name = lora_pair_name(l, t);
         const bool row = is_row_parallel(t);
         // Column-parallel base: A replicated, B row-sharded. Row-parallel: A column-sharded, B replicated.
         if (pass == 0 && !row) p.add(name + "A", lc.r, in, Shard::Replicated, tp);

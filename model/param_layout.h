@@ -63,6 +63,11 @@ struct LoraLayout : ParamLayout {
 };
 LoraLayout lora_layout(const ModelConfig& m, const LoraConfig& lc, int tp);
 
+// "h.{layer}.lora.{target}.": the prefix of a LoRA pair's "A" and "B" tensor names.
+std::string lora_pair_name(int layer, int target);
+// The pair's Philox stream, shared by its A init and its dropout masks (DESIGN §5).
+inline uint32_t lora_stream(int layer, int target) { return static_cast<uint32_t>(layer * kNumTargets + target); }
+
 // Shape of target t's base weight in the full model: {out, in}.
 void lora_target_shape(const ModelConfig& m, int target, int* out, int* in);
 bool is_row_parallel(int target);  // o and fc2; the rest are column-parallel
