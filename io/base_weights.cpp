@@ -39,13 +39,7 @@ void write_base_weights(const std::string& path, const ParamLayout& layout, cons
   for (const TensorSpec& s : layout.tensors) {
     if (s.local_rows < s.rows || s.local_cols != s.cols)
       throw std::runtime_error(path + ": write_base_weights needs an unsharded (tp=1) layout");
-    const hsize_t dims[2] = {static_cast<hsize_t>(s.rows), static_cast<hsize_t>(s.cols)};
-    H5Handle space(H5Screate_simple(2, dims, nullptr), H5Sclose);
-    H5Handle ds(h5_check(H5Dcreate2(file, s.name.c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                         path, "cannot create dataset '" + s.name + "'"),
-                H5Dclose);
-    h5_check(H5Dwrite(ds, h5_native<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer + s.offset), path,
-             "cannot write dataset '" + s.name + "'");
+    h5_write_matrix(file, s.name, s.rows, s.cols, buffer + s.offset, path, "'" + s.name + "'");
   }
 }
 

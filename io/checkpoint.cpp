@@ -202,15 +202,7 @@ class AtomicH5File {
   }
 
   void write_tensor(const std::string& group_name, const TensorSpec& s, const std::vector<float>& full) {
-    const hsize_t dims[2] = {static_cast<hsize_t>(s.rows), static_cast<hsize_t>(s.cols)};
-    H5Handle space(H5Screate_simple(2, dims, nullptr), H5Sclose);
-    const std::string where = group_name + "/" + s.name;
-    H5Handle ds(h5_check(H5Dcreate2(group(group_name), s.name.c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
-                                    H5P_DEFAULT),
-                         tmp_, "cannot create dataset " + where),
-                H5Dclose);
-    h5_check(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, full.data()), tmp_,
-             "cannot write dataset " + where);
+    h5_write_matrix(group(group_name), s.name, s.rows, s.cols, full.data(), tmp_, group_name + "/" + s.name);
   }
 
   // Flush (which is where a full disk shows), close, fsync, rename, fsync the folder. The

@@ -83,6 +83,19 @@ void h5_read_block(hid_t ds, const std::string& file, const std::string& name, h
   h5_check(H5Dread(ds, h5_native<T>(), mem, space, H5P_DEFAULT, dst), file, "cannot read dataset '" + name + "'");
 }
 
+// Creates dataset `name` in `loc` as float32 [rows x cols] and writes `data` (row-major)
+// into it; what = how messages name it ("'wte'", "/adapter/h.0.lora.q.A").
+template <typename T>
+void h5_write_matrix(hid_t loc, const std::string& name, hsize_t rows, hsize_t cols, const T* data,
+                     const std::string& file, const std::string& what) {
+  const hsize_t dims[2] = {rows, cols};
+  H5Handle space(H5Screate_simple(2, dims, nullptr), H5Sclose);
+  H5Handle ds(h5_check(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                       file, "cannot create dataset " + what),
+              H5Dclose);
+  h5_check(H5Dwrite(ds, h5_native<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data), file, "cannot write dataset " + what);
+}
+
 // Shape of a dataset as {dim0, dim1, ...}.
 inline std::vector<hsize_t> h5_shape(hid_t ds) {
   H5Handle space(H5Dget_space(ds), H5Sclose);
