@@ -34,35 +34,18 @@ done
 [[ -n $yaml ]] || { say "error: no run config given"; usage; }
 [[ -r $yaml ]] || { say "error: cannot read $yaml"; exit 2; }
 
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=launch/launch_lib.sh disable=SC1091
+source "$here/launch_lib.sh"  # lora_cores, lora_yaml_get
+
 # tp*dp from run.yaml (block or flow style) when -n is not given; the trainer checks it anyway.
-yaml_get() { # section key
-  awk -v sec="$1" -v key="$2" '
-    { sub(/[ \t]*#.*$/, "") }
-    /^[A-Za-z_][A-Za-z0-9_]*:/ {
-      cur = $0; sub(/:.*/, "", cur)
-      if (cur == sec && match($0, /\{.*\}/)) {
-        n = split(substr($0, RSTART + 1, RLENGTH - 2), kv, ",")
-        for (i = 1; i <= n; i++) {
-          k = kv[i]; sub(/:.*/, "", k); gsub(/[ \t]/, "", k)
-          v = kv[i]; sub(/^[^:]*:/, "", v); gsub(/[ \t"]/, "", v)
-          if (k == key) { print v; exit }
-        }
-      }
-      next
-    }
-    cur == sec && /^[ \t]+[A-Za-z_]+:/ {
-      k = $0; sub(/:.*/, "", k); gsub(/[ \t]/, "", k)
-      if (k == key) { v = $0; sub(/^[^:]*:/, "", v); gsub(/[ \t"]/, "", v); print v; exit }
-    }' "$yaml" 2>/dev/null
-}
 if [[ -z $np ]]; then
-  tp=$(yaml_get parallel tp) dp=$(yaml_get parallel dp)
+  tp=$(lora_yaml_get "$yaml" parallel tp) dp=$(lora_yaml_get "$yaml" parallel dp)
   [[ ${tp:-1} =~ ^[0-9]+$ && ${dp:-1} =~ ^[0-9]+$ ]] || { say "error: cannot read parallel.tp/dp from $yaml: pass -n"; exit 2; }
   np=$((${tp:-1} * ${dp:-1}))
 fi
 [[ $np =~ ^[1-9][0-9]*$ ]] || { say "error: -n must be a positive number, got '$np'"; exit 2; }
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bin=${LORA_DIST:-}
 if [[ -z $bin ]]; then
   if [[ -x $here/../build/lora_dist ]]; then bin=$(cd "$here/../build" && pwd)/lora_dist
@@ -70,9 +53,7 @@ if [[ -z $bin ]]; then
 fi
 [[ -n $bin && -x $bin ]] || { say "error: lora_dist not found: build it (cmake --build build) or set LORA_DIST"; exit 2; }
 
-# The CPUs this process may use (affinity / cgroup cpuset), not the machine's; without the
-# env -u, nproc would answer OMP_NUM_THREADS when that is set.
-cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+cores=$(lora_cores)
 if [[ -z ${OMP_NUM_THREADS:-} ]]; then
   OMP_NUM_THREADS=$((cores / np))
   ((OMP_NUM_THREADS >= 1)) || OMP_NUM_THREADS=1

@@ -17,31 +17,9 @@
 #   LORA_REQUEUE  1 (default): requeue after the trainer exits 75 on a USR1; 0: just exit 75
 
 lora_log() { printf 'lora_job: %s\n' "$*"; }
-# CPUs this process may run on. Plain `nproc` would answer OMP_NUM_THREADS when that is set.
-lora_cores() { env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc; }
-
-# A value from run.yaml, block (`parallel:\n  tp: 2`) or flow (`parallel: {tp: 2}`) style.
-# Only for the checks and messages below: the trainer's own loader is the authority.
-lora_yaml_get() { # file section key
-  awk -v sec="$2" -v key="$3" '
-    { sub(/[ \t]*#.*$/, "") }
-    /^[A-Za-z_][A-Za-z0-9_]*:/ {
-      cur = $0; sub(/:.*/, "", cur)
-      if (cur == sec && match($0, /\{.*\}/)) {
-        body = substr($0, RSTART + 1, RLENGTH - 2); n = split(body, kv, ",")
-        for (i = 1; i <= n; i++) {
-          k = kv[i]; sub(/:.*/, "", k); gsub(/[ \t]/, "", k)
-          v = kv[i]; sub(/^[^:]*:/, "", v); gsub(/^[ \t"]+|[ \t"]+$/, "", v)
-          if (k == key) { print v; exit }
-        }
-      }
-      next
-    }
-    cur == sec && /^[ \t]+[A-Za-z_]+:/ {
-      k = $0; sub(/:.*/, "", k); gsub(/[ \t]/, "", k)
-      if (k == key) { v = $0; sub(/^[^:]*:/, "", v); gsub(/^[ \t"]+|[ \t"]+$/, "", v); print v; exit }
-    }' "$1" 2>/dev/null
-}
+# lora_cores and lora_yaml_get, shared with launch/mpirun.sh.
+# shellcheck source=launch/launch_lib.sh disable=SC1091
+source "$(dirname "${BASH_SOURCE[0]}")/../launch_lib.sh"
 
 # Where this file lives, so the repo (and its build/lora_dist) can be found. sbatch runs a
 # COPY of the job script from slurmd's spool, so the script's own path says nothing: use the
