@@ -21,9 +21,11 @@ struct PeerFailure : std::runtime_error {
 };
 
 // Runs fn(); catches an exception of type E (the class of error every rank can report the
-// same way) and makes all ranks of `g` agree. Exceptions of other types propagate at once
-// (they are bugs or system failures: main aborts the job for them). `code` is the exit
-// status E maps to.
+// same way) and makes all ranks of `g` agree. The lowest rank that failed rethrows its own
+// error; every other rank throws PeerFailure, so the job prints one message, not one per
+// rank. Exceptions of other types propagate at once (bugs or system failures: main aborts
+// the job for them). `code` is the exit status E maps to; `what` completes "another rank
+// could not ...".
 template <typename E, typename Fn>
 void agree_on_failure(Communicator& comm, Group g, int code, const char* what, Fn&& fn) {
   std::exception_ptr mine;
@@ -32,11 +34,13 @@ void agree_on_failure(Communicator& comm, Group g, int code, const char* what, F
   } catch (const E&) {
     mine = std::current_exception();
   }
-  float failed = mine ? 1.0f : 0.0f;
-  comm.all_reduce_max(&failed, 1, g);
-  if (mine) std::rethrow_exception(mine);
-  if (failed > 0)
-    throw PeerFailure(std::string("another rank could not ") + what + " (its message says why)", code);
+  // max of (size - rank) over the failing ranks picks the lowest failing rank; 0 = none failed.
+  float first = mine ? static_cast<float>(comm.size(g) - comm.rank(g)) : 0.0f;
+  comm.all_reduce_max(&first, 1, g);
+  if (first == 0.0f) return;
+  const int first_rank = comm.size(g) - static_cast<int>(first);
+  if (mine && first_rank == comm.rank(g)) std::rethrow_exception(mine);
+  throw PeerFailure("rank " + std::to_string(first_rank) + " could not " + what + " (its message says why)", code);
 }
 
 }  // namespace lora

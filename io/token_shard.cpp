@@ -1,5 +1,7 @@
 #include "io/token_shard.h"
 
+#include "io/input_error.h"
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -26,7 +28,7 @@ struct Header {
 };
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw std::runtime_error(path + ": " + what);
+  throw InputError(path + ": " + what);
 }
 
 // Explicit byte order, so shards are portable whatever the host's endianness.

@@ -39,7 +39,7 @@ struct TokenShard {
 // Reads and validates a whole shard. Every problem (missing file, wrong magic,
 // unsupported version or token_bytes, unknown flags, a size that does not match
 // the header, fewer than 2 tokens, a token >= vocab_size, a mask value other
-// than 0/1) throws std::runtime_error whose message starts with `path`.
+// than 0/1) throws InputError (io/input_error.h) whose message starts with `path`.
 TokenShard read_token_shard(const std::string& path);
 
 // Writes a shard in the format above. `mask` may be null (no mask); otherwise it

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <cerrno>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -137,6 +139,8 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
                             {"lora_grad_bytes", last.lora_grad_bytes}, {"tp_activation_bytes", last.tp_bytes}}
                  .dump()
           << '\n';
+      out.close();
+      if (!out) throw std::runtime_error(opt.json + ": bench --json: cannot append the result: " + std::strerror(errno));
     }
   }
   return 0;

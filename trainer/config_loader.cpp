@@ -4,6 +4,7 @@
 // problem. Cross-key and file checks follow once every key is read.
 #include "trainer/config_loader.h"
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -11,7 +12,9 @@
 #include <climits>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
@@ -24,6 +27,7 @@ namespace {
 
 namespace fs = std::filesystem;
 constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr uintmax_t kMaxConfigBytes = 1 << 20;  // a run.yaml is a few KiB
 
 std::string fmt(double v) {
   std::ostringstream os;
@@ -335,7 +339,8 @@ std::vector<SectionSpec> spec(RunConfig& c) {
         {"eval_batches", number(t.eval_batches, at_least(1))},
         {"log_every", number(t.log_every, at_least(1))},
         {"seed", seed(t.seed)},
-        {"threads", number(t.threads, at_least(0))}}},
+        {"threads", number(t.threads, at_least(0))},
+        {"on_nonfinite", choice(t.on_nonfinite, {"stop", "skip"})}}},
       {"parallel",
        {{"tp", number(c.parallel.tp, at_least(1))},
         {"dp", number(c.parallel.dp, at_least(1))},
@@ -389,6 +394,21 @@ void check_consistency(const RunConfig& c, const Ctx& ctx) {
                  ": the sequences of one step must split evenly over the dp ranks and, on each "
                  "rank, into whole micro-batches",
              std::to_string(t.batch_size));
+  // Single dimensions are 32-bit (BLAS takes int sizes); products of them are 64-bit. These
+  // are the dimensions the model forms by multiplying two keys.
+  auto fits_int = [&](long double v, std::initializer_list<std::string> keys, const std::string& what) {
+    if (v <= INT_MAX) return;
+    ctx.fail(ctx.line_of(keys), *keys.begin(),
+             what + " must fit in a 32-bit integer (a GEMM dimension) but is " + fmt(double(v)), fmt(double(v)));
+  };
+  fits_int(4.0L * m.d_model, {"model.d_model"}, "the MLP width 4 * model.d_model");
+  fits_int(1.0L * t.micro_batch * t.seq_len, {"train.micro_batch", "train.seq_len"},
+           "the tokens of a micro-batch, train.micro_batch * train.seq_len,");
+  fits_int(1.0L * t.micro_batch * m.n_head, {"train.micro_batch", "model.n_head"},
+           "the attention heads of a micro-batch, train.micro_batch * model.n_head,");
+  fits_int(1.0L * m.vocab_size + p.tp, {"model.vocab_size"}, "model.vocab_size padded to a multiple of parallel.tp");
+  fits_int(1.0L * t.eval_batches * t.batch_size, {"train.eval_batches", "train.batch_size"},
+           "the sequences of one eval, train.eval_batches * train.batch_size,");
   if (m.n_head % p.tp != 0)
     ctx.fail(ctx.line_of({"parallel.tp"}), "parallel.tp",
              "must divide model.n_head = " + std::to_string(m.n_head) +
@@ -417,6 +437,39 @@ void check_files(const RunConfig& c, const Ctx& ctx) {
     need("checkpoint.resume", c.checkpoint.resume, true);
 }
 
+// The file's text as one YAML document. Read here rather than by YAML::LoadFile, which
+// throws std::ios_base::failure on a folder and says only "bad file" on deep nesting.
+YAML::Node parse_single_document(const std::string& yaml_path) {
+  std::error_code ec;
+  const auto st = fs::status(yaml_path, ec);
+  if (ec || !fs::exists(st)) throw ConfigError(yaml_path + ": cannot read config file: no such file");
+  if (fs::is_directory(st)) throw ConfigError(yaml_path + ": is a folder, not a YAML config file");
+  if (!fs::is_regular_file(st)) throw ConfigError(yaml_path + ": is not a regular file");
+  if (fs::file_size(yaml_path, ec) > kMaxConfigBytes)
+    throw ConfigError(yaml_path + ": " + std::to_string(fs::file_size(yaml_path, ec)) +
+                      " bytes: larger than any run config (limit " + std::to_string(kMaxConfigBytes) + ")");
+  std::ifstream in(yaml_path, std::ios::binary);
+  std::stringstream text;
+  if (!in || !(text << in.rdbuf()))
+    if (fs::file_size(yaml_path, ec) > 0)
+      throw ConfigError(yaml_path + ": cannot read config file: " + std::strerror(errno));
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(text.str());
+  } catch (const YAML::DeepRecursion& e) {
+    throw ConfigError(yaml_path + ":" + std::to_string(e.mark.line + 1) + ": yaml: nested too deep (the parser stops at depth " +
+                      std::to_string(e.depth()) + "); a run config is sections of keys, two levels");
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(yaml_path + ":" + std::to_string(e.mark.line + 1) + ": yaml: syntax error: " + e.msg);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(yaml_path + ":" + std::to_string(e.mark.line + 1) + ": yaml: " + e.msg);
+  }
+  if (docs.size() > 1)
+    throw ConfigError(yaml_path + ":" + std::to_string(docs[1].Mark().line + 1) + ": yaml: a second document ('---'); a run "
+                      "config is one document, and the second would be ignored");
+  return docs.empty() ? YAML::Node() : docs[0];
+}
+
 }  // namespace
 
 RunConfig load_run_config(const std::string& yaml_path) {
@@ -424,16 +477,7 @@ RunConfig load_run_config(const std::string& yaml_path) {
   c.source_path = yaml_path;
   Ctx ctx{yaml_path, fs::absolute(fs::path(yaml_path)).parent_path(), {}, {}};
 
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(yaml_path);
-  } catch (const YAML::BadFile&) {
-    throw ConfigError(yaml_path + ": cannot read config file");
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(yaml_path + ":" + std::to_string(e.mark.line + 1) +
-                      ": yaml: syntax error: " + e.msg);
-  }
-
+  const YAML::Node root = parse_single_document(yaml_path);
   std::vector<SectionSpec> sections = spec(c);
   std::vector<std::string> section_names;
   for (const auto& s : sections) section_names.push_back(s.name);

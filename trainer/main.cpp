@@ -3,11 +3,15 @@
 //   mpirun -np N lora_dist bench --yaml run.yaml [--steps 5 --warmup 2]
 //   lora_dist merge --yaml run.yaml --adapter out/adapter.h5 --out merged.h5
 //
-// Exit status (every rank returns the same one):
+// Exit status (every rank returns the same one; README "Errors and exit codes"):
 //   0   the run finished: final checkpoint and <output.dir>/adapter.h5 written
-//   1   an error; either every rank refused the checkpoint to resume (the message says
-//       why), or one rank failed and the job was aborted (MPI_Abort)
-//   2   config error (bad run.yaml, wrong number of ranks) or bad command line
+//   1   an internal or system error on some rank; the job was aborted (MPI_Abort)
+//   2   config error (bad run.yaml, wrong number of ranks, a run that cannot fit in this
+//       machine's memory) or bad command line
+//   3   an input file is unusable: token shard, base weights, checkpoint or adapter (the
+//       message names the file and the tensor or field)
+//   4   training stopped on a non-finite loss or gradient (train.on_nonfinite: stop);
+//       the parameters and every checkpoint are as they were before that step
 //   75  preempted (EX_TEMPFAIL of <sysexits.h>): SIGTERM or SIGUSR1 reached a rank, every
 //       rank finished its step and the checkpoint of that step was written. Requeue the
 //       job; with checkpoint.resume: auto it continues exactly where it stopped.
@@ -15,14 +19,19 @@
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <string>
 
+#include "comm/collective_guard.h"
 #include "comm/mpi_communicator.h"
+#include "io/input_error.h"
 #include "trainer/bench.h"
 #include "trainer/blas_kernels.h"
 #include "trainer/config_loader.h"
+#include "trainer/memory_check.h"
 #include "trainer/merge.h"
 #include "trainer/preemption.h"
 #include "trainer/trainer.h"
@@ -30,6 +39,8 @@
 extern "C" void openblas_set_num_threads(int);
 
 namespace {
+
+constexpr int kExitUsage = 2;  // the same status as a config error
 
 int world_rank() {
   int r = 0;
@@ -71,6 +82,7 @@ int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOpt
   check_world_size(cfg);
   set_threads(cfg.train.threads);
   lora::MpiCommunicator comm(MPI_COMM_WORLD, cfg.parallel.tp, cfg.parallel.dp);
+  lora::check_fits_in_memory(cfg, comm);
   if (bench) return lora::run_bench(cfg, comm, *bench);
   lora::Trainer trainer(cfg, comm);
   if (trainer.run() == lora::RunOutcome::Finished) return 0;
@@ -83,31 +95,72 @@ int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOpt
   return lora::kExitPreempted;
 }
 
+// CLI11 validators for values that parse as numbers but make no sense.
+const CLI::Validator kFinitePositive(
+    [](const std::string& s) -> std::string {
+      double v = 0;
+      try {
+        size_t used = 0;
+        v = std::stod(s, &used);
+        if (used != s.size()) return "not a number: " + s;
+      } catch (const std::exception&) {
+        return "not a number: " + s;
+      }
+      return std::isfinite(v) && v > 0 ? "" : "must be a finite number > 0, got " + s;
+    },
+    "POSITIVE");
+// The folder of an output file must exist: otherwise the result would be silently lost at the end.
+const CLI::Validator kInExistingFolder(
+    [](const std::string& s) -> std::string {
+      namespace fs = std::filesystem;
+      const fs::path parent = fs::path(s).parent_path();
+      std::error_code ec;
+      if (fs::is_directory(s, ec)) return s + " is a folder, not a file";
+      if (!parent.empty() && !fs::is_directory(parent, ec)) return "folder " + parent.string() + " does not exist";
+      return "";
+    },
+    "FILE");
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"lora_dist: LoRA fine-tuning of GPT-style models across MPI ranks (tensor x data parallel)"};
   app.set_version_flag("--version", std::string("lora_dist ") + LORA_VERSION);
+  app.footer("Exit status: 0 done, 1 internal error (job aborted), 2 config or command-line error, 3 unusable input "
+             "file, 4 stopped on a non-finite loss or gradient, 75 preempted (checkpoint written; requeue).");
   std::string yaml;
   app.add_option("--yaml", yaml, "run configuration (see README: YAML keys)");
   lora::BenchOptions bench;
   CLI::App* bench_cmd = app.add_subcommand("bench", "time training steps of the config's shape on synthetic tokens");
   bench_cmd->add_option("--yaml", bench.yaml, "config giving the shape, LoRA, parallel layout and batch")->required();
-  bench_cmd->add_option("--steps", bench.steps, "timed steps")->check(CLI::PositiveNumber);
-  bench_cmd->add_option("--warmup", bench.warmup, "untimed steps before them")->check(CLI::NonNegativeNumber);
-  bench_cmd->add_option("--peak-gflops-per-core", bench.peak_gflops_per_core, "fp32 peak per core the MFU is measured against (default: measured here)");
-  bench_cmd->add_option("--json", bench.json, "append the result as a JSON line to this file");
+  bench_cmd->add_option("--steps", bench.steps, "timed steps (1..100000)")->check(CLI::Range(1, 100000));
+  bench_cmd->add_option("--warmup", bench.warmup, "untimed steps before them (0..100000)")->check(CLI::Range(0, 100000));
+  bench_cmd->add_option("--peak-gflops-per-core", bench.peak_gflops_per_core,
+                        "fp32 peak per core the MFU is measured against (default: measured here)")
+      ->check(kFinitePositive);
+  bench_cmd->add_option("--json", bench.json, "append the result as a JSON line to this file (its folder must exist)")
+      ->check(kInExistingFolder);
   MergeOptions merge;
   CLI::App* merge_cmd = app.add_subcommand(
       "merge", "fold a trained adapter into the base weights (W0 + s B A) and write them as an HDF5 base-weights file");
   merge_cmd->add_option("--yaml", merge.yaml, "the run's config: base model and LoRA settings")->required();
   merge_cmd->add_option("--adapter", merge.adapter, "adapter.h5 or a checkpoint")->required()->check(CLI::ExistingFile);
-  merge_cmd->add_option("--out", merge.out, "merged base weights to write (model.init: file)")->required();
-  CLI11_PARSE(app, argc, argv);
+  merge_cmd->add_option("--out", merge.out, "merged base weights to write (model.init: file)")
+      ->required()
+      ->check(kInExistingFolder);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version are "errors" with status 0; every real one is a usage error (2),
+    // not CLI11's own 100+ codes.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "lora_dist: command line: %s\nRun with --help for more information.\n", e.what());
+    return kExitUsage;
+  }
   const bool is_bench = bench_cmd->parsed(), is_merge = merge_cmd->parsed();
   if (!is_bench && !is_merge && yaml.empty()) {
     std::fprintf(stderr, "lora_dist: --yaml run.yaml is required\n%s", app.help().c_str());
-    return 2;
+    return kExitUsage;
   }
 
   lora::ensure_vector_blas_kernels(argv);
@@ -119,19 +172,32 @@ int main(int argc, char** argv) {
     rc = run(is_bench ? bench.yaml : is_merge ? merge.yaml : yaml, is_bench ? &bench : nullptr,
              is_merge ? &merge : nullptr);
   } catch (const lora::ConfigError& e) {
-    // Every rank reads the same file and fails the same way: no collective is pending.
+    // Every rank reads the same file and fails the same way (or agreed to: collective_guard.h),
+    // so no collective is pending.
     std::fprintf(stderr, "lora_dist: config error: %s [rank %d]\n", e.what(), world_rank());
-    rc = 2;
+    rc = kExitUsage;
   } catch (const lora::CheckpointError& e) {
     // Rank 0 decided and told every rank (io/checkpoint.h): all are here, none in a collective.
     if (world_rank() == 0) std::fprintf(stderr, "lora_dist: checkpoint error: %s\n", e.what());
-    rc = 1;
+    rc = lora::kExitBadInput;
+  } catch (const lora::InputError& e) {
+    // Thrown through agree_on_failure: the first rank that failed says why, the others are quiet.
+    std::fprintf(stderr, "lora_dist: input error: %s [rank %d]\n", e.what(), world_rank());
+    rc = lora::kExitBadInput;
+  } catch (const lora::NonFiniteError& e) {
+    // The loss and the gradient norm are all-reduced: every rank stops at the same step.
+    if (world_rank() == 0) std::fprintf(stderr, "lora_dist: stopped: %s\n", e.what());
+    rc = lora::kExitNonFinite;
+  } catch (const lora::PeerFailure& e) {
+    rc = e.exit_code;  // the rank that failed printed the message
   } catch (const std::exception& e) {
     // Other ranks may be inside a collective: abort the whole job rather than let them wait.
     std::fprintf(stderr, "lora_dist: rank %d: error: %s\n", world_rank(), e.what());
     std::fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
+  std::fflush(stdout);
+  std::fflush(stderr);
   MPI_Finalize();
   return rc;
 }

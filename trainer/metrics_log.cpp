@@ -1,6 +1,10 @@
 #include "trainer/metrics_log.h"
 
+#include "trainer/config_loader.h"
+
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <stdexcept>
@@ -9,9 +13,16 @@ namespace lora {
 
 void MetricsLog::open(const std::string& path) {
   const std::filesystem::path p(path);
-  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+  std::error_code ec;
+  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path(), ec);
+  if (ec)
+    throw ConfigError(path + ": output.dir: cannot create the folder " + p.parent_path().string() + ": " +
+                      ec.message());
+  errno = 0;
   out_.open(path, std::ios::app);
-  if (!out_) throw std::runtime_error(path + ": cannot open the metrics file for writing");
+  if (!out_)
+    throw ConfigError(path + ": output.dir / output.metrics: cannot open the metrics file for appending: " +
+                      std::strerror(errno ? errno : EIO));
   path_ = path;
 }
 

@@ -64,6 +64,9 @@ struct TrainConfig {
   int log_every = 10;
   uint64_t seed = 42;           // LoRA init, dropout, data order
   int threads = 0;              // OpenMP threads per rank; 0 = leave OMP_NUM_THREADS/default
+  // A step whose loss or gradient norm is NaN or infinite never updates the parameters:
+  // "stop" ends the run (exit 4), "skip" drops the step and counts it (Megatron's behaviour).
+  std::string on_nonfinite = "stop";
 };
 
 struct ParallelConfig {

@@ -1,11 +1,15 @@
 #include "trainer/trainer.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 
+#include "comm/collective_guard.h"
 #include "io/base_weights.h"
+#include "io/input_error.h"
+#include "trainer/config_loader.h"
 #include "trainer/grad_sync.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/preemption.h"
@@ -35,28 +39,42 @@ std::string human_bytes(uint64_t n) {
 }
 }  // namespace
 
-Trainer::Trainer(const RunConfig& cfg, Communicator& comm)
-    : Trainer(cfg, comm, read_token_shard(cfg.data.train)) {}
+Trainer::Trainer(const RunConfig& cfg, Communicator& comm) : cfg_(cfg), comm_(comm) {
+  agree_on_failure<InputError>(comm_, Group::World, kExitBadInput, "read its token shards",
+                               [&] { train_data_ = read_token_shard(cfg_.data.train); });
+  setup();
+}
 
 Trainer::Trainer(const RunConfig& cfg, Communicator& comm, TokenShard train)
     : cfg_(cfg), comm_(comm), train_data_(std::move(train)) {
-  if (!cfg_.data.val.empty()) val_data_ = read_token_shard(cfg_.data.val);
   setup();
 }
 
 void Trainer::setup() {
   const ModelConfig& m = cfg_.model;
-  for (const TokenShard* s : {&train_data_, val_data_ ? &*val_data_ : nullptr})
-    if (s && static_cast<int>(s->vocab_size) > m.vocab_size)
-      throw std::runtime_error(s->path + ": token vocabulary " + std::to_string(s->vocab_size) +
-                               " is larger than model.vocab_size " + std::to_string(m.vocab_size));
   const TrainConfig& t = cfg_.train;
+  // Every rank reads the same shards, yet a rank that fails must not leave the others
+  // waiting in the next collective: each guard ends in one all-reduce of a failure flag.
+  agree_on_failure<InputError>(comm_, Group::World, kExitBadInput, "read its token shards", [&] {
+    if (!cfg_.data.val.empty()) val_data_ = read_token_shard(cfg_.data.val);
+    for (const TokenShard* s : {&train_data_, val_data_ ? &*val_data_ : nullptr})
+      if (s && static_cast<int64_t>(s->vocab_size) > m.vocab_size)
+        throw InputError(s->path + ": token vocabulary " + std::to_string(s->vocab_size) +
+                         " is larger than model.vocab_size " + std::to_string(m.vocab_size) + " of " +
+                         cfg_.source_path);
+  });
   train_sampler_ = std::make_unique<BatchSampler>(train_data_, t.seq_len, t.seed, /*shuffle=*/true);
   if (val_data_) val_sampler_ = std::make_unique<BatchSampler>(*val_data_, t.seq_len, t.seed, /*shuffle=*/false);
 
   model_ = std::make_unique<GptModel<float>>(m, cfg_.lora, comm_, t.micro_batch, t.seq_len);
-  if (m.init == "file") read_base_weights(m.weights_file, model_->base_layout(), model_->dims().tp_rank, model_->base().data());
-  else model_->init_base_from_seed(m.init_seed);
+  if (m.init == "file") {
+    agree_on_failure<InputError>(comm_, Group::World, kExitBadInput, "read its slice of the base weights", [&] {
+      read_base_weights(m.weights_file, model_->base_layout(), model_->dims().tp_rank, model_->base().data());
+    });
+  } else {
+    model_->init_base_from_seed(m.init_seed);
+    agree_on_failure<ConfigError>(comm_, Group::World, 2, "draw finite base weights", [&] { check_seeded_base(); });
+  }
   model_->init_lora(t.seed);
   adamw_ = AdamW(model_->lora_params().size());
 
@@ -64,7 +82,23 @@ void Trainer::setup() {
   inputs_.resize(n);
   targets_.resize(n);
   mask_.resize(n);
-  if (is_logger() && !cfg_.output.metrics.empty()) metrics_.open((std::filesystem::path(cfg_.output.dir) / cfg_.output.metrics).string());
+  agree_on_failure<ConfigError>(comm_, Group::World, 2, "open the metrics file", [&] {
+    if (is_logger() && !cfg_.output.metrics.empty())
+      metrics_.open((std::filesystem::path(cfg_.output.dir) / cfg_.output.metrics).string());
+  });
+}
+
+void Trainer::check_seeded_base() {
+  const ModelConfig& m = cfg_.model;
+  for (const TensorSpec& s : model_->base_layout().tensors) {
+    const float* p = model_->base().data() + s.offset;
+    if (first_nonfinite(p, s.local_size()) == s.local_size()) continue;
+    char std_text[32];
+    std::snprintf(std_text, sizeof std_text, "%g", m.init_std);
+    throw ConfigError(cfg_.source_path + ": model.init_std: " + std_text +
+                      " draws non-finite base weights (first in tensor '" + s.name +
+                      "'); GPT-2 uses 0.02");
+  }
 }
 
 MicroBatch Trainer::load(const BatchSampler& sampler, uint64_t first, int n) {
@@ -105,14 +139,43 @@ StepStats Trainer::train_step() {
   const size_t replicated = model_->lora_layout().replicated_size;
   s.lora_grad_bytes = all_reduce_lora_grads(comm_, grads.data(), replicated, grads.size());
   s.grad_norm = lora_grad_norm(comm_, grads.data(), replicated, grads.size());
-  clip_grads(grads.data(), grads.size(), s.grad_norm, cfg_.optim.grad_clip);
-  adamw_.update(model_->lora_params().data(), grads.data(), s.lr, cfg_.optim);
   s.loss = dp_sum(loss);
+  // Both are all-reduced, so every rank takes the same branch.
+  if (std::isfinite(s.loss) && std::isfinite(s.grad_norm)) {
+    clip_grads(grads.data(), grads.size(), s.grad_norm, cfg_.optim.grad_clip);
+    adamw_.update(model_->lora_params().data(), grads.data(), s.lr, cfg_.optim);
+  } else {
+    s.skipped = true;
+    handle_nonfinite(s);  // throws for on_nonfinite: stop, before the step counts
+  }
   ++step_;
   s.step = step_;
   s.tokens = static_cast<long>(t.batch_size) * t.seq_len;
   s.seconds = seconds_since(t0);
   return s;
+}
+
+void Trainer::handle_nonfinite(const StepStats& s) {
+  // Name the first LoRA gradient tensor of this rank that is not finite: where to look first.
+  std::string where = "no LoRA gradient of rank " + std::to_string(comm_.rank(Group::World)) + " is non-finite";
+  const auto& grads = model_->lora_grads();
+  for (const TensorSpec& spec : model_->lora_layout().tensors) {
+    const size_t i = first_nonfinite(grads.data() + spec.offset, spec.local_size());
+    if (i == spec.local_size()) continue;
+    where = "first non-finite gradient: " + spec.name + " element " + std::to_string(i) + " (rank " +
+            std::to_string(comm_.rank(Group::World)) + ")";
+    break;
+  }
+  char what[160];
+  std::snprintf(what, sizeof what, "step %d: loss %g, gradient norm %g; ", step_ + 1, s.loss, s.grad_norm);
+  if (cfg_.train.on_nonfinite == "stop")
+    throw NonFiniteError(std::string(what) + where + "; the parameters were not updated" +
+                         (last_checkpoint_.empty() ? "" : ", last checkpoint " + last_checkpoint_) +
+                         " (train.on_nonfinite: stop; 'skip' drops such steps instead)");
+  ++skipped_steps_;
+  if (is_logger())
+    std::fprintf(stderr, "lora_dist: warning: %s%s; step skipped, no update (%ld skipped so far)\n", what,
+                 where.c_str(), skipped_steps_);
 }
 
 double Trainer::evaluate() {
@@ -134,7 +197,8 @@ void Trainer::log_step(const StepStats& s, double elapsed) {
   const TrainConfig& t = cfg_.train;
   metrics_.write({{"type", "train"}, {"step", s.step}, {"loss", s.loss}, {"lr", s.lr}, {"grad_norm", s.grad_norm},
                   {"step_seconds", s.seconds}, {"tokens_per_s", s.tokens / s.seconds}, {"elapsed_s", elapsed},
-                  {"lora_grad_bytes", s.lora_grad_bytes}, {"tp_activation_bytes", s.tp_bytes}});
+                  {"lora_grad_bytes", s.lora_grad_bytes}, {"tp_activation_bytes", s.tp_bytes},
+                  {"skipped", s.skipped}, {"skipped_steps", skipped_steps_}});
   if (is_logger() && (s.step % t.log_every == 0 || s.step == t.steps || s.step == 1)) {
     std::printf("%s\n", progress_line(s.step, t.steps, s.loss, s.lr, s.tokens / s.seconds, elapsed).c_str());
     std::fflush(stdout);
@@ -218,7 +282,7 @@ Trainer::StepEnd Trainer::agree_at_step_end() {
 RunOutcome Trainer::run() {
   const TrainConfig& t = cfg_.train;
   const int every = cfg_.checkpoint.every;
-  resume();
+  agree_on_failure<InputError>(comm_, Group::World, kExitBadInput, "read its slice of the checkpoint", [&] { resume(); });
   const auto t0 = Clock::now();
   last_save_time_ = t0;
   auto eval = [&]() {
@@ -231,6 +295,9 @@ RunOutcome Trainer::run() {
   while (step_ < t.steps) {
     const StepStats s = train_step();
     log_step(s, seconds_since(t0));
+    // The eval of a step comes before its checkpoint: a run stopped at any point after that
+    // checkpoint resumes past this step and would never write its eval otherwise.
+    if ((t.eval_every > 0 && step_ % t.eval_every == 0) || step_ == t.steps) eval();
     const StepEnd end = agree_at_step_end();
     if (end.signal && step_ < t.steps) {  // at the last step, finishing is the better answer
       preempted_by_ = end.signal;
@@ -239,7 +306,6 @@ RunOutcome Trainer::run() {
     }
     if ((every > 0 && step_ % every == 0) || end.save_due) write_checkpoint();
     if (cfg_.parallel.check_every > 0 && step_ % cfg_.parallel.check_every == 0) check_replicas_agree();
-    if ((t.eval_every > 0 && step_ % t.eval_every == 0) || step_ == t.steps) eval();
   }
   if (last_saved_step_ != step_) write_checkpoint();
   export_adapter();

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,17 @@ struct StepStats {
   uint64_t lora_grad_bytes = 0;  // bytes this rank all-reduced for LoRA gradients
   uint64_t tp_bytes = 0;         // bytes this rank all-reduced for TP activations
   long tokens = 0;               // tokens in the global batch
+  bool skipped = false;          // non-finite loss or gradient: no update (train.on_nonfinite: skip)
+};
+
+// Exit status for a run stopped by train.on_nonfinite: stop (trainer/main.cpp).
+constexpr int kExitNonFinite = 4;
+
+// A step's loss or gradient norm was NaN or infinite and train.on_nonfinite is "stop": the
+// parameters are those before the step. Thrown on every rank at the same step (both values
+// are all-reduced).
+struct NonFiniteError : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 enum class RunOutcome {
@@ -64,6 +76,10 @@ class Trainer {
   };
 
   void setup();
+  void check_seeded_base();     // ConfigError when model.init_std draws non-finite weights
+  // What to do with a step whose loss or gradient norm is not finite; throws NonFiniteError
+  // for train.on_nonfinite: stop.
+  void handle_nonfinite(const StepStats& s);
   bool resume();  // restores what checkpoint.resume names; false for a fresh start
   StepEnd agree_at_step_end();
   void check_replicas_agree();  // throws when the replicated LoRA factors differ across ranks
@@ -91,6 +107,7 @@ class Trainer {
   std::chrono::steady_clock::time_point last_save_time_;
   std::string last_checkpoint_;
   int preempted_by_ = 0;
+  long skipped_steps_ = 0;  // steps dropped for a non-finite loss or gradient (this process's run)
   std::vector<int32_t> inputs_, targets_;
   std::vector<float> mask_;
 };

@@ -1,0 +1,29 @@
+// Bytes one rank's GptModel allocates, from the config alone, before anything is allocated:
+// the same buffers as the GptModel constructor (model/gpt.cpp), counted in 64-bit. It counts
+// only what is certainly allocated (no allocator overhead, no library workspace, no token
+// data), so a run it says cannot fit really cannot; `lora_dist plan` (issue 11) will refine it.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "trainer/run_config.h"
+
+namespace lora {
+
+struct MemoryEstimate {
+  uint64_t frozen_weights = 0;  // this rank's shard of the base
+  uint64_t lora_state = 0;      // LoRA parameters, gradients, AdamW m and v
+  uint64_t activations = 0;     // kept for backward, per micro-batch of train.micro_batch x train.seq_len
+  uint64_t scratch = 0;         // gradients of activations, LM-head chunk, LoRA scratch
+  uint64_t total() const { return frozen_weights + lora_state + activations + scratch; }
+};
+
+// One TP rank of a model with `tp` ranks per replica, micro-batches of B sequences of T tokens,
+// element size `elem_bytes` (4 for float).
+MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, int tp, int B, int T,
+                                     int elem_bytes = 4);
+
+// "1.50 GiB", "312.0 MiB", "4096 bytes"
+std::string format_bytes(uint64_t n);
+
+}  // namespace lora
