@@ -1,7 +1,8 @@
-// Frozen base weights in HDF5: one float32 dataset per tensor at the file's root, named
-// as in model/param_layout.cpp ("wte", "h.0.attn.qkv.weight", ...), in its full
-// unsharded shape [rows, cols], weights stored [out, in] like torch.nn.Linear.
-// `h5ls base.h5` lists them. Each rank reads only its shard, by hyperslab.
+// Frozen base weights in HDF5: one dataset per tensor at the file's root, named as in
+// model/param_layout.cpp ("wte", "h.0.attn.qkv.weight", ...), in its full unsharded shape
+// [rows, cols] (a vector may be 1-D [n]), weights stored [out, in] like torch.nn.Linear;
+// float32, or float64 / float16 / bfloat16 converted on reading. `h5ls base.h5` lists them.
+// Each rank reads only its shard, by hyperslab. io/BASE_WEIGHTS.md has the details.
 #pragma once
 #include <string>
 
@@ -10,11 +11,15 @@
 namespace lora {
 
 // Fills this rank's buffer (layout built for its tp) from `path`; vocabulary padding rows
-// are zero. Throws naming the file and the dataset when one is missing or mis-shaped.
+// are zero. A file lora_dist sealed is verified first; libhdf5's parsing is probed in a
+// child process first (io/h5_probe.h). Throws InputError naming the file and the dataset
+// when one is missing, mis-shaped, not floating point or holds a NaN or infinity, and when
+// the file is damaged. Prints one note (world rank 0) naming the tensors converted.
 template <typename T>
 void read_base_weights(const std::string& path, const ParamLayout& layout, int tp_rank, T* buffer);
 
-// Writes a whole model (a layout built with tp = 1) to `path`, replacing it.
+// Writes a whole model (a layout built with tp = 1) to `path`, replacing it atomically and
+// sealed (io/atomic_h5_file.h).
 template <typename T>
 void write_base_weights(const std::string& path, const ParamLayout& layout, const T* buffer);
 

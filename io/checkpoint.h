@@ -8,7 +8,8 @@
 //     /optimizer/m/<same names>            AdamW first moment; /optimizer: adam_step, betas, eps
 //     /optimizer/v/<same names>            AdamW second moment
 //     /state                               attributes only: step, data cursor, seeds, LR
-//                                          schedule, model shape, base fingerprint, checksum
+//                                          schedule, model shape, base fingerprint
+//   every file sealed in its 512-byte HDF5 user block (io/file_seal.h)
 //   <output.dir>/adapter.h5                /adapter alone: the artefact users keep
 //
 // Who does what: saving is collective (the TP group of DP rank 0 all-gathers the sharded
@@ -23,18 +24,22 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "io/input_error.h"
 #include "model/param_layout.h"
 #include "trainer/run_config.h"
 
 namespace lora {
 
-// A checkpoint that cannot be used. Corrupt: the file itself is bad (not HDF5, truncated,
-// checksum mismatch); `resume: auto` then falls back to an older one. Mismatch: a sound
-// file written for another model or adapter shape; never skipped silently, since the
-// older files of that folder were written by the same other run.
-struct CheckpointError : std::runtime_error {
-  enum Kind { Corrupt, Mismatch };
-  CheckpointError(Kind k, const std::string& what) : std::runtime_error(what), kind(k) {}
+// A checkpoint or adapter file that cannot be used; an InputError, so lora_dist exits with
+// kExitBadInput (3) for it. Corrupt: the file itself is bad (no seal, seal does not verify:
+// truncated, flipped bits, not written by this version); `resume: auto` then falls back to
+// an older one. Mismatch: a file that verifies but was written for another model, base or
+// adapter shape. Invalid: a file that verifies but holds values no run can continue from (a
+// step out of range, a NaN in a tensor). Mismatch and Invalid are never skipped silently:
+// the older files of that folder were written by the same run.
+struct CheckpointError : InputError {
+  enum Kind { Corrupt, Mismatch, Invalid };
+  CheckpointError(Kind k, const std::string& what) : InputError(what), kind(k) {}
   Kind kind;
 };
 
@@ -92,9 +97,10 @@ uint64_t save_adapter(Communicator& comm, const RunConfig& cfg, const BaseFinger
 // after a save has completed.
 void prune_checkpoints(const std::string& output_dir, int keep_last);
 
-// One process: opens `path`, checks it is whole (HDF5, /state present, checksum over
-// every tensor), then that it fits this run (model shape, base fingerprint, LoRA r and
-// targets). Throws CheckpointError naming the path and what is wrong or differs.
+// One process: checks the seal of `path` before libhdf5 opens it (io/file_seal.h), then
+// that it fits this run (model shape, base fingerprint, LoRA r and targets, every tensor's
+// shape), that its counters are in range and every tensor is finite. Throws
+// CheckpointError naming the path and what is wrong or differs.
 CheckpointInfo verify_checkpoint(const std::string& path, const RunConfig& cfg, const BaseFingerprint& fp);
 
 // One process (rank 0): the checkpoint that cfg.checkpoint.resume asks for, verified.
@@ -105,12 +111,17 @@ CheckpointInfo verify_checkpoint(const std::string& path, const RunConfig& cfg, 
 std::optional<CheckpointInfo> select_checkpoint(const RunConfig& cfg, const BaseFingerprint& fp, std::ostream& log);
 
 // Every rank: reads its slices of a verified checkpoint into `s` by hyperslab and returns
-// the counters. Throws std::runtime_error if a dataset is missing or mis-shaped.
+// the counters. Throws CheckpointError if a dataset is missing or mis-shaped, a counter is
+// out of range or a value the rank read is not finite.
 TrainCounters read_checkpoint(const std::string& path, const LoraSlices& s);
 
 // Reads this rank's slice of every A and B from the /adapter group of a checkpoint or of an
-// adapter.h5 into `params` (layout order). Refuses an adapter whose scale differs from lc's.
-void read_adapter(const std::string& path, const LoraConfig& lc, const LoraLayout& layout, int tp_rank, float* params);
+// adapter.h5 into `params` (layout order), verified as a resume verifies: the seal first,
+// then the model shape, base fingerprint, r, targets and scale against cfg and fp, every
+// tensor's shape, and every value finite. Throws CheckpointError naming the file and what
+// differs.
+void read_adapter(const std::string& path, const RunConfig& cfg, const BaseFingerprint& fp, const LoraLayout& layout,
+                  int tp_rank, float* params);
 
 // Collective: rank 0 runs select_checkpoint (warnings to stderr) and tells every rank the
 // outcome; then every rank runs read_checkpoint. Returns nullopt for a fresh start and

@@ -1,8 +1,10 @@
-// Reading checkpoints: verify on rank 0 (whole, then compatible), choose for resume: auto,
-// then every rank reads its own slices by hyperslab. Writing is io/checkpoint.cpp.
+// Reading checkpoints: verify on rank 0 (the seal before libhdf5 parses anything, then
+// compatible, in range and finite), choose for resume: auto, then every rank reads its own
+// slices by hyperslab. Writing is io/checkpoint.cpp.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <iostream>
 #include <map>
 #include <ostream>
@@ -11,6 +13,7 @@
 
 #include "io/checkpoint.h"
 #include "io/checkpoint_schema.h"
+#include "io/file_seal.h"
 #include "io/h5_tensor_slice.h"
 #include "io/hdf5_util.h"
 
@@ -21,37 +24,75 @@ namespace fs = std::filesystem;
 namespace {
 
 H5Handle open_group(hid_t file, const std::string& path, const std::string& group) {
-  return H5Handle(h5_check(H5Gopen2(file, group.c_str(), H5P_DEFAULT), path, "incomplete checkpoint: no group " + group),
-                  H5Gclose);
+  return H5Handle(h5_check(H5Gopen2(file, group.c_str(), H5P_DEFAULT), path, "no group " + group), H5Gclose);
+}
+
+// Runs fn(); an error that is not yet a CheckpointError becomes one: a non-finite value
+// (InputError) is Invalid, anything else (a missing attribute, an unreadable dataset) `kind`.
+template <typename Fn>
+auto as_checkpoint_error(CheckpointError::Kind kind, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const InputError& e) {
+    throw CheckpointError(CheckpointError::Invalid, e.what());
+  } catch (const std::runtime_error& e) {
+    throw CheckpointError(kind, e.what());
+  }
 }
 
 // --- integrity ---------------------------------------------------------------------------
 
-// Opens `path` and checks that it is a whole checkpoint: HDF5, the right format, and the
-// stored checksum equal to the one computed over its contents. Throws CheckpointError(Corrupt).
-H5Handle open_verified(const std::string& path) {
+// Checks the seal of `path` with plain reads, and only then lets libhdf5 open it: a file
+// that fails is never parsed. Throws CheckpointError(Corrupt) for a missing, unsealed or
+// damaged file.
+H5Handle open_sealed(const std::string& path) {
   h5_quiet();
-  if (!fs::is_regular_file(path)) throw CheckpointError(CheckpointError::Corrupt, path + ": no such checkpoint file");
+  if (!fs::is_regular_file(path)) throw CheckpointError(CheckpointError::Corrupt, path + ": no such file");
+  try {
+    verify_seal(path);
+  } catch (const std::runtime_error& e) {  // SealError, or an I/O error reading it
+    throw CheckpointError(CheckpointError::Corrupt, e.what());
+  }
   H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, h5_fapl_unlocked()), H5Fclose);
   if (!file.valid())
-    throw CheckpointError(CheckpointError::Corrupt, path + ": not a readable HDF5 file (truncated or corrupted)");
-  try {
+    throw CheckpointError(CheckpointError::Invalid, path + ": the seal verifies, but libhdf5 cannot open the file");
+  return file;
+}
+
+// A sealed file that is a checkpoint of this format (an adapter.h5 or a v1 file is not).
+H5Handle open_verified(const std::string& path) {
+  H5Handle file = open_sealed(path);
+  as_checkpoint_error(CheckpointError::Mismatch, [&] {
+    if (H5Lexists(file, "state", H5P_DEFAULT) <= 0)
+      throw std::runtime_error(path + ": not a lora_dist checkpoint (no /state group; an adapter file?)");
     H5Handle state = open_group(file, path, "/state");
     const std::string format = h5_read_attr<std::string>(state, "format", path, "/state");
     if (format != ckpt::kFormat)
-      throw CheckpointError(CheckpointError::Corrupt, path + ": not a lora_dist checkpoint (format '" + format + "')");
-    const uint64_t stored = h5_read_attr<uint64_t>(state, "checksum", path, "/state");
-    const uint64_t computed = ckpt::file_checksum(file, path);
-    if (stored != computed)
-      throw CheckpointError(CheckpointError::Corrupt, path + ": checksum mismatch: stored " + ckpt::hex64(stored) +
-                                                          ", computed " + ckpt::hex64(computed) +
-                                                          " (the file is corrupted or was modified)");
-  } catch (const CheckpointError&) {
-    throw;
-  } catch (const std::runtime_error& e) {  // an unreadable part: "<path>: what"
-    throw CheckpointError(CheckpointError::Corrupt, std::string(e.what()) + " (truncated or corrupted)");
-  }
+      throw std::runtime_error(path + ": not a '" + ckpt::kFormat + "' file (format '" + format + "')");
+  });
   return file;
+}
+
+// The counters, each refused unless in [0, max]: a step beyond the run's train.steps, or a
+// negative one, cannot be continued from whatever wrote it.
+TrainCounters read_counters(hid_t file, const std::string& path, int64_t max_step, const char* max_step_is) {
+  return as_checkpoint_error(CheckpointError::Invalid, [&] {
+    H5Handle state = open_group(file, path, "/state"), optimizer = open_group(file, path, "/optimizer");
+    auto in_range = [&](hid_t obj, const char* where, const char* name, int64_t max, const char* max_is) {
+      const int64_t v = h5_read_attr<int64_t>(obj, name, path, where);
+      if (v < 0 || v > max)
+        throw CheckpointError(CheckpointError::Invalid, path + ": " + where + ": attribute '" + name + "' = " +
+                                                            std::to_string(v) + " is outside [0, " +
+                                                            std::to_string(max) + "] (" + max_is + ")");
+      return v;
+    };
+    TrainCounters c;
+    c.step = static_cast<int>(in_range(state, "/state", "step", max_step, max_step_is));
+    c.adam_step = in_range(optimizer, "/optimizer", "adam_step", std::numeric_limits<int>::max(), "INT_MAX");
+    return c;
+  });
 }
 
 // --- compatibility -----------------------------------------------------------------------
@@ -66,9 +107,11 @@ std::string str(const T& v) {
 // "name A in the checkpoint, B in this run" for each field that differs.
 class Differences {
  public:
+  explicit Differences(std::string noun = "checkpoint") : noun_(std::move(noun)) {}
   template <typename T>
   void check(const std::string& name, const T& in_file, const T& in_run) {
-    if (!(in_file == in_run)) items_.push_back(name + " " + str(in_file) + " in the checkpoint, " + str(in_run) + " in this run");
+    if (!(in_file == in_run))
+      items_.push_back(name + " " + str(in_file) + " in the " + noun_ + ", " + str(in_run) + " in this run");
   }
   bool empty() const { return items_.empty(); }
   const std::vector<std::string>& items() const { return items_; }
@@ -79,36 +122,58 @@ class Differences {
   }
 
  private:
+  std::string noun_;
   std::vector<std::string> items_;
 };
 
+// The two kinds of sealed file an adapter is read from: a checkpoint keeps the base
+// model's attributes on /state, an adapter.h5 on /adapter.
+struct AdapterSource {
+  const char* noun;        // for messages: "checkpoint", "adapter"
+  const char* base_group;  // where the model shape and base fingerprint are
+};
+constexpr AdapterSource kCheckpoint{"checkpoint", "/state"}, kAdapterFile{"adapter", "/adapter"};
+
+AdapterSource adapter_source(hid_t file) {
+  return H5Lexists(file, "state", H5P_DEFAULT) > 0 ? kCheckpoint : kAdapterFile;
+}
+
 // What must match for the adapter to mean anything in this run; every problem found goes
 // into one message, each part saying what differs. Throws CheckpointError(Mismatch).
-void check_compatible(hid_t file, const std::string& path, const RunConfig& cfg, const BaseFingerprint& fp) {
-  H5Handle state = open_group(file, path, "/state"), adapter = open_group(file, path, "/adapter");
+void check_compatible(hid_t file, const std::string& path, const RunConfig& cfg, const BaseFingerprint& fp,
+                      const AdapterSource& src, bool check_scale) {
+  H5Handle base = open_group(file, path, src.base_group), adapter = open_group(file, path, "/adapter");
   std::vector<std::string> problems;
 
-  Differences shape;
+  Differences shape(src.noun);
   for (const auto& f : ckpt::kModelShape)
-    shape.check(f.name, h5_read_attr<int>(state, f.name, path, "/state"), cfg.model.*f.field);
+    shape.check(f.name, h5_read_attr<int>(base, f.name, path, src.base_group), cfg.model.*f.field);
   if (!shape.empty()) problems.push_back("model shape differs: " + shape.joined());
 
   // A seeded base's fingerprint hashes the shape too, so it only adds news when the shapes agree.
-  const uint64_t file_fp = h5_read_attr<uint64_t>(state, "base_fingerprint", path, "/state");
+  const uint64_t file_fp = h5_read_attr<uint64_t>(base, "base_fingerprint", path, src.base_group);
   if (shape.empty() && file_fp != fp.hash)
     problems.push_back("base model fingerprint differs: " + ckpt::hex64(file_fp) + " (" +
-                       h5_read_attr<std::string>(state, "base_description", path, "/state") +
-                       ") in the checkpoint, " + ckpt::hex64(fp.hash) + " (" + fp.description + ") in this run");
+                       h5_read_attr<std::string>(base, "base_description", path, src.base_group) + ") in the " +
+                       src.noun + ", " + ckpt::hex64(fp.hash) + " (" + fp.description + ") in this run");
 
-  Differences r, targets;
+  Differences r(src.noun), targets(src.noun);
   r.check("r", h5_read_attr<int>(adapter, "r", path, "/adapter"), cfg.lora.r);
   if (!r.empty()) problems.push_back("LoRA rank r differs: " + r.joined());
   targets.check("targets", h5_read_attr<std::string>(adapter, "targets", path, "/adapter"),
                 cfg.lora.target_list());
   if (!targets.empty()) problems.push_back("LoRA targets differ: " + targets.joined());
 
+  // A merge folds s·B·A in with the run's scale: it must be the one the adapter was trained with.
+  if (check_scale) {
+    const double scale = h5_read_attr<double>(adapter, "scale", path, "/adapter");
+    if (!(std::abs(scale - cfg.lora.scale()) <= 1e-6 * std::abs(scale)))
+      problems.push_back("LoRA scale (alpha/r) differs: " + str(scale) + " in the " + src.noun + ", " +
+                         str(cfg.lora.scale()) + " in this run: set lora.alpha, r and rslora as in training");
+  }
+
   if (problems.empty()) return;
-  std::string msg = path + ": checkpoint does not fit this run: ";
+  std::string msg = path + ": " + src.noun + " does not fit this run: ";
   for (size_t i = 0; i < problems.size(); ++i) msg += (i ? "; " : "") + problems[i];
   throw CheckpointError(CheckpointError::Mismatch, msg);
 }
@@ -133,9 +198,44 @@ std::vector<std::string> changed_settings(hid_t file, const std::string& path, c
   return d.items();
 }
 
-TrainCounters read_counters(hid_t file, const std::string& path) {
-  H5Handle state = open_group(file, path, "/state"), optimizer = open_group(file, path, "/optimizer");
-  return {h5_read_attr<int>(state, "step", path, "/state"), h5_read_attr<long>(optimizer, "adam_step", path, "/optimizer")};
+// --- tensors -----------------------------------------------------------------------------
+
+// Reads every LoRA tensor of `layout` from `group_path` of the open file, this rank's slice
+// of each, after checking the dataset's class and full shape against the layout (before a
+// byte is read), and checks every value read is finite. Throws CheckpointError.
+void read_tensor_group(hid_t file, const std::string& path, const char* group_path, const LoraLayout& layout,
+                       int tp_rank, float* buffer) {
+  H5Handle group = as_checkpoint_error(CheckpointError::Mismatch, [&] { return open_group(file, path, group_path); });
+  for (const TensorSpec& spec : layout.tensors) {
+    const std::string name = std::string(group_path) + "/" + spec.name;
+    const auto mismatch = [&](const std::string& why) { return CheckpointError(CheckpointError::Mismatch, path + ": " + why); };
+    if (H5Lexists(group, spec.name.c_str(), H5P_DEFAULT) <= 0) throw mismatch("no dataset " + name + ", which this run needs");
+    H5Handle ds(H5Dopen2(group, spec.name.c_str(), H5P_DEFAULT), H5Dclose);
+    if (!ds.valid()) throw CheckpointError(CheckpointError::Invalid, path + ": cannot open dataset " + name);
+    H5Handle type(H5Dget_type(ds), H5Tclose);
+    if (!type.valid() || H5Tget_class(type) != H5T_FLOAT || H5Tget_size(type) != sizeof(float))
+      throw CheckpointError(CheckpointError::Invalid, path + ": dataset " + name + " is not float32");
+    const std::vector<hsize_t> shape = h5_shape(ds);
+    if (shape != std::vector<hsize_t>{hsize_t(spec.rows), hsize_t(spec.cols)}) {
+      std::string got;
+      for (hsize_t d : shape) got += (got.empty() ? "" : ", ") + std::to_string(d);
+      throw mismatch("dataset " + name + " has shape [" + got + "], this run needs [" + std::to_string(spec.rows) +
+                     ", " + std::to_string(spec.cols) + "]");
+    }
+    float* slice = buffer + spec.offset;
+    as_checkpoint_error(CheckpointError::Invalid, [&] {
+      h5_read_rank_slice(ds, path, name, spec, tp_rank, slice);
+      check_finite(slice, spec.local_size(), path, name);
+    });
+  }
+}
+
+// Every tensor of every group in its full shape, read once on the verifying rank so that a
+// NaN anywhere is refused there, before any rank has loaded anything.
+void check_all_tensors(hid_t file, const std::string& path, const RunConfig& cfg) {
+  const LoraLayout full = lora_layout(cfg.model, cfg.lora, 1);
+  std::vector<float> scratch(full.total);
+  for (const auto& g : ckpt::kTensorGroups) read_tensor_group(file, path, g.path, full, 0, scratch.data());
 }
 
 // --- this rank's slice -------------------------------------------------------------------
@@ -157,21 +257,20 @@ void broadcast_string(Communicator& comm, std::string& s) {
 
 CheckpointInfo verify_checkpoint(const std::string& path, const RunConfig& cfg, const BaseFingerprint& fp) {
   H5Handle file = open_verified(path);
-  try {
-    check_compatible(file, path, cfg, fp);
+  // The seal verified: from here on a missing or unreadable part means the file was
+  // written wrong, not damaged, and an older file of the folder is no better.
+  return as_checkpoint_error(CheckpointError::Invalid, [&] {
+    check_compatible(file, path, cfg, fp, kCheckpoint, /*check_scale=*/false);
     CheckpointInfo info;
     info.path = path;
-    info.counters = read_counters(file, path);
+    info.counters = read_counters(file, path, cfg.train.steps, "train.steps of this run");
     H5Handle state = open_group(file, path, "/state");
     info.written_tp = h5_read_attr<int>(state, "written_tp", path, "/state");
     info.written_dp = h5_read_attr<int>(state, "written_dp", path, "/state");
+    check_all_tensors(file, path, cfg);
     info.notes = changed_settings(file, path, cfg);
     return info;
-  } catch (const CheckpointError&) {
-    throw;
-  } catch (const std::runtime_error& e) {  // whole, yet lacking an attribute: not written by this version
-    throw CheckpointError(CheckpointError::Corrupt, e.what());
-  }
+  });
 }
 
 std::optional<CheckpointInfo> select_checkpoint(const RunConfig& cfg, const BaseFingerprint& fp, std::ostream& log) {
@@ -202,43 +301,26 @@ std::optional<CheckpointInfo> select_checkpoint(const RunConfig& cfg, const Base
   return std::nullopt;
 }
 
-namespace {
-// Reads every LoRA tensor of `layout` from `group` of the open file: this rank's slice of each.
-void read_tensor_group(hid_t file, const std::string& path, const char* group_path, const LoraLayout& layout,
-                       int tp_rank, float* buffer) {
-  H5Handle group = open_group(file, path, group_path);
-  for (const TensorSpec& spec : layout.tensors) {
-    const std::string name = std::string(group_path) + "/" + spec.name;
-    H5Handle ds(h5_check(H5Dopen2(group, spec.name.c_str(), H5P_DEFAULT), path, "missing dataset " + name), H5Dclose);
-    const std::vector<hsize_t> shape = h5_shape(ds);
-    if (shape != std::vector<hsize_t>{hsize_t(spec.rows), hsize_t(spec.cols)})
-      throw std::runtime_error(path + ": dataset " + name + " does not have the shape [" + std::to_string(spec.rows) +
-                               ", " + std::to_string(spec.cols) + "] of this run");
-    h5_read_rank_slice(ds, path, name, spec, tp_rank, buffer + spec.offset);
-  }
-}
-
-H5Handle open_readonly(const std::string& path, const char* what) {
-  h5_quiet();
-  return H5Handle(h5_check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, h5_fapl_unlocked()), path, what), H5Fclose);
-}
-}  // namespace
 
 TrainCounters read_checkpoint(const std::string& path, const LoraSlices& s) {
-  H5Handle file = open_readonly(path, "cannot open checkpoint");
+  h5_quiet();
+  // Rank 0 verified the seal (verify_checkpoint); re-hashing the file on every rank would
+  // only guard against it changing in between, which nothing does.
+  H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, h5_fapl_unlocked()), H5Fclose);
+  if (!file.valid()) throw CheckpointError(CheckpointError::Corrupt, path + ": cannot open checkpoint");
   for (const auto& g : ckpt::kTensorGroups) read_tensor_group(file, path, g.path, s.layout, s.tp_rank, s.*g.buffer);
-  return read_counters(file, path);
+  return read_counters(file, path, std::numeric_limits<int>::max(), "INT_MAX");
 }
 
-void read_adapter(const std::string& path, const LoraConfig& lc, const LoraLayout& layout, int tp_rank, float* params) {
-  H5Handle file = open_readonly(path, "cannot open adapter file");
-  H5Handle adapter = open_group(file, path, "/adapter");
-  const double scale = h5_read_attr<double>(adapter, "scale", path, "/adapter");
-  if (std::abs(scale - lc.scale()) > 1e-6 * std::abs(scale))
-    throw std::runtime_error(path + ": the adapter was trained with LoRA scale " + std::to_string(scale) +
-                             " (alpha/r), the config gives " + std::to_string(lc.scale()) + ": set lora.alpha, r and "
-                             "rslora as in training");
-  read_tensor_group(file, path, "/adapter", layout, tp_rank, params);
+void read_adapter(const std::string& path, const RunConfig& cfg, const BaseFingerprint& fp, const LoraLayout& layout,
+                  int tp_rank, float* params) {
+  H5Handle file = open_sealed(path);
+  as_checkpoint_error(CheckpointError::Invalid, [&] {
+    if (H5Lexists(file, "adapter", H5P_DEFAULT) <= 0)
+      throw CheckpointError(CheckpointError::Mismatch, path + ": no /adapter group: not an adapter or checkpoint file");
+    check_compatible(file, path, cfg, fp, adapter_source(file), /*check_scale=*/true);
+    read_tensor_group(file, path, "/adapter", layout, tp_rank, params);
+  });
 }
 
 std::optional<CheckpointInfo> resume_checkpoint(Communicator& comm, const RunConfig& cfg, const BaseFingerprint& fp,

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -63,6 +64,14 @@ inline H5Handle h5_fapl_unlocked() {
   return fapl;
 }
 
+// File creation properties with a user block of `bytes` at the start of the file, which
+// libhdf5 skips (it finds the superblock after it); io/file_seal.h keeps the seal there.
+inline H5Handle h5_fcpl_user_block(hsize_t bytes) {
+  H5Handle fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+  if (!fcpl.valid() || H5Pset_userblock(fcpl, bytes) < 0) throw std::runtime_error("cannot set an HDF5 user block");
+  return fcpl;
+}
+
 template <typename T>
 hid_t h5_native();
 template <>
@@ -71,15 +80,21 @@ template <>
 inline hid_t h5_native<double>() { return H5T_NATIVE_DOUBLE; }
 
 // Reads rows [row0, row0+nrows) x columns [col0, col0+ncols) of the 2-D dataset `ds` into
-// dst (row-major, ncols wide) with one hyperslab selection.
+// dst (row-major, ncols wide) with one hyperslab selection. A 1-D dataset stands for a
+// [1, n] or [n, 1] matrix (a bias as GPT-2 files store it): one of the ranges is then
+// [0, 1) and the other is the range of elements.
 template <typename T>
 void h5_read_block(hid_t ds, const std::string& file, const std::string& name, hsize_t row0, hsize_t nrows,
                    hsize_t col0, hsize_t ncols, T* dst) {
   if (nrows == 0 || ncols == 0) return;
   H5Handle space(H5Dget_space(ds), H5Sclose);
+  const bool vector = H5Sget_simple_extent_ndims(space) == 1;
+  if (vector && nrows != 1 && ncols != 1) throw std::runtime_error(file + ": " + name + ": a 1-D dataset read as a matrix");
   const hsize_t start[2] = {row0, col0}, count[2] = {nrows, ncols};
-  h5_check(H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr), file, name + ": bad hyperslab");
-  H5Handle mem(H5Screate_simple(2, count, nullptr), H5Sclose);
+  const hsize_t vstart[1] = {nrows == 1 ? row0 + col0 : row0}, vcount[1] = {nrows * ncols};
+  h5_check(H5Sselect_hyperslab(space, H5S_SELECT_SET, vector ? vstart : start, nullptr, vector ? vcount : count, nullptr),
+           file, name + ": bad hyperslab");
+  H5Handle mem(H5Screate_simple(vector ? 1 : 2, vector ? vcount : count, nullptr), H5Sclose);
   h5_check(H5Dread(ds, h5_native<T>(), mem, space, H5P_DEFAULT, dst), file, "cannot read dataset '" + name + "'");
 }
 
@@ -136,7 +151,10 @@ void h5_write_attr(hid_t obj, const std::string& name, const T& value) {
 }
 
 // Reads attribute `name` of `obj` as T (HDF5 converts between numeric types); throws
-// "<file>: <where>: missing or unreadable attribute '<name>'".
+// "<file>: <where>: missing or unreadable attribute '<name>'", and "... out of range" when
+// an integer does not fit T (a stored int64 read as int is checked, never truncated). A
+// string longer than kMaxAttrString is refused before anything is allocated for it.
+inline constexpr size_t kMaxAttrString = 1 << 16;
 template <typename T>
 T h5_read_attr(hid_t obj, const std::string& name, const std::string& file, const std::string& where) {
   const std::string what = where + ": missing or unreadable attribute '" + name + "'";
@@ -144,7 +162,8 @@ T h5_read_attr(hid_t obj, const std::string& name, const std::string& file, cons
   H5Handle attr(h5_check(H5Aopen(obj, name.c_str(), H5P_DEFAULT), file, what), H5Aclose);
   if constexpr (std::is_same_v<T, std::string>) {
     H5Handle type(h5_check(H5Aget_type(attr), file, what), H5Tclose);
-    if (H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0) throw std::runtime_error(file + ": " + what);
+    if (H5Tget_class(type) != H5T_STRING || H5Tis_variable_str(type) > 0 || H5Tget_size(type) > kMaxAttrString)
+      throw std::runtime_error(file + ": " + what);
     std::string s(H5Tget_size(type), '\0');
     h5_check(H5Aread(attr, type, s.data()), file, what);
     return s.substr(0, s.find('\0'));
@@ -153,8 +172,19 @@ T h5_read_attr(hid_t obj, const std::string& name, const std::string& file, cons
                                       std::conditional_t<std::is_unsigned_v<T> && !std::is_same_v<T, bool>, uint64_t, int64_t>>;
     const hid_t mem = std::is_floating_point_v<T> ? H5T_NATIVE_DOUBLE
                       : std::is_same_v<Stored, uint64_t> ? H5T_NATIVE_UINT64 : H5T_NATIVE_INT64;
+    H5Handle space(h5_check(H5Aget_space(attr), file, what), H5Sclose);
+    if (H5Sget_simple_extent_npoints(space) != 1) throw std::runtime_error(file + ": " + what + " (not a scalar)");
     Stored v{};
     h5_check(H5Aread(attr, mem, &v), file, what);
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      if (v < static_cast<Stored>(std::numeric_limits<T>::min()) || v > static_cast<Stored>(std::numeric_limits<T>::max()))
+        throw std::runtime_error(file + ": " + where + ": attribute '" + name + "' = " + std::to_string(v) +
+                                 " is out of range");
+    } else if constexpr (std::is_same_v<T, bool>) {
+      if (v != 0 && v != 1)
+        throw std::runtime_error(file + ": " + where + ": attribute '" + name + "' = " + std::to_string(v) +
+                                 " is not 0 or 1");
+    }
     return static_cast<T>(v);
   }
 }

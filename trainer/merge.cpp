@@ -12,11 +12,13 @@ namespace lora {
 void merge_adapter_into_base(const RunConfig& cfg, const std::string& adapter, const std::string& out) {
   MpiCommunicator self(MPI_COMM_SELF, 1, 1);  // the whole, unsharded model
   GptModel<float> model(cfg.model, cfg.lora, self, 1, 1);
+  // The adapter is checked against the base of this config (shape, fingerprint), its own
+  // LoRA settings and every tensor's shape before anything is merged.
+  read_adapter(adapter, cfg, base_fingerprint(cfg.model), model.lora_layout(), 0, model.lora_params().data());
   if (cfg.model.init == "file")
     read_base_weights(cfg.model.weights_file, model.base_layout(), 0, model.base().data());
   else
     model.init_base_from_seed(cfg.model.init_seed);
-  read_adapter(adapter, cfg.lora, model.lora_layout(), 0, model.lora_params().data());
   model.merge_lora(true);
   write_base_weights(out, model.base_layout(), model.base().data());
 }

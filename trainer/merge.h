@@ -10,7 +10,10 @@
 namespace lora {
 
 // cfg gives the base model (init: seed or file) and the LoRA config the adapter was trained
-// with; adapter is an adapter.h5 or a checkpoint. Runs on one process.
+// with; adapter is an adapter.h5 or a checkpoint, verified like a resume (read_adapter in
+// io/checkpoint.h): an adapter for another base, r, targets or scale is refused with a
+// CheckpointError (an InputError) naming the file and what differs. Runs on one process;
+// `out` is written atomically and sealed.
 void merge_adapter_into_base(const RunConfig& cfg, const std::string& adapter, const std::string& out);
 
 }  // namespace lora
