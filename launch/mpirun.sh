@@ -9,8 +9,12 @@
 # - As root, sets OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM) (mpirun refuses root otherwise).
 # - More ranks than cores (outside a Slurm allocation): adds --oversubscribe.
 # - SIGTERM and SIGUSR1 to this script are forwarded to every rank as SIGUSR1: each rank
-#   finishes its step, writes a checkpoint and exits 75 (mpirun's own reaction to TERM would be
-#   to kill the ranks without a checkpoint). Ctrl-C still aborts at once, as with plain mpirun.
+#   finishes its step, writes a checkpoint and exits 75. mpirun runs in a session of its own,
+#   so a TERM sent to this script's whole process group (a terminal closing, a supervisor
+#   stopping the group) reaches only this script, never mpirun itself: plain mpirun, on TERM,
+#   sends TERM to the ranks, SIGKILLs them one second later (odls_base_sigkill_timeout) and
+#   exits 1 even when they wrote a checkpoint. Ctrl-C (INT) is passed on to mpirun, which
+#   aborts the job at once, as plain mpirun does.
 # - Exit status: the trainer's. 75 = "stopped on a signal, checkpoint written": run the same
 #   command again to resume (with `checkpoint: {resume: auto}` in run.yaml).
 # Environment: LORA_DIST (binary; default <repo>/build/lora_dist, else lora_dist on PATH),
@@ -84,9 +88,13 @@ forward() { # signal name
 }
 trap 'forward TERM' TERM
 trap 'forward USR1' USR1
+# shellcheck disable=SC2317
+interrupt() { nsig=$((nsig + 1)); [[ -n $child ]] && kill -INT "$child" 2>/dev/null; }
+trap interrupt INT
 
 say "$np ranks x OMP_NUM_THREADS=$OMP_NUM_THREADS ($cores cores): ${MPIRUN:-mpirun} ${args[*]} $bin --yaml $yaml ${extra[*]}"
-"${MPIRUN:-mpirun}" "${args[@]}" "$bin" --yaml "$yaml" "${extra[@]}" &
+# setsid: mpirun gets its own process group and session (see the TERM note at the top).
+setsid "${MPIRUN:-mpirun}" "${args[@]}" "$bin" --yaml "$yaml" "${extra[@]}" &
 child=$!
 while :; do
   n=$nsig
