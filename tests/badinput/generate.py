@@ -39,13 +39,17 @@ import sys
 
 import numpy as np
 
+class Raw(str):
+    """Written into the YAML as is (a flow list, .nan, 1.0e30); other strings are quoted."""
+
+
 # The tiny model every case uses: ~1 s a run in Release, a few under ASan.
 MODEL = {"n_layer": 1, "n_head": 2, "d_model": 16, "vocab_size": 64, "context": 16}
 VOCAB = MODEL["vocab_size"]
 SEQ = 8
 BASE_CFG = {
     "model": dict(MODEL),
-    "lora": {"r": 2, "alpha": 4, "targets": "[q, v]"},
+    "lora": {"r": 2, "alpha": 4, "targets": Raw("[q, v]")},
     "train": {"steps": 3, "batch_size": 2, "micro_batch": 1, "seq_len": SEQ, "log_every": 1, "seed": 5,
               "threads": 1},
     "checkpoint": {"every": 1, "keep_last": 5},
@@ -56,8 +60,10 @@ MPI = ["mpirun", "-np", "2", "--oversubscribe", "--allow-run-as-root"]
 def yaml_scalar(v):
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, Raw):
+        return str(v)
     if isinstance(v, str):
-        return v if v.startswith("[") or v.startswith("{") else json.dumps(v)
+        return json.dumps(v)
     return str(v)
 
 
@@ -238,21 +244,22 @@ class Gen:
         cfg.setdefault("output", {}).setdefault("dir", os.path.join(d, "out"))
         return write(os.path.join(d, name), (text if text is not None else yaml_text(cfg)).encode())
 
-    def add(self, cls, name, argv, expect, rc=(), names=(), env=None, perturb=False, why="", timeout=None):
+    def add(self, cls, name, argv, expect, rc=(), names=(), env=None, perturb=False, why="", timeout=None,
+            accept_names=()):
         assert expect in ("reject", "accept", "accept_or_reject")
         assert expect == "accept" or rc, name
         rec = {"cls": cls, "name": name, "argv": argv, "env": env or {}, "expect": expect, "rc": sorted(rc),
-               "names": list(names), "perturb": perturb, "why": why}
+               "names": list(names), "accept_names": list(accept_names), "perturb": perturb, "why": why}
         if timeout:
             rec["timeout"] = timeout
         self.cases.append(rec)
 
     def run_cfg(self, cls, name, overrides=None, expect="reject", rc=(2,), names=(), mpi=False, perturb=False,
-                why="", text=None, extra=()):
+                why="", text=None, extra=(), accept_names=()):
         d = self.dir(cls, name)
         y = self.yaml(d, overrides, text=text)
         argv = (MPI if mpi else []) + ["{bin}", "--yaml", y] + list(extra)
-        self.add(cls, name, argv, expect, rc, names, perturb=perturb, why=why)
+        self.add(cls, name, argv, expect, rc, names, perturb=perturb, why=why, accept_names=accept_names)
         return d
 
     # -- fixtures
@@ -333,8 +340,10 @@ class Gen:
                   why="a sequence used as a mapping key")
         text_case("section_is_list", body.replace("train:\n", "train: [1, 2]\ntrain_:\n", 1),
                   why="a section that is a list")
-        text_case("long_value_2mb", body.replace("  r: 2", "  r: " + "9" * 2_000_000),
-                  names=("run.yaml", "lora.r"), why="a 2 MB integer literal")
+        text_case("long_value_200k", body.replace("  r: 2", "  r: " + "9" * 200_000),
+                  names=("run.yaml", "lora.r"), why="a 200 kB integer literal")
+        text_case("file_2mb", body + "# " + "x" * 2_000_000 + "\n", names=("run.yaml",),
+                  expect="accept_or_reject", why="a 2 MB run.yaml (one long comment)")
         text_case("bom_utf8", b"\xef\xbb\xbf" + good, expect="accept_or_reject", why="UTF-8 byte-order mark")
 
         def val_case(name, section, key, value, rc=(2,), expect="reject", names=None, why="", extra_over=None):
@@ -360,29 +369,35 @@ class Gen:
                  names=["run.yaml"], why="micro_batch x seq_len = 2^32 overflows int32")
         val_case("gpt3_175b_shape", "model", "d_model", 12288,
                  extra_over={"model": {"n_layer": 96, "n_head": 96, "vocab_size": 50257, "context": 2048}},
-                 names=["run.yaml", "bytes"], why="GPT-3 175B: needs far more memory than the machine -> exit 2 "
-                                                  "naming the keys and the bytes")
+                 names=["run.yaml", "model", "iB"], why="GPT-3 175B: needs far more memory than the machine -> exit 2 "
+                                                  "naming the keys and the bytes (KiB/MiB/GiB/TiB)")
         val_case("activation_memory", "train", "micro_batch", 4096,
                  extra_over={"train": {"seq_len": 4096, "batch_size": 4096}, "model": {"context": 4096}},
-                 names=["run.yaml", "bytes"], why="activations of 4096 x 4096 tokens exceed memory")
+                 names=["run.yaml", "iB"], why="activations of 4096 x 4096 tokens exceed memory")
         val_case("steps_1e12", "train", "steps", 10 ** 12, why="train.steps beyond int32")
         val_case("init_seed_2pow64", "model", "init_seed", 2 ** 64, why="init_seed beyond uint64")
-        val_case("lr_nan", "optim", "lr", ".nan", why="NaN learning rate")
-        val_case("lr_inf", "optim", "lr", ".inf", why="infinite learning rate")
-        val_case("alpha_nan", "lora", "alpha", ".nan", why="NaN alpha")
-        val_case("alpha_1e39", "lora", "alpha", "1.0e39", why="alpha overflows float32")
-        val_case("init_std_inf", "model", "init_std", ".inf", why="infinite init_std")
-        val_case("every_minutes_nan", "checkpoint", "every_minutes", ".nan", why="NaN every_minutes")
-        val_case("ln_eps_nan", "model", "ln_eps", ".nan", why="NaN LayerNorm epsilon")
-        val_case("init_std_1e30", "model", "init_std", "1.0e30", rc=(2, 4), names=["run.yaml"],
+        val_case("lr_nan", "optim", "lr", Raw(".nan"), why="NaN learning rate")
+        val_case("lr_inf", "optim", "lr", Raw(".inf"), why="infinite learning rate")
+        val_case("alpha_nan", "lora", "alpha", Raw(".nan"), why="NaN alpha")
+        val_case("alpha_1e39", "lora", "alpha", Raw("1.0e39"), why="alpha overflows float32")
+        val_case("init_std_inf", "model", "init_std", Raw(".inf"), why="infinite init_std")
+        val_case("every_minutes_nan", "checkpoint", "every_minutes", Raw(".nan"), why="NaN every_minutes")
+        val_case("ln_eps_nan", "model", "ln_eps", Raw(".nan"), why="NaN LayerNorm epsilon")
+        val_case("init_std_1e30", "model", "init_std", Raw("1.0e30"), rc=(2, 4), names=[],
                  why="extreme init: refused, or training stops on the non-finite loss (exit 4)")
-        val_case("lr_1e30", "optim", "lr", "1.0e30", rc=(2, 4), expect="accept_or_reject", names=["run.yaml"],
+        val_case("lr_1e30", "optim", "lr", Raw("1.0e30"), rc=(2, 4), expect="accept_or_reject", names=[],
                  extra_over={"train": {"steps": 6}, "optim": {"grad_clip": 0}},
                  why="a learning rate that blows up the weights: a non-finite loss stops training (exit 4)")
+        val_case("lr_1e30_skip", "optim", "lr", Raw("1.0e30"), rc=(2, 4), expect="accept_or_reject",
+                 names=[], extra_over={"train": {"steps": 6, "on_nonfinite": "skip"}, "optim": {"grad_clip": 0}},
+                 why="train.on_nonfinite: skip with a learning rate that blows up: skip the bad steps or stop")
         val_case("on_nonfinite_bogus", "train", "on_nonfinite", "sometimes", why="train.on_nonfinite: stop|skip only")
-        val_case("metrics_in_missing_dir", "output", "metrics", "no/such/dir/m.jsonl", rc=(1, 2, 3),
-                 names=["m.jsonl", "No such file or directory"],
-                 why="metrics file cannot be opened: the message gives the file and the OS reason")
+        d = self.dir(C, "metrics_unopenable")
+        write(os.path.join(d, "out", "blocker"), b"a regular file where a folder should be")
+        y = self.yaml(d, {"output": {"dir": os.path.join(d, "out"), "metrics": "blocker/m.jsonl"}})
+        self.add(C, "metrics_unopenable", ["{bin}", "--yaml", y], "reject", {1, 2, 3}, ["m.jsonl", "Not a directory"],
+                 why="the metrics file cannot be opened (its folder is a file): the message gives the file and "
+                     "the OS reason")
         d = self.dir(C, "output_dir_is_file")
         write(os.path.join(d, "afile"), b"x")
         y = self.yaml(d, {"output": {"dir": os.path.join(d, "afile")}})
@@ -461,7 +476,7 @@ class Gen:
 
     # -- class 3: HDF5 base weights ----------------------------------------------------------
     def base_case(self, name, path_or_none, why, expect="reject", rc=(3,), names=None, mpi=False, over=None,
-                  writer=None):
+                  writer=None, accept_names=()):
         d = self.dir("base", name)
         path = os.path.join(d, "base.h5") if path_or_none is None else path_or_none
         if writer:
@@ -472,7 +487,7 @@ class Gen:
         if mpi:
             o.setdefault("parallel", {}).update({"tp": 2, "dp": 1})
         self.run_cfg("base", name, o, expect, set(rc), names if names is not None else [os.path.basename(path)],
-                     mpi=mpi, perturb=True, why=why)
+                     mpi=mpi, perturb=True, why=why, accept_names=accept_names)
 
     def base_cases(self):
         import h5py
@@ -514,8 +529,10 @@ class Gen:
                        names=["base.h5", "h.0.attn.proj.weight"], mpi=True,
                        writer=setv("h.0.attn.proj.weight", (3, 15), np.nan))
         self.base_case("float64", None, "float64 tensors: converted with a note", expect="accept", names=[],
+                       accept_names=["float64"],
                        writer=variant(lambda t: None, dtype=np.float64))
         self.base_case("float16", None, "float16 tensors: converted with a note", expect="accept", names=[],
+                       accept_names=["float16"],
                        writer=variant(lambda t: None, dtype=np.float16))
         self.base_case("float64_overflows_f32", None, "a float64 value 1e300 that has no float32",
                        names=["base.h5", "h.0.mlp.proj.weight"],
@@ -689,8 +706,8 @@ class Gen:
                 else:
                     shutil.copyfile(src, os.path.join(cdir, f"step_{s:08d}.h5"))
             write(os.path.join(cdir, "step_00000003.h5"), damage(newest))
-            self.run_cfg(C, name, {"checkpoint": {"resume": "auto"}}, "accept", (), ["step_00000003.h5"],
-                         perturb=True, why=why)
+            self.run_cfg(C, name, {"checkpoint": {"resume": "auto"}}, "accept", (), (),
+                         accept_names=["skipping checkpoint", "step_00000003.h5"], perturb=True, why=why)
 
         for i, off in enumerate(spread_offsets(self.rng, len(newest), 6)):
             b = self.rng.randrange(8)
@@ -710,7 +727,7 @@ class Gen:
             d = self.dir(C, name)
             p = os.path.join(d, "adapter.h5")
             writer(p)
-            y = self.yaml(d, {"model": {"init": "file", "weights_file": self.base}})
+            y = self.yaml(d)  # the fixture run's own base (init: seed), which the adapter fits
             self.add(C, name, ["{bin}", "merge", "--yaml", y, "--adapter", p, "--out", os.path.join(d, "merged.h5")],
                      expect, set(rc), [] if expect == "accept" else ["adapter.h5"], perturb=True, why=why)
 
