@@ -1,0 +1,120 @@
+// Pieces of the bad-input defences that are testable in one process: the fast exp/tanh on
+// NaN and infinities, the memory estimate against what the model really allocates, the
+// collective failure guard, and the finite check of loaded tensors.
+#include <gtest/gtest.h>
+#include <mpi.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <new>
+#include <limits>
+#include <memory>
+
+#include "comm/collective_guard.h"
+#include "comm/mpi_communicator.h"
+#include "io/input_error.h"
+#include "model/gpt.h"
+#include "model/memory_estimate.h"
+#include "model/ops/cpu/fast_math.h"
+#include "tests/model_shape.h"
+
+namespace lora {
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+TEST(FastMath, ExpAndTanhAreDefinedForNanAndInfinities) {
+  EXPECT_TRUE(std::isnan(vexp(std::nanf(""))));
+  EXPECT_TRUE(std::isnan(vtanh(std::nanf(""))));
+  EXPECT_EQ(vexp(kInf), kInf);
+  EXPECT_EQ(vexp(-kInf), 0.0f);
+  EXPECT_EQ(vexp(1e30f), kInf);
+  EXPECT_EQ(vexp(-1e30f), 0.0f);
+  EXPECT_EQ(vtanh(kInf), 1.0f);
+  EXPECT_EQ(vtanh(-kInf), -1.0f);
+  for (float x : {-80.0f, -10.0f, -1.0f, 0.0f, 0.5f, 3.0f, 40.0f, 87.5f})
+    EXPECT_NEAR(vexp(x), std::exp(x), 3e-7f * std::exp(x)) << x;
+}
+
+}  // namespace
+}  // namespace lora
+
+// Every byte requested through operator new while counting is on: the exact heap the model
+// asks for, which mallinfo cannot give (arenas, mmap rounding, free-list reuse).
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<size_t> g_new_bytes{0};
+}  // namespace
+void* operator new(size_t n) {
+  if (g_counting.load(std::memory_order_relaxed)) g_new_bytes += n;
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+
+namespace lora {
+namespace {
+
+// The estimate must never exceed what is really allocated (it refuses runs on its word), and
+// should be close to it; frozen weights and LoRA state exactly.
+TEST(MemoryEstimate, MatchesWhatTheModelAllocates) {
+  MpiCommunicator comm(MPI_COMM_SELF, 1, 1);
+  for (int tp_targets = 0; tp_targets < 2; ++tp_targets) {
+    const ModelConfig m = test::model_shape(3, 4, 128, 1000, 96);
+    LoraConfig l;
+    if (tp_targets) {
+      for (bool& t : l.targets) t = true;
+      l.dropout = 0.1f;
+    }
+    const int B = 3, T = 80;
+    const MemoryEstimate e = estimate_model_memory(m, l, 1, B, T);
+    g_new_bytes = 0;
+    g_counting = true;
+    auto model = std::make_unique<GptModel<float>>(m, l, comm, B, T);
+    g_counting = false;
+    const size_t allocated = g_new_bytes;
+    EXPECT_EQ(e.frozen_weights, model->base().size() * sizeof(float));
+    EXPECT_EQ(e.lora_state, 4 * model->lora_params().size() * sizeof(float));
+    // The AdamW moments (half of lora_state) belong to the trainer, not the model.
+    const uint64_t model_part = e.total() - e.lora_state / 2;
+    EXPECT_LE(model_part, allocated);
+    EXPECT_GE(model_part, 0.98 * allocated) << "estimate " << model_part << " vs allocated " << allocated;
+  }
+}
+
+TEST(MemoryEstimate, SizesAre64Bit) {
+  // GPT-3 175B on one rank: 350 GB of fp16-free fp32 weights would wrap a 32-bit count many times.
+  const ModelConfig m = test::model_shape(96, 96, 12288, 50257, 2048);
+  const MemoryEstimate e = estimate_model_memory(m, LoraConfig{}, 1, 1, 2048);
+  EXPECT_GT(e.frozen_weights, 174e9 * 4);
+  EXPECT_LT(e.frozen_weights, 176e9 * 4);
+}
+
+TEST(CollectiveGuard, TheFailingRankRethrowsItsOwnError) {
+  MpiCommunicator comm(MPI_COMM_SELF, 1, 1);
+  EXPECT_THROW(agree_on_failure<InputError>(comm, Group::World, 3, "x", [] { throw InputError("f: bad"); }),
+               InputError);
+  EXPECT_NO_THROW(agree_on_failure<InputError>(comm, Group::World, 3, "x", [] {}));
+  // Other exception types are not the guard's business.
+  EXPECT_THROW(agree_on_failure<InputError>(comm, Group::World, 3, "x", [] { throw std::logic_error("bug"); }),
+               std::logic_error);
+}
+
+TEST(CheckFinite, NamesTheFileTensorAndElement) {
+  const float v[4] = {1, 2, std::nanf(""), kInf};
+  EXPECT_EQ(first_nonfinite(v, 2), 2u);
+  EXPECT_EQ(first_nonfinite(v, 4), 2u);
+  try {
+    check_finite(v, 4, "base.h5", "h.0.attn.qkv.weight");
+    FAIL() << "accepted a NaN";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("base.h5: tensor 'h.0.attn.qkv.weight' holds a non-finite value (nan) at element 2"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace lora
