@@ -16,6 +16,7 @@ packages=(
   libtcmalloc-minimal4                  # allocator for the benchmark, as the anchors use
   python3-torch python3-numpy python3-h5py  # PyTorch reference tests
   slurm-wlm munge libpmix-dev           # the real-Slurm test and the sbatch scripts
+  clang-14 libclang-rt-14-dev           # libFuzzer targets (tests/fuzz), built with clang
 )
 
 missing=()
