@@ -3,7 +3,11 @@
 #pragma once
 #include <mpi.h>
 
+#include <string>
+#include <vector>
+
 #include "comm/communicator.h"
+#include "comm/watchdog.h"
 
 namespace lora {
 
@@ -28,12 +32,18 @@ class MpiCommunicator final : public Communicator {
   void all_gather(const double* send, size_t n, double* recv, Group g, Stream s = nullptr) override;
   void barrier(Group g) override;
 
+  // Times every collective from now on (comm/watchdog.h); null turns it off.
+  void set_watchdog(Watchdog* w) { watchdog_ = w; }
+
  private:
+  std::string describe(const char* op, size_t bytes, Group g) const;
   MPI_Comm comm(Group g) const { return comms_[static_cast<int>(g)]; }
   void all_reduce(void* buf, size_t n, MPI_Datatype type, size_t elem, MPI_Op op, Group g);
   void all_gather(const void* send, size_t n, MPI_Datatype type, size_t elem, void* recv, Group g);
 
   MPI_Comm comms_[kNumGroups];
+  std::vector<int> world_ranks_[kNumGroups];
+  Watchdog* watchdog_ = nullptr;
 };
 
 }  // namespace lora

@@ -65,7 +65,7 @@ void print_op_times(const OpTimers& t, int steps, double step_ms) {
 
 }  // namespace
 
-int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& opt) {
+int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& opt, Watchdog* watchdog) {
   RunConfig cfg = cfg_in;
   cfg.train.steps = opt.warmup + opt.steps;
   cfg.data.val.clear();
@@ -78,7 +78,9 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   trainer.model().timers().enabled = opt.warmup == 0;
   for (int i = 0; i < cfg.train.steps; ++i) {
     comm.barrier(Group::World);
+    if (watchdog) watchdog->step_started(i);
     last = trainer.train_step();
+    if (watchdog) watchdog->step_finished(last.seconds);
     double sec = last.seconds;
     comm.all_reduce_max(&sec, 1, Group::World);  // a step lasts as long as its slowest rank
     if (i >= opt.warmup) ms.push_back(sec * 1e3);
@@ -97,6 +99,7 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   const double gflops = tok_s * flop_tok / 1e9;
   const int ranks = comm.size(Group::World), threads = omp_get_max_threads();
   double per_core = opt.peak_gflops_per_core;
+  Watchdog::LongPhase measuring(watchdog, "rank 0 measuring the FMA peak");
   if (per_core <= 0) {  // measured on rank 0 after the steps, so no other rank competes
     per_core = comm.rank(Group::World) == 0 ? measure_fma_peak_gflops_per_core() : 0;
     comm.all_reduce_max(&per_core, 1, Group::World);

@@ -3,6 +3,7 @@
 // memory per rank and the bytes all-reduced per step.
 #pragma once
 #include "comm/communicator.h"
+#include "comm/watchdog.h"
 #include "trainer/run_config.h"
 
 namespace lora {
@@ -19,6 +20,7 @@ struct BenchOptions {
 // N_mm = 12*L*d^2 + V*d (tied LM head), N_lora = L * sum over targets of r*(in + out).
 double lora_flops_per_token(const ModelConfig& m, const LoraConfig& l, int seq_len);
 
-int run_bench(const RunConfig& cfg, Communicator& comm, const BenchOptions& opt);
+// `watchdog` (may be null) is told each step's time, so its limit fits the bench's shape.
+int run_bench(const RunConfig& cfg, Communicator& comm, const BenchOptions& opt, Watchdog* watchdog = nullptr);
 
 }  // namespace lora

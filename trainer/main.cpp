@@ -12,6 +12,8 @@
 //       message names the file and the tensor or field)
 //   4   training stopped on a non-finite loss or gradient (train.on_nonfinite: stop);
 //       the parameters and every checkpoint are as they were before that step
+//   5   the watchdog ended the job: a collective made no progress for parallel.timeout_s
+//       (a lost link or host); resume from the last checkpoint
 //   75  preempted (EX_TEMPFAIL of <sysexits.h>): SIGTERM or SIGUSR1 reached a rank, every
 //       rank finished its step and the checkpoint of that step was written. Requeue the
 //       job; with checkpoint.resume: auto it continues exactly where it stopped.
@@ -82,9 +84,13 @@ int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOpt
   check_world_size(cfg);
   set_threads(cfg.train.threads);
   lora::MpiCommunicator comm(MPI_COMM_WORLD, cfg.parallel.tp, cfg.parallel.dp);
+  // From here on no collective may block forever (a lost link, a dead host).
+  lora::Watchdog watchdog(cfg.parallel.timeout_s, world_rank(), [](int code) { MPI_Abort(MPI_COMM_WORLD, code); });
+  comm.set_watchdog(&watchdog);
   lora::check_fits_in_memory(cfg, comm);
-  if (bench) return lora::run_bench(cfg, comm, *bench);
+  if (bench) return lora::run_bench(cfg, comm, *bench, &watchdog);
   lora::Trainer trainer(cfg, comm);
+  trainer.set_watchdog(&watchdog);
   if (trainer.run() == lora::RunOutcome::Finished) return 0;
   if (world_rank() == 0)
     std::printf("lora_dist: preempted by %s at step %d; checkpoint %s written; exiting with status %d "
@@ -127,7 +133,7 @@ int main(int argc, char** argv) {
   CLI::App app{"lora_dist: LoRA fine-tuning of GPT-style models across MPI ranks (tensor x data parallel)"};
   app.set_version_flag("--version", std::string("lora_dist ") + LORA_VERSION);
   app.footer("Exit status: 0 done, 1 internal error (job aborted), 2 config or command-line error, 3 unusable input "
-             "file, 4 stopped on a non-finite loss or gradient, 75 preempted (checkpoint written; requeue).");
+             "file, 4 stopped on a non-finite loss or gradient, 5 watchdog (a collective hung: lost link or host), 75 preempted (checkpoint written; requeue).");
   std::string yaml;
   app.add_option("--yaml", yaml, "run configuration (see README: YAML keys)");
   lora::BenchOptions bench;

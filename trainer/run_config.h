@@ -73,6 +73,7 @@ struct ParallelConfig {
   int tp = 1;
   int dp = 1;
   int check_every = 100;  // steps between cross-rank checksums of the replicated LoRA factors; 0 = off
+  double timeout_s = 600;  // watchdog: longest a collective may make no progress (comm/watchdog.h)
 };
 
 struct CheckpointConfig {

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
+#include <thread>
 
 #include "comm/collective_guard.h"
 #include "io/base_weights.h"
@@ -23,11 +24,16 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 // LORA_DIST_FAIL_AT=<rank>:<step> makes that rank throw in the middle of that step, after
 // its first micro-batch, while the other ranks wait in collectives: how the test suite
 // (tests/failure) shows that one failing rank ends the whole job instead of hanging it.
+// LORA_DIST_STALL_AT=<rank>:<step> makes it stop there for good instead, as a rank behind a
+// lost link does: the others' watchdog (comm/watchdog.h) must end the job.
 void fail_if_asked(int rank, int step) {
-  static const char* spec = std::getenv("LORA_DIST_FAIL_AT");
+  static const char* fail = std::getenv("LORA_DIST_FAIL_AT");
+  static const char* stall = std::getenv("LORA_DIST_STALL_AT");
   int r = -1, s = -1;
-  if (spec && std::sscanf(spec, "%d:%d", &r, &s) == 2 && r == rank && s == step)
-    throw std::runtime_error("failure injected by LORA_DIST_FAIL_AT=" + std::string(spec));
+  if (fail && std::sscanf(fail, "%d:%d", &r, &s) == 2 && r == rank && s == step)
+    throw std::runtime_error("failure injected by LORA_DIST_FAIL_AT=" + std::string(fail));
+  if (stall && std::sscanf(stall, "%d:%d", &r, &s) == 2 && r == rank && s == step)
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
 }
 
 std::string human_bytes(uint64_t n) {
@@ -238,6 +244,7 @@ bool Trainer::resume() {
 }
 
 std::string Trainer::write_checkpoint() {
+  Watchdog::LongPhase phase(watchdog_, "writing a checkpoint");
   const std::string path = checkpoint_path(cfg_.output.dir, step_);
   save_checkpoint(comm_, cfg_, fingerprint(), slices(), TrainCounters{step_, adamw_.step}, path);
   // Only now that the new file is complete may older ones go.
@@ -251,6 +258,7 @@ std::string Trainer::write_checkpoint() {
 }
 
 void Trainer::export_adapter() {
+  Watchdog::LongPhase phase(watchdog_, "writing adapter.h5");
   const std::string path = (std::filesystem::path(cfg_.output.dir) / "adapter.h5").string();
   const uint64_t bytes = save_adapter(comm_, cfg_, fingerprint(), slices(), path);
   if (!is_logger()) return;
@@ -282,7 +290,10 @@ Trainer::StepEnd Trainer::agree_at_step_end() {
 RunOutcome Trainer::run() {
   const TrainConfig& t = cfg_.train;
   const int every = cfg_.checkpoint.every;
-  agree_on_failure<InputError>(comm_, Group::World, kExitBadInput, "read its slice of the checkpoint", [&] { resume(); });
+  {
+    Watchdog::LongPhase phase(watchdog_, "resuming from a checkpoint");
+    agree_on_failure<InputError>(comm_, Group::World, kExitBadInput, "read its slice of the checkpoint", [&] { resume(); });
+  }
   const auto t0 = Clock::now();
   last_save_time_ = t0;
   auto eval = [&]() {
@@ -293,7 +304,9 @@ RunOutcome Trainer::run() {
   };
   if (step_ == 0) eval();  // the starting point the curve is read against
   while (step_ < t.steps) {
+    if (watchdog_) watchdog_->step_started(step_);
     const StepStats s = train_step();
+    if (watchdog_) watchdog_->step_finished(s.seconds);
     log_step(s, seconds_since(t0));
     // The eval of a step comes before its checkpoint: a run stopped at any point after that
     // checkpoint resumes past this step and would never write its eval otherwise.

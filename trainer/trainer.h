@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "comm/watchdog.h"
 #include "io/batch_sampler.h"
 #include "io/checkpoint.h"
 #include "model/gpt.h"
@@ -61,6 +62,9 @@ class Trainer {
   // Collective: writes the checkpoint of the current step and applies keep_last; returns its path.
   std::string write_checkpoint();
 
+  // Step times and long phases (checkpoint writes) go to this watchdog; null = none.
+  void set_watchdog(Watchdog* w) { watchdog_ = w; }
+
   int step() const { return step_; }
   GptModel<float>& model() { return *model_; }
   AdamW& optimizer() { return adamw_; }
@@ -107,7 +111,8 @@ class Trainer {
   std::chrono::steady_clock::time_point last_save_time_;
   std::string last_checkpoint_;
   int preempted_by_ = 0;
-  long skipped_steps_ = 0;  // steps dropped for a non-finite loss or gradient (this process's run)
+  long skipped_steps_ = 0;
+  Watchdog* watchdog_ = nullptr;  // steps dropped for a non-finite loss or gradient (this process's run)
   std::vector<int32_t> inputs_, targets_;
   std::vector<float> mask_;
 };

@@ -113,5 +113,18 @@ import json, sys, collections
 steps = collections.Counter(r['step'] for r in map(json.loads, open('$work/out_preempt/metrics.jsonl')) if r['type'] == 'eval')
 sys.exit(0 if sorted(steps) == list(range(301)) and set(steps.values()) == {1} else 1)"
 
+# 8. A rank that stops making progress mid-step (LORA_DIST_STALL_AT: what a rank behind a lost
+#    link looks like to its peers): the watchdog of every other rank names the collective,
+#    group and step, and the whole job ends with status 5 within timeout_s + 30 s, no process left.
+cfg=$(config stall 100000 "" "")
+sed -i 's/parallel: {tp: 2, dp: 2}/parallel: {tp: 2, dp: 2, timeout_s: 5}/' "$cfg"
+start=$SECONDS
+LORA_DIST_STALL_AT=3:20 "${mpirun[@]}" -np 4 "$bin" --yaml "$cfg" > "$work/stall.log" 2>&1; rc=$?
+check "watchdog: exit status $rc is 5" test "$rc" -eq 5
+check "watchdog: the job ended $((SECONDS - start)) s after it started (limit 5 + 30)" test $((SECONDS - start)) -le 35
+check "watchdog: a rank names the collective, group, peers and step" \
+  has "watchdog: all-reduce (sum) of [0-9]* bytes over the [a-z]* group (world ranks [0-9, ]*) at step 21 made no progress for 5 s" "$work/stall.log"
+check "watchdog: no rank left running" test -z "$(pgrep -f "$work/stall.yaml")"
+
 echo "exit_codes: $passed passed, $failed failed"
 test "$failed" -eq 0

@@ -1,0 +1,99 @@
+// A per-rank watchdog over collectives and steps (PyTorch's NCCL watchdog, Megatron's
+// heartbeat). A lost link or a dead host leaves every rank of a job blocked in a collective
+// forever: MPI over TCP notices nothing, the job burns its allocation and Slurm never requeues
+// it. Here every collective is timed by a thread of its own; when one makes no progress for
+// the limit, the rank says which collective, group, step and peers it was waiting for, tries
+// to abort the whole job, and exits by itself `grace` seconds later if the abort cannot
+// complete (its peers may be unreachable), so no rank outlives the failure by much.
+//
+// The limit: parallel.timeout_s until a few steps have been measured (a first step, a resume
+// or a checkpoint may be slow), then `kStepMultiple` times the slowest step seen, bounded
+// below by kFloorSeconds and above by parallel.timeout_s. While a long phase runs (rank 0
+// writing a checkpoint while the others wait in a barrier) the limit is parallel.timeout_s.
+// A whole step is timed too, against max(parallel.timeout_s, kStepMultiple x slowest step).
+#pragma once
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace lora {
+
+// Exit status of a rank whose watchdog fired (README "Errors and exit codes").
+constexpr int kExitWatchdog = 5;
+
+class Watchdog {
+ public:
+  // abort(code) tries to end the whole job (MPI_Abort; ncclCommAbort for NCCL) and may never
+  // return; `grace` seconds after calling it the watchdog _exit()s the process itself.
+  using AbortFn = std::function<void(int code)>;
+  static constexpr double kStepMultiple = 20;
+  static constexpr double kFloorSeconds = 30;
+  static constexpr int kStepsBeforeAdapting = 3;
+
+  Watchdog(double timeout_s, int world_rank, AbortFn abort, double grace_s = 10);
+  ~Watchdog();
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+  // The trainer's progress, for the limit and the messages.
+  void step_started(int step);
+  void step_finished(double seconds);
+
+  // While alive, the rank is inside collective `what` ("all_reduce_sum of 1179648 bytes over
+  // the dp group (world ranks 1, 3)").
+  class Collective {
+   public:
+    Collective(Watchdog* w, std::string what);
+    ~Collective();
+    Collective(const Collective&) = delete;
+    Collective& operator=(const Collective&) = delete;
+
+   private:
+    Watchdog* w_;
+  };
+
+  // While alive, collectives may take up to parallel.timeout_s (checkpoint writes, resume).
+  class LongPhase {
+   public:
+    LongPhase(Watchdog* w, std::string what);
+    ~LongPhase();
+    LongPhase(const LongPhase&) = delete;
+    LongPhase& operator=(const LongPhase&) = delete;
+
+   private:
+    Watchdog* w_;
+    std::string saved_;
+  };
+
+  // Seconds a collective may now wait.
+  double collective_limit() const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  void run();
+  double collective_limit_locked() const;
+  [[noreturn]] void fire(const std::string& why);
+
+  const double timeout_s_, grace_s_;
+  const int world_rank_;
+  AbortFn abort_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  int step_ = 0;
+  int steps_measured_ = 0;
+  double slowest_step_ = 0;
+  std::string long_phase_;  // non-empty while a LongPhase is alive
+  bool in_collective_ = false;
+  std::string collective_;
+  Clock::time_point collective_since_;
+  bool in_step_ = false;
+  Clock::time_point step_since_;
+  std::thread thread_;
+};
+
+}  // namespace lora
