@@ -318,6 +318,8 @@ class Gen:
                   why="YAML mappings nested 3000 deep (block)")
         text_case("nested_map_in_key", "model: " + "{a: " * 20000 + "1" + "}" * 20000 + "\n" + body,
                   why="YAML mappings nested 20000 deep inside model")
+        text_case("leading_comma", ",a\n" + body, why="a stray ',' before the first key (yaml-cpp's LoadAll "
+                  "loops forever on it, allocating, found by fuzz_config)")
         text_case("second_document", body + "---\n" + body, why="a second YAML document after the config")
         text_case("second_document_empty", body + "---\n", why="a second, empty YAML document")
         text_case("empty_file", "", names=("run.yaml", "data.train"), why="empty run.yaml: data.train is required")
