@@ -109,12 +109,18 @@ mn_up() {
     ip -n "$sw" link set "$(mn_port "$h")" up
     ip -n "$ns" addr add "$(mn_ip "$h")/24" dev eth0
     ip -n "$ns" link set eth0 up
+    # How long TCP retransmits unacknowledged data before giving up: Open MPI's runtime
+    # (mpirun, orted) notices a dead link only this way once it has something to send
+    # (default 15 retries, ~15 min; 5 retries ~13 s). Per namespace: the machine's own is untouched.
+    ip netns exec "$ns" sysctl -qw net.ipv4.tcp_retries2="${LORA_MN_TCP_RETRIES2:-5}" 2>/dev/null \
+      || mn_log "up: cannot set net.ipv4.tcp_retries2 in $ns (kept the default)"
     # The holder: own hostname and /dev/shm. `ip netns exec` and unshare (no --fork) exec, so
     # $! is the final `sleep` (named by its argument for ps readers).
     ip netns exec "$ns" unshare --uts --mount --propagation private \
       sh -c "hostname $h && mount -t tmpfs -o size=1g tmpfs /dev/shm && exec sleep infinity" \
       </dev/null >/dev/null 2>&1 &
     pid=$!
+    disown "$pid" 2>/dev/null   # no "Killed" job notice from this shell at `down`
     for ((i = 0; i < 100; i++)); do   # wait until the holder has set itself up
       [[ "$(cat /proc/$pid/comm 2>/dev/null)" == sleep ]] && break
       kill -0 "$pid" 2>/dev/null || break
@@ -165,6 +171,24 @@ mn_link() { # down|up [HOST...]
   [[ $what == up || $what == down ]] || { mn_log "link: down or up"; return 2; }
   (($#)) || set -- $(mn_hosts)
   for h in "$@"; do ip -n "$(mn_ns sw)" link set "$(mn_port "$h")" "$what" || return 1; done
+  [[ $what == up ]] || return 0
+  # Neighbour entries left INCOMPLETE/FAILED by the outage make the first connection after
+  # the cable returns fail (seen: the next mpirun's orted could not reach mpirun): forget
+  # them, then wait until every host reaches every other (a refused connection to port 9
+  # = reachable), 10 s at most.
+  local a b i
+  for a in $(mn_hosts); do ip -n "$(mn_ns "$a")" neigh flush dev eth0 2>/dev/null; done
+  for a in $(mn_hosts); do
+    for b in $(mn_hosts); do
+      [[ $a == "$b" ]] && continue
+      for ((i = 0; i < 20; i++)); do
+        ip netns exec "$(mn_ns "$a")" python3 -c 'import socket, sys
+s = socket.socket(); s.settimeout(0.5)
+sys.exit(0 if s.connect_ex((sys.argv[1], 9)) in (0, 111) else 1)' "$(mn_ip "$b")" 2>/dev/null && break
+      done
+      ((i < 20)) || { mn_log "link up: $a does not reach $b"; return 1; }
+    done
+  done
 }
 
 mn_qdisc() { # HOST add|del ARGS...
