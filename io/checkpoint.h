@@ -105,9 +105,9 @@ CheckpointInfo verify_checkpoint(const std::string& path, const RunConfig& cfg, 
 
 // One process (rank 0): the checkpoint that cfg.checkpoint.resume asks for, verified.
 // "none" -> nullopt. A path -> that file or CheckpointError. "auto" -> the newest
-// step_*.h5 of the output folder that verifies; a corrupt newer one is reported on `log`
-// (path and why) and skipped; an empty folder -> nullopt (fresh start); a mismatching one
-// -> CheckpointError.
+// step_*.h5 of the output folder that verifies; a Corrupt newer one is reported on `log`
+// (path and why) and skipped; an empty folder -> nullopt (fresh start); a Mismatch or
+// Invalid one -> CheckpointError.
 std::optional<CheckpointInfo> select_checkpoint(const RunConfig& cfg, const BaseFingerprint& fp, std::ostream& log);
 
 // Every rank: reads its slices of a verified checkpoint into `s` by hyperslab and returns

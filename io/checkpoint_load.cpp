@@ -292,7 +292,7 @@ std::optional<CheckpointInfo> select_checkpoint(const RunConfig& cfg, const Base
     try {
       return verify_checkpoint(path, cfg, fp);
     } catch (const CheckpointError& e) {
-      if (e.kind == CheckpointError::Mismatch) throw;
+      if (e.kind != CheckpointError::Corrupt) throw;  // sound files of this folder's run: older ones are no better
       log << "lora_dist: warning: skipping checkpoint " << e.what() << "; trying the previous one" << std::endl;
     }
   }

@@ -1,7 +1,9 @@
 // io/checkpoint on one process (MPI_COMM_SELF, tp = dp = 1): the schema, a bit-exact round
 // trip, reading any TP rank's slice of a full-shape file, and each way a checkpoint is
-// refused (truncated, not HDF5, flipped bit, other r / targets / base / model shape) with
-// its own message; resume: auto skipping a bad newest file; keep_last.
+// refused with its own message: damaged (one bit flipped anywhere, truncated anywhere, not
+// HDF5, unsealed) as Corrupt before libhdf5 parses it; other r / targets / base / model
+// shape / tensor shape as Mismatch; a NaN or a counter out of range as Invalid. resume:
+// auto skipping damaged newer files; keep_last.
 // Multi-rank saving and resuming through the real binary: tests/checkpoint/.
 #include <gtest/gtest.h>
 #include <hdf5.h>
@@ -17,6 +19,7 @@
 #include "io/checkpoint.h"
 #include "tests/model_shape.h"
 #include "io/checkpoint_hash.h"
+#include "io/file_seal.h"
 #include "io/hdf5_util.h"
 #include "model/tensor_shards.h"
 
@@ -73,6 +76,13 @@ class CheckpointTest : public ::testing::Test {
   }
   std::string save(int step) { return save(step, cfg_); }
 
+  // A checkpoint of `s` with arbitrary counters, written by the real writer (so sealed).
+  std::string save_state(State& s, TrainCounters c, int step_in_name) {
+    const std::string path = checkpoint_path(cfg_.output.dir, step_in_name);
+    save_checkpoint(comm_, cfg_, fp_, s.slices(), c, path);
+    return path;
+  }
+
   // The CheckpointError verify_checkpoint throws for `path` against `c` (fails the test if none).
   CheckpointError refusal(const std::string& path, const RunConfig& c) {
     try {
@@ -108,6 +118,38 @@ uint64_t dataset_offset(const std::string& path, const std::string& name) {
 }
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// Re-seals `path` after a test edited it through libhdf5: a file that verifies yet holds
+// what the writer never writes (a huge shape, a negative step, an integer tensor).
+void reseal(const std::string& path) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  const std::string zeros(kSealBytes, '\0');
+  f.write(zeros.data(), zeros.size());
+  f.close();
+  seal_file(path);
+}
+
+// Opens `path` read-write through libhdf5 (the user block is kept), runs edit(file), closes.
+template <typename Edit>
+void edit_h5(const std::string& path, Edit edit) {
+  {
+    H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
+    ASSERT_TRUE(file.valid()) << path;
+    edit(file.get());
+  }
+  reseal(path);
+}
+
+// Offsets spread over the whole file, plus every byte of the seal's header and of the
+// HDF5 superblock that follows the user block.
+std::vector<uint64_t> sweep_offsets(uint64_t size, int spread) {
+  std::vector<uint64_t> at;
+  for (int i = 0; i < spread; ++i) at.push_back(size * static_cast<uint64_t>(i) / static_cast<uint64_t>(spread));
+  for (uint64_t o = 0; o < 48; ++o) at.push_back(o);
+  for (uint64_t o = kSealBytes; o < kSealBytes + 96 && o < size; ++o) at.push_back(o);
+  at.push_back(size - 1);
+  return at;
+}
 
 }  // namespace
 
@@ -182,10 +224,13 @@ TEST_F(CheckpointTest, AnyTpRankReadsItsSliceOfTheFullTensors) {
 
 TEST_F(CheckpointTest, TruncatedFileIsRefusedAsCorrupt) {
   const std::string path = save(2);
-  fs::resize_file(path, fs::file_size(path) / 2);
+  const uint64_t size = fs::file_size(path);
+  fs::resize_file(path, size / 2);
   const CheckpointError e = refusal(path, cfg_);
   EXPECT_EQ(e.kind, CheckpointError::Corrupt);
-  EXPECT_TRUE(contains(e.what(), path + ": not a readable HDF5 file (truncated or corrupted)")) << e.what();
+  EXPECT_TRUE(contains(e.what(), path + ": truncated or extended: the seal records " + std::to_string(size) +
+                                     " bytes, the file has " + std::to_string(size / 2)))
+      << e.what();
 }
 
 TEST_F(CheckpointTest, NonHdf5FileIsRefusedAsCorrupt) {
@@ -194,10 +239,156 @@ TEST_F(CheckpointTest, NonHdf5FileIsRefusedAsCorrupt) {
   std::ofstream(path) << "not an HDF5 file\n";
   const CheckpointError e = refusal(path, cfg_);
   EXPECT_EQ(e.kind, CheckpointError::Corrupt);
-  EXPECT_TRUE(contains(e.what(), "not a readable HDF5 file")) << e.what();
+  EXPECT_TRUE(contains(e.what(), path + ": no lora_dist seal")) << e.what();
 }
 
-TEST_F(CheckpointTest, FlippedBitInATensorFailsTheChecksum) {
+// A v1 file (or any HDF5 file lora_dist did not seal) cannot be checked before libhdf5
+// parses it, so it is refused whatever it holds; the message says why.
+TEST_F(CheckpointTest, UnsealedHdf5FileIsRefusedAsUnverifiable) {
+  const std::string path = checkpoint_path(cfg_.output.dir, 1);
+  fs::create_directories(fs::path(path).parent_path());
+  {
+    H5Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+    H5Handle state(H5Gcreate2(file, "/state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+    h5_write_attr(state, "format", "lora_dist checkpoint v1");
+  }
+  const CheckpointError e = refusal(path, cfg_);
+  EXPECT_EQ(e.kind, CheckpointError::Corrupt);
+  EXPECT_TRUE(contains(e.what(), path + ": no lora_dist seal (LDCKSUM1)")) << e.what();
+  EXPECT_TRUE(contains(e.what(), "older than checkpoint format v2")) << e.what();
+}
+
+// One bit flipped anywhere -- seal header, user block padding, superblock, object and
+// attribute headers, heaps, tensor values -- is refused as Corrupt naming the file, by the
+// seal, before libhdf5 sees the file (the issue-8 crash was libhdf5 parsing such a file).
+TEST_F(CheckpointTest, OneFlippedBitAnywhereIsRefusedAsCorrupt) {
+  const std::string good = save(4);
+  const std::string path = (dir_ / "flipped.h5").string();
+  const uint64_t size = fs::file_size(good);
+  int tried = 0;
+  for (uint64_t offset : sweep_offsets(size, 200)) {
+    fs::copy_file(good, path, fs::copy_options::overwrite_existing);
+    flip_bit(path, offset, static_cast<int>(offset % 8));
+    const CheckpointError e = refusal(path, cfg_);
+    ASSERT_EQ(e.kind, CheckpointError::Corrupt) << "offset " << offset << ": " << e.what();
+    ASSERT_TRUE(contains(e.what(), path + ": ")) << "offset " << offset << ": " << e.what();
+    ++tried;
+  }
+  EXPECT_GT(tried, 300);
+  EXPECT_NO_THROW(verify_checkpoint(good, cfg_, fp_));
+}
+
+TEST_F(CheckpointTest, TruncatedAtAnyLengthIsRefusedAsCorrupt) {
+  const std::string good = save(4);
+  const std::string path = (dir_ / "truncated.h5").string();
+  const uint64_t size = fs::file_size(good);
+  std::vector<uint64_t> lengths = {0, 1, 7, 8, 40, kSealBytes - 1, kSealBytes, kSealBytes + 1, size - 8, size - 1};
+  for (int i = 1; i < 100; ++i) lengths.push_back(size * static_cast<uint64_t>(i) / 100);
+  for (uint64_t n : lengths) {
+    fs::copy_file(good, path, fs::copy_options::overwrite_existing);
+    fs::resize_file(path, n);
+    const CheckpointError e = refusal(path, cfg_);
+    ASSERT_EQ(e.kind, CheckpointError::Corrupt) << "length " << n << ": " << e.what();
+    ASSERT_TRUE(contains(e.what(), path + ": ")) << "length " << n << ": " << e.what();
+  }
+  fs::copy_file(good, path, fs::copy_options::overwrite_existing);
+  std::ofstream(path, std::ios::app) << "x";  // extended is no better than truncated
+  EXPECT_EQ(refusal(path, cfg_).kind, CheckpointError::Corrupt);
+}
+
+// A NaN in any of the three tensor groups, in a file that verifies, is refused naming the
+// tensor, and resume: auto stops rather than skipping it.
+TEST_F(CheckpointTest, NonFiniteTensorIsRefusedNamingIt) {
+  const State shape(cfg_, 1, 0);
+  const TensorSpec& spec = shape.layout.at("h.1.lora.v.B");
+  struct Case {
+    std::vector<float> State::*buffer;
+    const char* group;
+    float value;
+  };
+  const Case cases[] = {{&State::params, "/adapter", NAN},
+                        {&State::m, "/optimizer/m", INFINITY},
+                        {&State::v, "/optimizer/v", NAN}};
+  for (const Case& c : cases) {
+    State s(cfg_, 1, 0);
+    (s.*c.buffer)[spec.offset + 3] = c.value;
+    const std::string path = save_state(s, TrainCounters{5, 5}, 5);
+    const CheckpointError e = refusal(path, cfg_);
+    EXPECT_EQ(e.kind, CheckpointError::Invalid) << c.group;
+    EXPECT_TRUE(contains(e.what(), path + ": tensor '" + c.group + "/h.1.lora.v.B' holds a non-finite value"))
+        << e.what();
+    State into(cfg_, 1, 0);
+    EXPECT_THROW(read_checkpoint(path, into.slices()), CheckpointError) << c.group;  // every rank checks its slice
+    cfg_.checkpoint.resume = "auto";
+    std::ostringstream log;
+    EXPECT_THROW(select_checkpoint(cfg_, fp_, log), CheckpointError) << c.group;
+    fs::remove(path);
+  }
+}
+
+TEST_F(CheckpointTest, CountersOutOfRangeAreRefused) {
+  State s(cfg_, 1, 0);
+  const struct {
+    TrainCounters c;
+    const char* expect;
+  } cases[] = {{{-1, 0}, "/state: attribute 'step' = -1 is outside [0, 20] (train.steps of this run)"},
+               {{21, 21}, "/state: attribute 'step' = 21 is outside [0, 20] (train.steps of this run)"},
+               {{3, -7}, "/optimizer: attribute 'adam_step' = -7 is outside [0, 2147483647] (INT_MAX)"},
+               {{3, 1L << 40}, "/optimizer: attribute 'adam_step' = 1099511627776 is outside [0, 2147483647]"}};
+  for (const auto& c : cases) {
+    const std::string path = save_state(s, c.c, 1);
+    const CheckpointError e = refusal(path, cfg_);
+    EXPECT_EQ(e.kind, CheckpointError::Invalid) << c.expect;
+    EXPECT_TRUE(contains(e.what(), path + ": " + c.expect)) << e.what();
+  }
+  // A step beyond INT_MAX, as a file could hold it (the writer's counter is an int).
+  const std::string path = save(2);
+  edit_h5(path, [](hid_t file) {
+    H5Handle state(H5Gopen2(file, "/state", H5P_DEFAULT), H5Gclose);
+    H5Adelete(state, "step");
+    h5_write_attr(state, "step", int64_t(1) << 33);
+  });
+  EXPECT_TRUE(contains(refusal(path, cfg_).what(), "attribute 'step' = 8589934592 is outside [0, 20]"));
+}
+
+// A sealed file whose tensor declares a shape far beyond any allocation: refused by comparing
+// with the layout, before anything is allocated or read.
+TEST_F(CheckpointTest, HugeDeclaredShapeIsRefusedBeforeAllocating) {
+  const std::string path = save(2);
+  edit_h5(path, [](hid_t file) {
+    H5Ldelete(file, "/optimizer/m/h.0.lora.q.A", H5P_DEFAULT);
+    const hsize_t dims[2] = {hsize_t(1) << 33, hsize_t(1) << 31}, chunk[2] = {1, 1};
+    H5Handle space(H5Screate_simple(2, dims, nullptr), H5Sclose);
+    H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+    H5Pset_chunk(dcpl, 2, chunk);
+    H5Handle ds(H5Dcreate2(file, "/optimizer/m/h.0.lora.q.A", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
+                H5Dclose);
+    ASSERT_TRUE(ds.valid());
+  });
+  const CheckpointError e = refusal(path, cfg_);
+  EXPECT_EQ(e.kind, CheckpointError::Mismatch);
+  EXPECT_TRUE(contains(e.what(), path + ": dataset /optimizer/m/h.0.lora.q.A has shape [8589934592, 2147483648], "
+                                        "this run needs [2, 16]"))
+      << e.what();
+}
+
+TEST_F(CheckpointTest, IntegerTensorIsRefused) {
+  const std::string path = save(2);
+  edit_h5(path, [](hid_t file) {
+    H5Ldelete(file, "/adapter/h.0.lora.k.B", H5P_DEFAULT);
+    const hsize_t dims[2] = {16, 2};
+    H5Handle space(H5Screate_simple(2, dims, nullptr), H5Sclose);
+    std::vector<int32_t> zeros(32);
+    H5Handle ds(H5Dcreate2(file, "/adapter/h.0.lora.k.B", H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                H5Dclose);
+    H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, zeros.data());
+  });
+  const CheckpointError e = refusal(path, cfg_);
+  EXPECT_EQ(e.kind, CheckpointError::Invalid);
+  EXPECT_TRUE(contains(e.what(), path + ": dataset /adapter/h.0.lora.k.B is not float32")) << e.what();
+}
+
+TEST_F(CheckpointTest, FlippedBitInATensorFailsTheSealChecksum) {
   for (const char* name : {"/adapter/h.1.lora.v.B", "/optimizer/v/h.0.lora.q.A"}) {
     const std::string path = save(4);
     flip_bit(path, dataset_offset(path, name) + 5, 3);
@@ -207,8 +398,8 @@ TEST_F(CheckpointTest, FlippedBitInATensorFailsTheChecksum) {
   }
 }
 
-// The checksum covers the counters too: a step changed after the fact is caught.
-TEST_F(CheckpointTest, ChangedStepAttributeFailsTheChecksum) {
+// The seal covers every byte, the counters too: a step changed after the fact is caught.
+TEST_F(CheckpointTest, ChangedStepAttributeFailsTheSeal) {
   const std::string path = save(4);
   {
     H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
@@ -216,7 +407,15 @@ TEST_F(CheckpointTest, ChangedStepAttributeFailsTheChecksum) {
     H5Adelete(state, "step");
     h5_write_attr(state, "step", 5);
   }
-  EXPECT_TRUE(contains(refusal(path, cfg_).what(), "checksum mismatch"));
+  const CheckpointError e = refusal(path, cfg_);
+  EXPECT_EQ(e.kind, CheckpointError::Corrupt);
+  EXPECT_TRUE(contains(e.what(), "checksum mismatch") || contains(e.what(), "truncated or extended")) << e.what();
+}
+
+TEST_F(CheckpointTest, CheckpointErrorIsAnInputError) {
+  const std::string path = save(1);
+  fs::resize_file(path, 10);
+  EXPECT_THROW(verify_checkpoint(path, cfg_, fp_), InputError);  // main maps InputError to exit status 3
 }
 
 TEST_F(CheckpointTest, OtherLoraRankIsRefusedAsMismatch) {
@@ -283,19 +482,23 @@ TEST_F(CheckpointTest, ResumeModesNoneAndPath) {
   EXPECT_THROW(select_checkpoint(cfg_, fp_, log), CheckpointError);  // a named file is that file or nothing
 }
 
-TEST_F(CheckpointTest, AutoTakesTheNewestGoodAndReportsTheBadOne) {
+TEST_F(CheckpointTest, AutoTakesTheNewestGoodAndReportsTheBadOnes) {
   save(1);
   save(2);
-  const std::string bad = save(3);
-  fs::resize_file(bad, fs::file_size(bad) - 200);
-  std::ofstream(bad + ".tmp") << "a killed writer's leftovers";  // never a candidate
+  const std::string truncated = save(3), flipped = save(4), unsealed = save(5);
+  fs::resize_file(truncated, fs::file_size(truncated) - 200);
+  flip_bit(flipped, kSealBytes + 300, 2);  // in the HDF5 metadata right after the superblock
+  std::fstream(unsealed, std::ios::in | std::ios::out | std::ios::binary).write("\0", 1);
+  std::ofstream(truncated + ".tmp") << "a killed writer's leftovers";  // never a candidate
   cfg_.checkpoint.resume = "auto";
   std::ostringstream log;
   const auto info = select_checkpoint(cfg_, fp_, log);
   ASSERT_TRUE(info);
   EXPECT_EQ(info->counters.step, 2);
   EXPECT_EQ(info->path, checkpoint_path(cfg_.output.dir, 2));
-  EXPECT_TRUE(contains(log.str(), "lora_dist: warning: skipping checkpoint " + bad + ": ")) << log.str();
+  for (const std::string& bad : {truncated, flipped, unsealed})
+    EXPECT_TRUE(contains(log.str(), "lora_dist: warning: skipping checkpoint " + bad + ": ")) << log.str();
+  EXPECT_TRUE(contains(log.str(), unsealed + ": no lora_dist seal")) << log.str();
 }
 
 TEST_F(CheckpointTest, AutoRefusesAMismatchInsteadOfSkippingIt) {
