@@ -1,12 +1,16 @@
 // `lora_dist merge`: base + adapter, folded into one set of weights, gives the same logits
-// as the base with its LoRA branches; a mismatched adapter is refused.
+// as the base with its LoRA branches; an adapter that does not fit the config (scale, r,
+// targets, base) or is damaged is refused naming the file and what differs, and nothing is
+// written.
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "comm/mpi_communicator.h"
 #include "io/base_weights.h"
 #include "io/checkpoint.h"
+#include "io/file_seal.h"
 #include "model/gpt.h"
 #include "model/rng.h"
 #include "tests/model_shape.h"
@@ -67,9 +71,115 @@ TEST(Merge, MergedWeightsGiveTheAdaptedLogits) {
   try {
     merge_adapter_into_base(other_alpha, adapter, merged);
     FAIL() << "an adapter trained with alpha 8 was merged with alpha 4";
-  } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("LoRA scale"), std::string::npos) << e.what();
+  } catch (const CheckpointError& e) {  // an InputError: exit status 3
+    EXPECT_NE(std::string(e.what()).find(adapter + ": adapter does not fit this run: LoRA scale (alpha/r) differs: 2 in "
+                                         "the adapter, 1 in this run"),
+              std::string::npos)
+        << e.what();
   }
+}
+
+}  // namespace
+}  // namespace lora
+
+namespace lora {
+namespace {
+
+// An adapter trained with config(dir), saved as adapter.h5.
+class MergeRefusal : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(testing::TempDir()) / "merge_refusal";
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    cfg_ = config(dir_);
+    GptModel<float> model(cfg_.model, cfg_.lora, comm_, 1, 8);
+    auto& p = model.lora_params();
+    for (size_t i = 0; i < p.size(); ++i) p[i] = 0.01f * static_cast<float>(i % 17);
+    AdamW unused(p.size());
+    adapter_ = (dir_ / "adapter.h5").string();
+    save_adapter(comm_, cfg_, base_fingerprint(cfg_.model),
+                 LoraSlices{model.lora_layout(), 0, p.data(), unused.m.data(), unused.v.data()}, adapter_);
+    out_ = (dir_ / "merged.h5").string();
+  }
+
+  // The error merge throws for `adapter` under `c`; the output must not have been written.
+  std::string refusal(const RunConfig& c, const std::string& adapter) {
+    try {
+      merge_adapter_into_base(c, adapter, out_);
+    } catch (const CheckpointError& e) {
+      EXPECT_FALSE(fs::exists(out_)) << "merged weights written despite: " << e.what();
+      return e.what();
+    }
+    ADD_FAILURE() << adapter << " was merged";
+    return "";
+  }
+
+  MpiCommunicator comm_{MPI_COMM_SELF, 1, 1};
+  fs::path dir_;
+  RunConfig cfg_;
+  std::string adapter_, out_;
+};
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+TEST_F(MergeRefusal, OtherTargetsAreRefused) {
+  RunConfig c = cfg_;
+  c.lora.targets[kK] = false;
+  const std::string e = refusal(c, adapter_);
+  EXPECT_TRUE(contains(e, adapter_ + ": adapter does not fit this run: LoRA targets differ: targets q,k,v,o,fc1,fc2 in "
+                                     "the adapter, q,v,o,fc1,fc2 in this run"))
+      << e;
+}
+
+TEST_F(MergeRefusal, OtherRankIsRefused) {
+  RunConfig c = cfg_;
+  c.lora.r = 8;
+  c.lora.alpha = 16;  // the same scale: r itself must be checked
+  const std::string e = refusal(c, adapter_);
+  EXPECT_TRUE(contains(e, "LoRA rank r differs: r 4 in the adapter, 8 in this run")) << e;
+}
+
+TEST_F(MergeRefusal, OtherBaseIsRefused) {
+  RunConfig c = cfg_;
+  c.model.init_seed = 77;
+  const std::string e = refusal(c, adapter_);
+  EXPECT_TRUE(contains(e, "base model fingerprint differs: 0x")) << e;
+  EXPECT_TRUE(contains(e, "(init: seed, init_seed 1234, init_std 0.2) in the adapter")) << e;
+  EXPECT_TRUE(contains(e, "(init: seed, init_seed 77, init_std 0.2) in this run")) << e;
+}
+
+TEST_F(MergeRefusal, OtherModelShapeIsRefused) {
+  RunConfig c = cfg_;
+  c.model.n_layer = 3;
+  const std::string e = refusal(c, adapter_);
+  EXPECT_TRUE(contains(e, "model shape differs: n_layer 2 in the adapter, 3 in this run")) << e;
+}
+
+TEST_F(MergeRefusal, CorruptAdapterIsRefusedBeforeParsing) {
+  const uint64_t size = fs::file_size(adapter_);
+  for (uint64_t offset : {uint64_t(3), kSealBytes + 10, size / 2, size - 2}) {
+    const std::string bad = (dir_ / "bad.h5").string();
+    fs::copy_file(adapter_, bad, fs::copy_options::overwrite_existing);
+    std::fstream f(bad, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(offset));
+    const char b = static_cast<char>(f.get() ^ 0x20);
+    f.seekp(static_cast<std::streamoff>(offset));
+    f.put(b);
+    f.close();
+    const std::string e = refusal(cfg_, bad);
+    EXPECT_TRUE(contains(e, bad + ": ")) << e;
+  }
+  const std::string truncated = (dir_ / "truncated.h5").string();
+  fs::copy_file(adapter_, truncated, fs::copy_options::overwrite_existing);
+  fs::resize_file(truncated, size - 100);
+  EXPECT_TRUE(contains(refusal(cfg_, truncated), truncated + ": truncated or extended"));
+}
+
+TEST_F(MergeRefusal, MergedFileIsSealedAndReadBack) {
+  merge_adapter_into_base(cfg_, adapter_, out_);
+  EXPECT_NO_THROW(verify_seal(out_));
+  EXPECT_FALSE(fs::exists(out_ + ".tmp"));
 }
 
 }  // namespace
