@@ -331,8 +331,9 @@ if [[ -n $shaped ]]; then
     same_losses "$work/out_shaped/metrics.jsonl" "$work/out_cross/metrics.jsonl" 1e-12
   read -r t_sh _ _ < <(metrics_stats "$work/out_shaped/metrics.jsonl")
   say "TIMING $shaped link: step ${t_sh} ms vs ${t_cross} ms unshaped; packets dropped by the qdiscs: ${drops:-?}"
-  check "$shaped link: packets were dropped (${drops:-?}) and the steps were slower (${t_sh} vs ${t_cross} ms)" \
-    python3 -c "import sys; sys.exit(0 if int('${drops:-0}' or 0) > 0 and $t_sh > $t_cross else 1)"
+  # Slower is reported, not checked: on 2 cores shared with other work the step time of
+  # this tiny model varies more between runs than 12 Mbit/s adds (seen: 58 ms shaped vs 72 ms not).
+  check "$shaped link: the qdiscs dropped packets (${drops:-0}) and the run still completed" test "${drops:-0}" -gt 0
 fi
 
 say "multinode done in $((SECONDS - t_start)) s"
