@@ -11,8 +11,10 @@ interrupted run logs and writes with the straight run:
   cross_layout  written at tp=1 x dp=2, resumed at tp=2 x dp=1: equal within fp32 round-off
   kill9         kill -9 of the whole job at many instants, several inside a checkpoint write:
                 the newest complete checkpoint always loads and the resumed run is bit-identical
-  fallback      resume: auto skips a bit-flipped newest checkpoint (reported) for the previous one
-  refused       other r / other base / truncated: exit 1 with one message saying what differs
+  fallback      resume: auto skips damaged newer checkpoints (reported) for the previous good one:
+                a bit flipped in a tensor, in an attribute's header, in the superblock, in the seal
+  refused       other r / other base / truncated / unsealed: exit 3 with one message saying what
+                is wrong
   every_minutes checkpoint.every_minutes alone saves mid-run, all ranks agreeing when
   sigterm       SIGTERM (to every rank, twice) or SIGUSR1 (to one rank only) mid-run: exit 75,
                 checkpoint of the step written, resuming continues bit-identically
@@ -302,26 +304,48 @@ def kill9(r):
     print(f"kill -9: 8 kills, {mid_write} inside a checkpoint write; every resume bit-identical")
 
 
+def flip(path, offset, mask):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ mask]))
+
+
+def attribute_header_offset(path, name):
+    """Offset of attribute `name`'s header message: its name is stored right in it."""
+    with open(path, "rb") as f:
+        data = f.read()
+    at = data.find(name.encode() + b"\0")
+    check(at > 0, f"{path}: attribute name {name} not found in the file")
+    return at
+
+
 def fallback(r):
     r.run(r.config("straight", 1, 2, checkpoint={"every": 2, "keep_last": 5}))
     os.makedirs(r.out("requeued/checkpoints"))
-    for step in (2, 4, 6):
+    for step in (2, 4, 6, 8, 10):
         shutil.copy(ckpt(r.out("straight"), step), ckpt(r.out("requeued"), step))
-    bad = ckpt(r.out("requeued"), 6)
-    with h5py.File(bad, "r") as f:
-        offset = f["adapter/h.1.lora.q.B"].id.get_offset()
-    with open(bad, "r+b") as f:
-        f.seek(offset + 6)
-        byte = f.read(1)[0]
-        f.seek(offset + 6)
-        f.write(bytes([byte ^ 0x10]))
+    # Newest first: each damaged in another part of the file, each one skipped with its reason.
+    with h5py.File(ckpt(r.out("requeued"), 6), "r") as f:
+        tensor_offset = f["adapter/h.1.lora.q.B"].id.get_offset()
+    damage = {
+        10: (attribute_header_offset(ckpt(r.out("requeued"), 10), "adam_step") - 4, 0x01, "checksum mismatch"),
+        8: (512 + 20, 0x04, "checksum mismatch"),  # the HDF5 superblock, after the 512-byte seal
+        6: (tensor_offset + 6, 0x10, "checksum mismatch"),
+    }
+    for step, (offset, mask, _) in damage.items():
+        flip(ckpt(r.out("requeued"), step), offset, mask)
     p = r.run(r.config("requeued", 1, 2))
-    check(f"lora_dist: warning: skipping checkpoint {bad}: checksum mismatch" in p.stderr,
-          f"the corrupt checkpoint was not reported:\n{p.stderr}")
+    for step, (_, _, why) in damage.items():
+        bad = ckpt(r.out("requeued"), step)
+        check(f"lora_dist: warning: skipping checkpoint {bad}: {why}" in p.stderr,
+              f"the damaged step {step} checkpoint was not reported:\n{p.stderr}")
     check(f"resumed from {ckpt(r.out('requeued'), 4)} at step 4" in p.stdout, f"did not fall back to step 4:\n{p.stdout}")
     same_losses(train_losses(r.out("requeued")), train_losses(r.out("straight")), range(5, 11), "fallback")
     same_tensors(r.out("requeued/adapter.h5"), r.out("straight/adapter.h5"), "fallback", groups=("adapter",))
-    print("fallback: bit-flipped step 6 reported and skipped; resumed from step 4 bit-identically")
+    print("fallback: steps 10, 8, 6 damaged (attribute header, superblock, tensor) reported and skipped; "
+          "resumed from step 4 bit-identically")
 
 
 def refused(r):
@@ -330,15 +354,19 @@ def refused(r):
     truncated = r.out("truncated.h5")
     shutil.copy(good, truncated)
     os.truncate(truncated, os.path.getsize(good) // 2)
+    unsealed = r.out("unsealed.h5")  # as h5py writes it: what a v1 checkpoint looks like to the seal
+    with h5py.File(unsealed, "w") as f:
+        f.create_group("state").attrs["format"] = "lora_dist checkpoint v1"
     cases = [
         ("other_r", good, {"lora": {"r": 8}}, "LoRA rank r differs: r 4 in the checkpoint, 8 in this run"),
         ("other_base", good, {"model": {"init_seed": 99}}, "base model fingerprint differs"),
         ("other_shape", good, {"model": {"n_layer": 3}}, "model shape differs: n_layer 2 in the checkpoint, 3 in this run"),
-        ("truncated", truncated, {}, "not a readable HDF5 file (truncated or corrupted)"),
+        ("truncated", truncated, {}, f"truncated or extended: the seal records {os.path.getsize(good)} bytes"),
+        ("unsealed", unsealed, {}, "no lora_dist seal (LDCKSUM1) at the start of the file"),
     ]
     for name, path, overrides, expect in cases:
         overrides = dict(overrides, checkpoint={"resume": path})
-        p = r.run(r.config(name, 2, 1, **overrides), expect_rc=1)
+        p = r.run(r.config(name, 2, 1, **overrides), expect_rc=3)  # kExitBadInput (io/input_error.h)
         line = f"lora_dist: checkpoint error: {path}: "
         check(p.stderr.count(line) == 1 and expect in p.stderr,
               f"{name}: expected one '{line}...{expect}' on stderr:\n{p.stderr}")
