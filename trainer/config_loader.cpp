@@ -5,6 +5,7 @@
 #include "trainer/config_loader.h"
 
 #include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -438,6 +439,44 @@ void check_files(const RunConfig& c, const Ctx& ctx) {
     need("checkpoint.resume", c.checkpoint.resume, true);
 }
 
+// Walks the documents of `text` with yaml-cpp's event parser, which sees no nodes: a second
+// document is an error (it would be silently ignored), and so is a parser that does not
+// advance: yaml-cpp 0.7's LoadAll loops forever on a stray ',' before the first key (found by
+// tests/fuzz/fuzz_config), re-reading the same document at the same offset.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  YAML::Mark start;
+  void OnDocumentStart(const YAML::Mark& m) override { start = m; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+void check_one_document(const std::string& text, const std::string& yaml_path) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentStarts h;
+  int docs = 0, last_pos = -1;
+  while (parser.HandleNextDocument(h)) {
+    const YAML::Mark m = h.start;
+    if (m.pos <= last_pos) {
+      const size_t pos = static_cast<size_t>(std::max(0, m.pos));
+      throw ConfigError(yaml_path + ":" + std::to_string(m.line + 1) + ": yaml: syntax error: unexpected '" +
+                        (pos < text.size() ? std::string(1, text[pos]) : std::string("end of file")) +
+                        "' at column " + std::to_string(m.column + 1));
+    }
+    last_pos = m.pos;
+    if (++docs == 2)
+      throw ConfigError(yaml_path + ":" + std::to_string(m.line + 1) + ": yaml: a second document ('---'); a run "
+                        "config is one document, and the second would be ignored");
+  }
+}
+
 // The file's text as one YAML document. Read here rather than by YAML::LoadFile, which
 // throws std::ios_base::failure on a folder and says only "bad file" on deep nesting.
 YAML::Node parse_single_document(const std::string& yaml_path) {
@@ -454,9 +493,9 @@ YAML::Node parse_single_document(const std::string& yaml_path) {
   if (!in || !(text << in.rdbuf()))
     if (fs::file_size(yaml_path, ec) > 0)
       throw ConfigError(yaml_path + ": cannot read config file: " + std::strerror(errno));
-  std::vector<YAML::Node> docs;
   try {
-    docs = YAML::LoadAll(text.str());
+    check_one_document(text.str(), yaml_path);
+    return YAML::Load(text.str());
   } catch (const YAML::DeepRecursion& e) {
     throw ConfigError(yaml_path + ":" + std::to_string(e.mark.line + 1) + ": yaml: nested too deep (the parser stops at depth " +
                       std::to_string(e.depth()) + "); a run config is sections of keys, two levels");
@@ -465,10 +504,6 @@ YAML::Node parse_single_document(const std::string& yaml_path) {
   } catch (const YAML::Exception& e) {
     throw ConfigError(yaml_path + ":" + std::to_string(e.mark.line + 1) + ": yaml: " + e.msg);
   }
-  if (docs.size() > 1)
-    throw ConfigError(yaml_path + ":" + std::to_string(docs[1].Mark().line + 1) + ": yaml: a second document ('---'); a run "
-                      "config is one document, and the second would be ignored");
-  return docs.empty() ? YAML::Node() : docs[0];
 }
 
 }  // namespace
