@@ -65,6 +65,12 @@ fi
 export OMP_NUM_THREADS
 
 if [[ $(id -u) == 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+# Across hosts, Open MPI's runtime notices a lost link only through TCP keepalive: its default
+# (300 s + 9 probes x 20 s) keeps mpirun and a cut-off host's orted alive for 8 minutes after
+# lora_dist's watchdog has ended the ranks. Probe after 10 s idle, every 2 s, 3 times.
+export OMPI_MCA_oob_tcp_keepalive_time=${OMPI_MCA_oob_tcp_keepalive_time:-10}
+export OMPI_MCA_oob_tcp_keepalive_intvl=${OMPI_MCA_oob_tcp_keepalive_intvl:-2}
+export OMPI_MCA_oob_tcp_keepalive_probes=${OMPI_MCA_oob_tcp_keepalive_probes:-3}
 args=(-np "$np" -x OMP_NUM_THREADS)
 # Threads need room: mpirun's default binds each rank to one core (np <= 2) or one socket.
 [[ ${MPIRUN_ARGS:-} == *--bind-to* ]] || args+=(--bind-to none)
