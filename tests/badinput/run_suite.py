@@ -37,6 +37,7 @@ import os
 import re
 import resource
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,7 +169,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", required=True, help="lora_dist built with LORA_SANITIZE=ON")
     ap.add_argument("--perturb-bin", help="a Release lora_dist for the MALLOC_PERTURB_ pass (skipped without it)")
-    ap.add_argument("--work", required=True, help="scratch folder (emptied first)")
+    ap.add_argument("--work", required=True, help="scratch folder (emptied first): WORK/asan, WORK/perturb, WORK/results.json")
     ap.add_argument("--only", action="append", default=[], help="run only these classes: " + ", ".join(CLASSES))
     ap.add_argument("--name", help="run only cases whose name contains this")
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
@@ -183,13 +184,20 @@ def main():
     bad = only - set(CLASSES)
     if bad:
         sys.exit(f"run_suite: unknown class {sorted(bad)} (classes: {', '.join(CLASSES)})")
+    # Runs change their case folders (a resumed run writes new checkpoints), so each pass
+    # gets its own freshly generated tree: WORK/asan and WORK/perturb (same seed, same cases).
     t_start = time.time()
-    cases = generate.generate(args.work, args.seed, args.perturb_bin or args.bin)
+    shutil.rmtree(args.work, ignore_errors=True)
+    fixture_bin = args.perturb_bin or args.bin
+    cases = generate.generate(os.path.join(args.work, "asan"), args.seed, fixture_bin)
     per_class = collections.Counter(x["cls"] for x in cases)
     print(f"generated {len(cases)} cases in {time.time() - t_start:.1f} s ("
           + ", ".join(f"{c}: {per_class[c]}" for c in CLASSES) + ")", flush=True)
-    cases = [c for c in cases if (not only or c["cls"] in only) and (not args.name or args.name in c["name"])]
 
+    def chosen(cs):
+        return [c for c in cs if (not only or c["cls"] in only) and (not args.name or args.name in c["name"])]
+
+    cases = chosen(cases)
     bin_limit = None if has_asan(args.bin) else RELEASE_AS_LIMIT
     if bin_limit:
         print(f"run_suite: warning: {args.bin} is not an ASan build; memory errors may go unseen", flush=True)
@@ -197,7 +205,8 @@ def main():
     if args.perturb_bin:
         perturb_limit = None if has_asan(args.perturb_bin) else RELEASE_AS_LIMIT
         values = [v for v in args.perturb_values.split(",") if v]
-        heap = [c for c in cases if c["perturb"]]
+        heap = [c for c in chosen(generate.generate(os.path.join(args.work, "perturb"), args.seed, fixture_bin))
+                if c["perturb"]]
         runs += [(c, args.perturb_bin, {"MALLOC_PERTURB_": values[i % len(values)]}, perturb_limit, "perturb")
                  for i, c in enumerate(heap)]
 
