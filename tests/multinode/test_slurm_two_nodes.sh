@@ -231,26 +231,34 @@ ranks() { # "rank:node:host" of every lora_dist process of the job in the hosts,
   done | sort -n | tr '\n' ' '
 }
 
+rank_tcp() { # established TCP connections (state 01) of the ranks in hA to hB's address
+  local p inodes=" "
+  for p in $(ip netns pids "$(mn_ns hA)"); do
+    [[ "$(cat /proc/"$p"/comm 2>/dev/null)" == lora_dist ]] || continue
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q "^SLURM_JOB_ID=$job\$" || continue
+    inodes+=$(find /proc/"$p"/fd -lname 'socket:*' -printf '%l ' 2>/dev/null | tr -dc '0-9 ')" "
+  done
+  ip netns exec "$(mn_ns hA)" cat /proc/net/tcp | awk -v b="$hexB" -v ino="$inodes" \
+    '$4 == "01" && index($3, b ":") == 1 && index(ino, " " $10 " ") { n++ } END { print n + 0 }'
+}
 # First run: until a checkpoint exists (and the ranks are seen on both hosts).
 placement="" t_sub=$SECONDS ntcp=0
-hexB=$(printf '%02X%02X%02X%02X' $(echo "$ipB" | awk -F. '{print $4, $3, $2, $1}'))
+hexB=$(awk -F. '{ printf "%02X%02X%02X%02X", $4, $3, $2, $1 }' <<<"$ipB")   # as in /proc/net/tcp
 for ((i = 0; i < 900; i++)); do   # 90 s at most
   st=$(field JobState)
   [[ $st == PENDING || $st == RUNNING || $st == CONFIGURING ]] || break
   if (($(wc -w <<<"$placement") < 4)); then
     placement=$(ranks)
-    # Established TCP connections from hA to hB's address (/proc/net/tcp, state 01), while the ranks run.
-    (($(wc -w <<<"$placement") >= 4)) && ntcp=$(ip netns exec "$(mn_ns hA)" cat /proc/net/tcp | awk -v b="$hexB" '$4 == "01" && index($3, b ":") == 1' | wc -l)
   fi
-  ck=$(ls "$work/out_run/checkpoints" 2>/dev/null | grep -c '^step_.*\.h5$')
-  ((ck >= 1)) && (($(wc -w <<<"$placement") >= 4)) && break
+  ck=$(find "$work/out_run/checkpoints" -maxdepth 1 -name 'step_*.h5' 2>/dev/null | wc -l)
+  if ((ck >= 1)) && (($(wc -w <<<"$placement") >= 4)); then ntcp=$(rank_tcp); break; fi
   sleep 0.1
 done
 last=$(train_steps | tail -n 1)
 say "first run: state $st, step ${last:-none}, checkpoints: $(ls "$work/out_run/checkpoints" 2>/dev/null | tr '\n' ' ')after $((SECONDS - t_sub)) s"
 check "placement: ranks 0,1 on nodeA (host hA), 2,3 on nodeB (host hB) (rank:node:host: $placement)" \
   test "$placement" == "0:nodeA:hA 1:nodeA:hA 2:nodeB:hB 3:nodeB:hB "
-check "network: $ntcp TCP connections established from hA to hB while the ranks ran" test "$ntcp" -ge 2
+check "network: the ranks in hA hold $ntcp established TCP connections to hB (MPI across the hosts)" test "$ntcp" -ge 2
 if [[ $st != RUNNING ]] || ((${ck:-0} < 1)) || ((${last:-0} >= steps)); then
   bad "first run: no checkpoint while the job ran (JobState $st, step ${last:-none} of $steps)"
   finish
