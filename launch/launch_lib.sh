@@ -25,3 +25,33 @@ lora_yaml_get() { # file section key
       if (k == key) { v = $0; sub(/^[^:]*:/, "", v); gsub(/^[ \t"]+|[ \t"]+$/, "", v); print v; exit }
     }' "$1" 2>/dev/null
 }
+
+# The scheduling and plugin lines of the test suite's private Slurm clusters (one node:
+# launch/slurm_localhost.sh; two: tests/multinode/test_slurm_two_nodes.sh), after the paths.
+lora_slurm_conf_policy() {
+  cat <<'CONF'
+MailProg=/bin/true
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerType=sched/backfill
+# Pick up an eligible (e.g. requeued) job within ~1 s instead of 5-28 s.
+SchedulerParameters=sched_interval=2,bf_interval=1
+# Debian's Open MPI speaks PMIx only: plain srun works for MPI programs with this.
+MpiDefault=pmix
+ReturnToService=2
+EnforcePartLimits=ALL
+SlurmctldTimeout=30
+SlurmdTimeout=30
+MessageTimeout=10
+InactiveLimit=0
+KillWait=5
+MinJobAge=300
+# Advertise the CPUs the node line gives whatever the hardware has, so a few ranks fit.
+SlurmdParameters=config_overrides
+CONF
+}

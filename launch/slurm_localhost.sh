@@ -16,6 +16,8 @@
 # (SlurmdParameters=config_overrides), so 2 to 4 ranks fit on a 2-core machine.
 # Needs root (SlurmUser/SlurmdUser root), like the recipe; packages: launch/install_deps.sh.
 set -euo pipefail
+# shellcheck source=launch/launch_lib.sh disable=SC1091
+source "$(dirname "${BASH_SOURCE[0]}")/launch_lib.sh"  # lora_slurm_conf_policy
 
 die() { echo "slurm_localhost: error: $*" >&2; exit 1; }
 log() { echo "slurm_localhost: $*" >&2; }
@@ -225,29 +227,7 @@ SlurmdLogFile=$STATE/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
 TmpFS=$STATE/tmp
-MailProg=/bin/true
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-# Pick up an eligible (e.g. requeued) job within ~1 s instead of 5-28 s.
-SchedulerParameters=sched_interval=2,bf_interval=1
-# Debian's Open MPI speaks PMIx only: plain srun works for MPI programs with this.
-MpiDefault=pmix
-ReturnToService=2
-EnforcePartLimits=ALL
-SlurmctldTimeout=30
-SlurmdTimeout=30
-MessageTimeout=10
-InactiveLimit=0
-KillWait=5
-MinJobAge=300
-# Advertise $ncpu CPUs whatever the hardware has, so a few ranks fit on a small machine.
-SlurmdParameters=config_overrides
+$(lora_slurm_conf_policy)
 NodeName=$node CPUs=$ncpu Boards=1 SocketsPerBoard=1 CoresPerSocket=$ncpu ThreadsPerCore=1 RealMemory=$mem NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
 EOF

@@ -35,6 +35,8 @@ export LORA_MN_STATE=$work/hosts
 export LORA_MN_PREFIX=${LORA_MN_PREFIX:-lms}
 # shellcheck source=tests/multinode/hosts.sh
 source "$here/hosts.sh"
+# shellcheck source=launch/launch_lib.sh
+source "$here/../../launch/launch_lib.sh"  # lora_slurm_conf_policy
 # A previous run's hosts (killed before its trap ran) go first.
 [[ -f $MN_STATE/state ]] && mn_down
 rm -rf -- "$work" && mkdir -p "$work" && chmod 755 "$work"
@@ -143,26 +145,7 @@ SlurmdDebug=info
 # PMIx app dirs (spmix_appdir_<uid>_<job>.<step>) would have the same name on both nodes in a
 # shared dir, and each node removes its own at the end of a step: /dev/shm is per host.
 TmpFS=/dev/shm/lora_slurm_tmp
-MailProg=/bin/true
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-SchedulerParameters=sched_interval=2,bf_interval=1
-MpiDefault=pmix
-ReturnToService=2
-EnforcePartLimits=ALL
-SlurmctldTimeout=30
-SlurmdTimeout=30
-MessageTimeout=10
-InactiveLimit=0
-KillWait=5
-MinJobAge=300
-SlurmdParameters=config_overrides
+$(lora_slurm_conf_policy)
 NodeName=nodeA NodeAddr=$ipA CPUs=2 Boards=1 SocketsPerBoard=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=1000 State=UNKNOWN
 NodeName=nodeB NodeAddr=$ipB CPUs=2 Boards=1 SocketsPerBoard=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=1000 State=UNKNOWN
 PartitionName=two Nodes=nodeA,nodeB Default=YES MaxTime=INFINITE State=UP

@@ -89,14 +89,9 @@ std::string refusal(const std::string& path, const ParamLayout& layout) {
   return "";
 }
 
-TEST(BaseWeights, EveryTpRankReadsItsSliceOfTheFullFile) {
-  const ModelConfig m = small();
+// Every rank of tp 1, 2 and 4 reads from `path` exactly its slice of the full `values`.
+void expect_every_rank_reads_its_slice(const std::string& path, const ModelConfig& m, const std::vector<float>& values) {
   const ParamLayout full = base_layout(m, 1);
-  std::vector<float> values(full.total);
-  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(uniform_element(4, RngPurpose::BaseInit, 0, i, 1.0));
-  const std::string path = temp_file("base_slices.h5");
-  write_base_weights(path, full, values.data());
-  EXPECT_TRUE(has_seal(path));  // what lora_dist writes it can verify
   for (int tp : {1, 2, 4}) {
     const ParamLayout layout = base_layout(m, tp);
     for (int rank = 0; rank < tp; ++rank) {
@@ -107,6 +102,17 @@ TEST(BaseWeights, EveryTpRankReadsItsSliceOfTheFullFile) {
       EXPECT_EQ(read, expected) << "tp=" << tp << " rank " << rank;
     }
   }
+}
+
+TEST(BaseWeights, EveryTpRankReadsItsSliceOfTheFullFile) {
+  const ModelConfig m = small();
+  const ParamLayout full = base_layout(m, 1);
+  std::vector<float> values(full.total);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(uniform_element(4, RngPurpose::BaseInit, 0, i, 1.0));
+  const std::string path = temp_file("base_slices.h5");
+  write_base_weights(path, full, values.data());
+  EXPECT_TRUE(has_seal(path));  // what lora_dist writes it can verify
+  expect_every_rank_reads_its_slice(path, m, values);
 }
 
 TEST(BaseWeights, MissingOrMisshapedDatasetsAreNamed) {
@@ -131,16 +137,7 @@ TEST(BaseWeights, OneDimensionalVectorsAreAccepted) {
   const std::vector<float> values = exact_values(full.total);
   const std::string path = temp_file("base_1d.h5");
   write_foreign(path, full, values, f32, /*vector_1d=*/true);
-  for (int tp : {1, 2, 4}) {
-    const ParamLayout layout = base_layout(small(), tp);
-    for (int rank = 0; rank < tp; ++rank) {
-      std::vector<float> read(layout.total, -1.0f), expected(layout.total);
-      read_base_weights(path, layout, rank, read.data());
-      for (const TensorSpec& s : layout.tensors)
-        slice_of_full_tensor(s, values.data() + full.at(s.name).offset, rank, expected.data() + s.offset);
-      EXPECT_EQ(read, expected) << "tp=" << tp << " rank " << rank;
-    }
-  }
+  expect_every_rank_reads_its_slice(path, small(), values);
 }
 
 // A wrong shape's message shows every dimension of the real one, 1-D and 3-D too.
