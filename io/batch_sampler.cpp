@@ -1,5 +1,7 @@
 #include "io/batch_sampler.h"
 
+#include "io/input_error.h"
+
 #include <Random123/philox.h>
 
 #include <limits>
@@ -21,9 +23,8 @@ uint64_t count_windows(const TokenShard& shard, int seq_len) {
                              " must be at least 1");
   const uint64_t n = shard.size() < 1 ? 0 : (shard.size() - 1) / uint64_t(seq_len);
   if (n == 0)
-    throw std::runtime_error(shard.path + ": " + std::to_string(shard.size()) +
-                             " tokens are fewer than one window of seq_len+1 = " +
-                             std::to_string(seq_len + 1));
+    throw InputError(shard.path + ": " + std::to_string(shard.size()) +
+                     " tokens are fewer than one window of train.seq_len+1 = " + std::to_string(seq_len + 1));
   return n;
 }
 

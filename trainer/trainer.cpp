@@ -68,14 +68,15 @@ void Trainer::setup() {
         throw InputError(s->path + ": token vocabulary " + std::to_string(s->vocab_size) +
                          " is larger than model.vocab_size " + std::to_string(m.vocab_size) + " of " +
                          cfg_.source_path);
+    train_sampler_ = std::make_unique<BatchSampler>(train_data_, t.seq_len, t.seed, /*shuffle=*/true);
+    if (val_data_) val_sampler_ = std::make_unique<BatchSampler>(*val_data_, t.seq_len, t.seed, /*shuffle=*/false);
   });
-  train_sampler_ = std::make_unique<BatchSampler>(train_data_, t.seq_len, t.seed, /*shuffle=*/true);
-  if (val_data_) val_sampler_ = std::make_unique<BatchSampler>(*val_data_, t.seq_len, t.seed, /*shuffle=*/false);
 
   model_ = std::make_unique<GptModel<float>>(m, cfg_.lora, comm_, t.micro_batch, t.seq_len);
   if (m.init == "file") {
     agree_on_failure<InputError>(comm_, Group::World, kExitBadInput, "read its slice of the base weights", [&] {
-      read_base_weights(m.weights_file, model_->base_layout(), model_->dims().tp_rank, model_->base().data());
+      read_base_weights(m.weights_file, model_->base_layout(), model_->dims().tp_rank, model_->base().data(),
+                        model_->base_bf16().data());
     });
   } else {
     model_->init_base_from_seed(m.init_seed);
@@ -97,8 +98,7 @@ void Trainer::setup() {
 void Trainer::check_seeded_base() {
   const ModelConfig& m = cfg_.model;
   for (const TensorSpec& s : model_->base_layout().tensors) {
-    const float* p = model_->base().data() + s.offset;
-    if (first_nonfinite(p, s.local_size()) == s.local_size()) continue;
+    if (model_->first_nonfinite_in(s) == s.local_size()) continue;
     char std_text[32];
     std::snprintf(std_text, sizeof std_text, "%g", m.init_std);
     throw ConfigError(cfg_.source_path + ": model.init_std: " + std_text +
