@@ -95,7 +95,11 @@ void print_conversion_note(const std::string& path, const std::vector<std::pair<
 }  // namespace
 
 template <typename T>
-void read_base_weights(const std::string& path, const ParamLayout& layout, int tp_rank, T* buffer) {
+void read_base_weights(const std::string& path, const ParamLayout& layout, int tp_rank, T* buffer,
+                       uint16_t* bf16_buffer) {
+  if (layout.total_bf16 > 0 && !bf16_buffer)
+    throw std::logic_error("read_base_weights: the layout has bf16 tensors but no bf16 buffer was given");
+  std::vector<float> wide;  // a bf16 tensor, read as float32 before rounding
   h5_quiet();
   if (!std::filesystem::is_regular_file(path)) throw InputError(path + ": base weights file not found");
   if (has_seal(path)) verify_seal(path);  // written by `lora_dist merge`: check it before parsing
@@ -124,10 +128,18 @@ void read_base_weights(const std::string& path, const ParamLayout& layout, int t
     if (!shape_fits(dims, s))
       throw InputError(what + " has shape " + dims_str(dims) + ", the model config needs " + spec_shape(s));
     if (H5Tget_size(type) != sizeof(float)) converted.emplace_back(s.name, type_name(type));
+    if (s.dtype == DType::BF16) wide.resize(s.local_size());
     try {
-      h5_read_rank_slice(ds, path, s.name, s, tp_rank, buffer + s.offset);
+      if (s.dtype == DType::BF16) h5_read_rank_slice(ds, path, s.name, s, tp_rank, wide.data());
+      else h5_read_rank_slice(ds, path, s.name, s, tp_rank, buffer + s.offset);
     } catch (const std::runtime_error& e) {
       throw InputError(std::string(e.what()) + " (truncated or corrupted?)");
+    }
+    if (s.dtype == DType::BF16) {
+      check_finite(wide.data(), wide.size(), path, s.name);
+      uint16_t* dst = bf16_buffer + s.offset;
+      for (size_t i = 0; i < wide.size(); ++i) dst[i] = float_to_bf16(wide[i]);
+      continue;
     }
     check_finite(buffer + s.offset, s.local_size(), path, s.name);
   }
@@ -136,6 +148,8 @@ void read_base_weights(const std::string& path, const ParamLayout& layout, int t
 
 template <typename T>
 void write_base_weights(const std::string& path, const ParamLayout& layout, const T* buffer) {
+  if (layout.total_bf16 > 0)
+    throw std::runtime_error(path + ": write_base_weights writes a model.dtype fp32 model; this one holds bf16 matrices");
   for (const TensorSpec& s : layout.tensors)
     if (s.local_rows < s.rows || s.local_cols != s.cols)
       throw std::runtime_error(path + ": write_base_weights needs an unsharded (tp=1) layout");
@@ -145,8 +159,8 @@ void write_base_weights(const std::string& path, const ParamLayout& layout, cons
   out.commit();
 }
 
-template void read_base_weights<float>(const std::string&, const ParamLayout&, int, float*);
-template void read_base_weights<double>(const std::string&, const ParamLayout&, int, double*);
+template void read_base_weights<float>(const std::string&, const ParamLayout&, int, float*, uint16_t*);
+template void read_base_weights<double>(const std::string&, const ParamLayout&, int, double*, uint16_t*);
 template void write_base_weights<float>(const std::string&, const ParamLayout&, const float*);
 template void write_base_weights<double>(const std::string&, const ParamLayout&, const double*);
 

@@ -4,6 +4,7 @@
 // float32, or float64 / float16 / bfloat16 converted on reading. `h5ls base.h5` lists them.
 // Each rank reads only its shard, by hyperslab. io/BASE_WEIGHTS.md has the details.
 #pragma once
+#include <cstdint>
 #include <string>
 
 #include "model/param_layout.h"
@@ -15,8 +16,11 @@ namespace lora {
 // child process first (io/h5_probe.h). Throws InputError naming the file and the dataset
 // when one is missing, mis-shaped, not floating point or holds a NaN or infinity, and when
 // the file is damaged. Prints one note (world rank 0) naming the tensors converted.
+// Tensors the layout marks BF16 (model.dtype bf16) go to `bf16_buffer` instead, read as
+// float32 (checked finite) and rounded to the nearest bf16, ties to even.
 template <typename T>
-void read_base_weights(const std::string& path, const ParamLayout& layout, int tp_rank, T* buffer);
+void read_base_weights(const std::string& path, const ParamLayout& layout, int tp_rank, T* buffer,
+                       uint16_t* bf16_buffer = nullptr);
 
 // Writes a whole model (a layout built with tp = 1) to `path`, replacing it atomically and
 // sealed (io/atomic_h5_file.h).

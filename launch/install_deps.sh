@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config
   libopenmpi-dev openmpi-bin            # MPI ranks, the CPU communicator
   libopenblas-openmp-dev                # sgemm/dgemm (the OpenMP build, so BLAS threads and ours agree)
+  libdnnl-dev                           # oneDNN 2.6: matmul of the frozen-weight GEMMs, ISA picked at run time
   libhdf5-dev hdf5-tools                # checkpoints; h5ls/h5dump to browse them
   libyaml-cpp-dev                       # run.yaml
   libgtest-dev googletest               # unit tests

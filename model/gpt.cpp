@@ -29,8 +29,10 @@ void resize(std::vector<T>& v, size_t n) { v.assign(n, T(0)); }
 template <typename T>
 GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator& comm, int max_B, int max_T)
     : mc_(mc), lc_(lc), comm_(comm), dims_(mc, comm.size(Group::TP), comm.rank(Group::TP)), max_M_(max_B * max_T),
-      base_layout_(lora::base_layout(mc, dims_.tp)), lora_layout_(lora::lora_layout(mc, lc, dims_.tp)) {
+      base_layout_(lora::base_layout(mc, dims_.tp)), lora_layout_(lora::lora_layout(mc, lc, dims_.tp)),
+      dtype_(parse_dtype(mc.dtype)) {
   resize(base_, base_layout_.total);
+  base_bf16_.assign(base_layout_.total_bf16, 0);
   resize(lora_, lora_layout_.total);
   resize(lora_grad_, lora_layout_.total);
   const size_t M = max_M_, d = dims_.d;
@@ -58,6 +60,37 @@ GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator&
     for (auto* lin : {&L.qkv.lora, &L.fc1.lora, &L.proj.lora, &L.fc2.lora})
       for (auto& a : *lin) a.reserve(max_M_);
   }
+}
+
+template <typename T>
+T* GptModel<T>::base_tensor(const std::string& name) {
+  const TensorSpec& s = base_layout_.at(name);
+  if (s.dtype == DType::BF16) throw std::logic_error("base_tensor: '" + name + "' is stored in bf16; use weight()");
+  return base_.data() + s.offset;
+}
+
+template <typename T>
+WeightView<T> GptModel<T>::weight(const std::string& name) {
+  const TensorSpec& s = base_layout_.at(name);
+  if (s.dtype == DType::BF16) return WeightView<T>(base_bf16_.data() + s.offset);
+  return WeightView<T>(static_cast<const T*>(base_.data() + s.offset));
+}
+
+template <typename T>
+size_t GptModel<T>::frozen_matrix_bytes() const {
+  size_t n = 0;
+  for (const TensorSpec& s : base_layout_.tensors)
+    if (s.rows > 1 && s.cols > 1) n += s.local_size() * (s.dtype == DType::BF16 ? 2 : sizeof(T));
+  return n;
+}
+
+template <typename T>
+size_t GptModel<T>::first_nonfinite_in(const TensorSpec& s) const {
+  for (size_t i = 0; i < s.local_size(); ++i) {
+    const double v = s.dtype == DType::BF16 ? bf16_to_float(base_bf16_[s.offset + i]) : double(base_[s.offset + i]);
+    if (!std::isfinite(v)) return i;
+  }
+  return s.local_size();
 }
 
 template <typename T>
@@ -93,24 +126,24 @@ void GptModel<T>::build_layers() {
     L.ln1_b = base_tensor(h + "ln_1.bias");
     L.ln2_w = base_tensor(h + "ln_2.weight");
     L.ln2_b = base_tensor(h + "ln_2.bias");
-    L.qkv.W = base_tensor(h + "attn.qkv.weight");
+    L.qkv.W = weight(h + "attn.qkv.weight");
     L.qkv.b = base_tensor(h + "attn.qkv.bias");
     L.qkv.K = d;
     L.qkv.N = 3 * dl;
     attach_lora(l, kQ, 0, L.qkv.lora);
     attach_lora(l, kK, dl, L.qkv.lora);
     attach_lora(l, kV, 2 * dl, L.qkv.lora);
-    L.proj.W = base_tensor(h + "attn.proj.weight");
+    L.proj.W = weight(h + "attn.proj.weight");
     L.proj.b = base_tensor(h + "attn.proj.bias");
     L.proj.K = dl;
     L.proj.N = d;
     attach_lora(l, kO, 0, L.proj.lora);
-    L.fc1.W = base_tensor(h + "mlp.fc.weight");
+    L.fc1.W = weight(h + "mlp.fc.weight");
     L.fc1.b = base_tensor(h + "mlp.fc.bias");
     L.fc1.K = d;
     L.fc1.N = dims_.ffl;
     attach_lora(l, kFc1, 0, L.fc1.lora);
-    L.fc2.W = base_tensor(h + "mlp.proj.weight");
+    L.fc2.W = weight(h + "mlp.proj.weight");
     L.fc2.b = base_tensor(h + "mlp.proj.bias");
     L.fc2.K = dims_.ffl;
     L.fc2.N = d;
@@ -131,7 +164,8 @@ void GptModel<T>::init_base_from_seed(uint64_t seed) {
     const T constant = is_ln && !is_bias ? T(1) : T(0);
     const bool random = !is_ln && !is_bias;
     const double std_dev = s.name == "wpe" ? mc_.init_std / 2 : ends_with("proj.weight") ? std_resid : mc_.init_std;
-    T* dst = base_.data() + s.offset;
+    T* dst = s.dtype == DType::BF16 ? nullptr : base_.data() + s.offset;
+    uint16_t* dst16 = s.dtype == DType::BF16 ? base_bf16_.data() + s.offset : nullptr;
 #pragma omp parallel for schedule(static)
     for (int lr = 0; lr < s.local_rows; ++lr) {
       const int gr = s.global_row(lr, dims_.tp_rank);
@@ -142,7 +176,9 @@ void GptModel<T>::init_base_from_seed(uint64_t seed) {
           const uint64_t gi = static_cast<uint64_t>(gr) * s.cols + s.global_col(lc, dims_.tp_rank);
           value = static_cast<T>(normal_element(seed, RngPurpose::BaseInit, static_cast<uint32_t>(ti), gi, std_dev));
         }
-        dst[static_cast<size_t>(lr) * s.local_cols + lc] = value;
+        const size_t i = static_cast<size_t>(lr) * s.local_cols + lc;
+        if (dst16) dst16[i] = float_to_bf16(static_cast<float>(value));  // round to nearest even
+        else dst[i] = value;
       }
     }
   }
@@ -189,9 +225,9 @@ void GptModel<T>::forward_blocks(const MicroBatch& mb, const DropoutContext& ctx
   T* x0 = resid_[0].data();
   {
     Stopwatch t(timers_, "fwd embedding (+tp all-reduce)");
-    embedding_forward(x0, mb.inputs, base_tensor("wte"), dims_.vocab_start, dims_.vocab_local, M, d);
+    embedding_forward<T>(x0, mb.inputs, weight("wte"), dims_.vocab_start, dims_.vocab_local, M, d);
     reduce_from_tp_region(comm_, x0, Md);  // vocab-parallel embedding: each row came from one TP rank
-    add_positions(x0, base_tensor("wpe"), mb.B, mb.Tn, d);
+    add_positions<T>(x0, weight("wpe"), mb.B, mb.Tn, d);
   }
 
   for (int l = 0; l < mc_.n_layer; ++l) {
@@ -240,13 +276,13 @@ double GptModel<T>::lm_head_loss(const MicroBatch& mb, double loss_tokens, bool 
   Stopwatch t(timers_, grad ? "lm head + cross-entropy, fwd+bwd" : "lm head + cross-entropy, fwd");
   const int M = mb.B * mb.Tn, d = dims_.d, Vl = dims_.vocab_local, v0 = dims_.vocab_start;
   const int valid = std::clamp(dims_.vocab - v0, 0, Vl);
-  const T* wte = base_tensor("wte");
+  const WeightView<T> wte = weight("wte");
   double loss = 0;
   for (int c0 = 0; c0 < M; c0 += kLmHeadChunk) {
     const int mc = std::min(kLmHeadChunk, M - c0);
     const int32_t* targets = mb.targets + c0;
     T* logits = logits_chunk_.data();
-    linear_forward(logits, lnf_.data() + static_cast<size_t>(c0) * d, wte, static_cast<const T*>(nullptr), mc, d, Vl);
+    linear_forward<T>(logits, lnf_.data() + static_cast<size_t>(c0) * d, wte, nullptr, mc, d, Vl);
     vocab_logits_max(ce_max_.data(), logits, mc, Vl, valid);
     comm_.all_reduce_max(ce_max_.data(), mc, Group::TP);  // vocab-parallel CE: global max per token
     vocab_sumexp_and_target(ce_stats_.data(), logits, ce_max_.data(), targets, v0, mc, Vl, valid);
@@ -259,7 +295,7 @@ double GptModel<T>::lm_head_loss(const MicroBatch& mb, double loss_tokens, bool 
     }
     if (!grad) continue;
     vocab_cross_entropy_backward(logits, ce_max_.data(), ce_stats_.data(), targets, ce_weight_.data(), v0, mc, Vl, valid);
-    linear_backward_input(dlnf_.data() + static_cast<size_t>(c0) * d, logits, wte, mc, d, Vl, /*accumulate=*/false);
+    linear_backward_input<T>(dlnf_.data() + static_cast<size_t>(c0) * d, logits, wte, mc, d, Vl, /*accumulate=*/false);
   }
   // The LM head is column-parallel over the vocabulary: its input gradient is a TP partial sum.
   if (grad) copy_to_tp_region_backward(comm_, dlnf_.data(), static_cast<size_t>(M) * d);
@@ -324,7 +360,7 @@ void GptModel<T>::logits(const MicroBatch& mb, std::vector<T>& out) {
   forward_blocks(mb, DropoutContext{});
   const int M = mb.B * mb.Tn;
   out.resize(static_cast<size_t>(M) * dims_.vocab_local);
-  linear_forward(out.data(), lnf_.data(), base_tensor("wte"), static_cast<const T*>(nullptr), M, dims_.d,
+  linear_forward<T>(out.data(), lnf_.data(), weight("wte"), nullptr, M, dims_.d,
                  dims_.vocab_local);
 }
 

@@ -50,10 +50,21 @@ class GptModel {
   const TpDims& dims() const { return dims_; }
   const ParamLayout& base_layout() const { return base_layout_; }
   const LoraLayout& lora_layout() const { return lora_layout_; }
+  // The frozen tensors in the model's type: all of them with model.dtype fp32, the LayerNorm
+  // parameters and biases with bf16 (whose matrices are in base_bf16()).
   std::vector<T>& base() { return base_; }
+  std::vector<uint16_t>& base_bf16() { return base_bf16_; }
+  DType dtype() const { return dtype_; }
+  // Bytes of this rank's frozen weights, and of its frozen 2-D matrices alone.
+  size_t frozen_bytes() const { return base_layout_.bytes(sizeof(T)); }
+  size_t frozen_matrix_bytes() const;
   std::vector<T>& lora_params() { return lora_; }
   std::vector<T>& lora_grads() { return lora_grad_; }
-  T* base_tensor(const std::string& name) { return base_.data() + base_layout_.at(name).offset; }
+  // A tensor held in the model's type (throws for a bf16 one; use weight()).
+  T* base_tensor(const std::string& name);
+  WeightView<T> weight(const std::string& name);
+  // Index of the first NaN/inf of a frozen tensor, or its size when all are finite.
+  size_t first_nonfinite_in(const TensorSpec& s) const;
   OpTimers& timers() { return timers_; }
 
  private:
@@ -79,7 +90,9 @@ class GptModel {
   int max_M_;
   ParamLayout base_layout_;
   LoraLayout lora_layout_;
+  DType dtype_;
   std::vector<T> base_, lora_, lora_grad_;
+  std::vector<uint16_t> base_bf16_;
   std::vector<Layer> layers_;
   // Residual stream at each block's input (n_layer + 1 entries), final LN, scratch.
   std::vector<std::vector<T>> resid_;

@@ -5,6 +5,7 @@
 #pragma once
 #include <vector>
 
+#include "model/dtype.h"
 #include "model/ops/dropout.h"
 #include "model/ops/lora.h"
 
@@ -70,7 +71,20 @@ struct LoraAdapter {
   }
 
   // W (this rank's [N_total x K] block, its rows from out_col on) += sign * scale * B A.
-  void merge_into(T* W, T sign) const { lora_merge(W + static_cast<size_t>(out_col) * K, A, B, K, N, r, sign * scale); }
+  // A bf16 W is widened, merged and rounded back (round-to-nearest-even): with model.dtype
+  // bf16, merging and unmerging are exact only to bf16 round-off.
+  void merge_into(WeightView<T> W, T sign) const {
+    const size_t first = static_cast<size_t>(out_col) * K, n = static_cast<size_t>(N) * K;
+    if (!W.is_bf16()) {
+      lora_merge(const_cast<T*>(W.native()) + first, A, B, K, N, r, sign * scale);
+      return;
+    }
+    uint16_t* w = const_cast<uint16_t*>(W.bf16()) + first;
+    std::vector<T> wide(n);
+    for (size_t i = 0; i < n; ++i) wide[i] = static_cast<T>(bf16_to_float(w[i]));
+    lora_merge(wide.data(), A, B, K, N, r, sign * scale);
+    for (size_t i = 0; i < n; ++i) w[i] = float_to_bf16(static_cast<float>(wide[i]));
+  }
 };
 
 }  // namespace lora

@@ -16,10 +16,12 @@ MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, 
   const uint64_t e = uint64_t(elem_bytes);
 
   // Frozen base (model/param_layout.cpp base_layout), per rank.
-  const uint64_t per_layer_weights = 4 * d /*ln*/ + (3 * dl) * d + 3 * dl /*qkv*/ + dl * d + d /*proj*/ +
-                                     ffl * d + ffl /*fc*/ + d * ffl + d /*fc proj*/;
+  // The 2-D matrices take 2 bytes each with model.dtype bf16; LayerNorms and biases stay.
+  const uint64_t matrices = vocab_local * d + uint64_t(m.context) * d + L * ((3 * dl) * d + dl * d + ffl * d + d * ffl);
+  const uint64_t vectors = L * (4 * d /*ln*/ + 3 * dl + d + ffl + d /*biases*/) + 2 * d /*ln_f*/;
+  const uint64_t mat_bytes = m.dtype == "bf16" ? 2 : e;
   MemoryEstimate est;
-  est.frozen_weights = e * (vocab_local * d + uint64_t(m.context) * d + L * per_layer_weights + 2 * d);
+  est.frozen_weights = mat_bytes * matrices + e * vectors;
 
   // LoRA (model/param_layout.cpp lora_layout): a column-parallel pair holds A whole and 1/tp
   // of B's rows, a row-parallel pair 1/tp of A's columns and B whole.

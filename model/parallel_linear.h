@@ -19,14 +19,14 @@ namespace lora {
 
 template <typename T>
 struct ColumnParallelLinear {
-  T* W = nullptr;        // [N x K], this rank's output rows
+  WeightView<T> W;       // [N x K], this rank's output rows (model type or bf16)
   const T* b = nullptr;  // [N]
   int K = 0, N = 0;
   std::vector<LoraAdapter<T>> lora;  // q, k and v are three slices of one fused layer
   bool merged = false;
 
   void forward(T* y, const T* x, int M, const DropoutContext& ctx) {
-    linear_forward(y, x, W, b, M, K, N);
+    linear_forward<T>(y, x, W, b, M, K, N);
     if (!merged)
       for (auto& a : lora) a.forward(y, N, x, M, ctx);
   }
@@ -35,7 +35,7 @@ struct ColumnParallelLinear {
   // gradients are computed (the first layer's input gradient feeds a frozen embedding).
   void backward(T* dx, const T* dy, const T* x, int M, const DropoutContext& ctx, Communicator& comm,
                 bool need_dx) {
-    if (need_dx) linear_backward_input(dx, dy, W, M, K, N, /*accumulate=*/false);
+    if (need_dx) linear_backward_input<T>(dx, dy, W, M, K, N, /*accumulate=*/false);
     for (auto& a : lora) a.backward(need_dx ? dx : nullptr, dy, N, x, M, ctx);
     if (need_dx) copy_to_tp_region_backward(comm, dx, static_cast<size_t>(M) * K);
   }
@@ -49,14 +49,14 @@ struct ColumnParallelLinear {
 
 template <typename T>
 struct RowParallelLinear {
-  T* W = nullptr;        // [N x K_local], this rank's input columns
+  WeightView<T> W;       // [N x K_local], this rank's input columns (model type or bf16)
   const T* b = nullptr;  // [N], replicated, added once after the reduction
   int K = 0, N = 0;      // K is the local input width
   std::vector<LoraAdapter<T>> lora;
   bool merged = false;
 
   void forward(T* y, const T* x, int M, const DropoutContext& ctx, Communicator& comm) {
-    linear_forward(y, x, W, static_cast<const T*>(nullptr), M, K, N);
+    linear_forward<T>(y, x, W, static_cast<const T*>(nullptr), M, K, N);
     if (!merged)
       for (auto& a : lora) a.forward(y, N, x, M, ctx);
     reduce_from_tp_region(comm, y, static_cast<size_t>(M) * N);
@@ -64,7 +64,7 @@ struct RowParallelLinear {
   }
 
   void backward(T* dx, const T* dy, const T* x, int M, const DropoutContext& ctx) {
-    linear_backward_input(dx, dy, W, M, K, N, /*accumulate=*/false);
+    linear_backward_input<T>(dx, dy, W, M, K, N, /*accumulate=*/false);
     for (auto& a : lora) a.backward(dx, dy, N, x, M, ctx);
   }
 

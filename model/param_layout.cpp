@@ -19,7 +19,7 @@ int TensorSpec::global_col(int lc, int tp_rank) const {
   return shard == Shard::Cols ? tp_rank * local_cols + lc : lc;
 }
 
-TensorSpec& ParamLayout::add(std::string name, int rows, int cols, Shard shard, int tp) {
+TensorSpec& ParamLayout::add(std::string name, int rows, int cols, Shard shard, int tp, DType dtype) {
   TensorSpec s;
   s.name = std::move(name);
   s.rows = rows;
@@ -27,8 +27,10 @@ TensorSpec& ParamLayout::add(std::string name, int rows, int cols, Shard shard, 
   s.shard = shard;
   s.local_rows = (shard == Shard::Rows || shard == Shard::QkvRows) ? (rows + tp - 1) / tp : rows;
   s.local_cols = shard == Shard::Cols ? cols / tp : cols;
-  s.offset = total;
-  total += s.local_size();
+  s.dtype = dtype;
+  size_t& end = dtype == DType::BF16 ? total_bf16 : total;
+  s.offset = end;
+  end += s.local_size();
   tensors.push_back(s);
   return tensors.back();
 }
@@ -55,22 +57,23 @@ TpDims::TpDims(const ModelConfig& m, int tp_, int tp_rank_)
 
 ParamLayout base_layout(const ModelConfig& m, int tp) {
   const int d = m.d_model;
+  const DType mat = parse_dtype(m.dtype);  // the matrices' type; vectors stay in the model's
   ParamLayout p;
-  p.add("wte", m.vocab_size, d, Shard::Rows, tp);  // vocab-parallel, tied with the LM head
-  p.add("wpe", m.context, d, Shard::Replicated, tp);
+  p.add("wte", m.vocab_size, d, Shard::Rows, tp, mat);  // vocab-parallel, tied with the LM head
+  p.add("wpe", m.context, d, Shard::Replicated, tp, mat);
   for (int l = 0; l < m.n_layer; ++l) {
     const std::string h = "h." + std::to_string(l) + ".";
     p.add(h + "ln_1.weight", 1, d, Shard::Replicated, tp);
     p.add(h + "ln_1.bias", 1, d, Shard::Replicated, tp);
-    p.add(h + "attn.qkv.weight", 3 * d, d, Shard::QkvRows, tp);
+    p.add(h + "attn.qkv.weight", 3 * d, d, Shard::QkvRows, tp, mat);
     p.add(h + "attn.qkv.bias", 3 * d, 1, Shard::QkvRows, tp);
-    p.add(h + "attn.proj.weight", d, d, Shard::Cols, tp);
+    p.add(h + "attn.proj.weight", d, d, Shard::Cols, tp, mat);
     p.add(h + "attn.proj.bias", 1, d, Shard::Replicated, tp);  // added once, after the all-reduce
     p.add(h + "ln_2.weight", 1, d, Shard::Replicated, tp);
     p.add(h + "ln_2.bias", 1, d, Shard::Replicated, tp);
-    p.add(h + "mlp.fc.weight", 4 * d, d, Shard::Rows, tp);
+    p.add(h + "mlp.fc.weight", 4 * d, d, Shard::Rows, tp, mat);
     p.add(h + "mlp.fc.bias", 4 * d, 1, Shard::Rows, tp);
-    p.add(h + "mlp.proj.weight", d, 4 * d, Shard::Cols, tp);
+    p.add(h + "mlp.proj.weight", d, 4 * d, Shard::Cols, tp, mat);
     p.add(h + "mlp.proj.bias", 1, d, Shard::Replicated, tp);
   }
   p.add("ln_f.weight", 1, d, Shard::Replicated, tp);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "model/dtype.h"
 #include "trainer/run_config.h"
 
 namespace lora {
@@ -24,7 +25,8 @@ struct TensorSpec {
   int rows = 1, cols = 1;    // full, unsharded shape
   int local_rows = 1, local_cols = 1;
   Shard shard = Shard::Replicated;
-  size_t offset = 0;         // first element in the rank's buffer
+  size_t offset = 0;         // first element in the rank's buffer of its dtype
+  DType dtype = DType::F32;  // F32: the model's own type, in the main buffer; BF16: in the bf16 buffer
 
   size_t local_size() const { return static_cast<size_t>(local_rows) * local_cols; }
   // Full-tensor row of local row lr on TP rank `tp_rank`; may be >= rows (padding).
@@ -34,9 +36,12 @@ struct TensorSpec {
 
 struct ParamLayout {
   std::vector<TensorSpec> tensors;
-  size_t total = 0;
+  size_t total = 0;       // elements in the main (model-type) buffer
+  size_t total_bf16 = 0;  // elements in the bf16 buffer (model.dtype bf16: the 2-D matrices)
 
-  TensorSpec& add(std::string name, int rows, int cols, Shard shard, int tp);
+  TensorSpec& add(std::string name, int rows, int cols, Shard shard, int tp, DType dtype = DType::F32);
+  // Bytes of this rank's frozen tensors with `elem_bytes` per model-type element.
+  size_t bytes(size_t elem_bytes) const { return total * elem_bytes + total_bf16 * 2; }
   const TensorSpec& at(const std::string& name) const;  // throws naming the tensor
   const TensorSpec* find(const std::string& name) const;
 };
@@ -51,7 +56,9 @@ struct TpDims {
   TpDims(const ModelConfig& m, int tp, int tp_rank);
 };
 
-// The frozen base: names follow GPT-2's, weights stored [out x in].
+// The frozen base: names follow GPT-2's, weights stored [out x in]. With model.dtype bf16
+// the 2-D matrices (wte, wpe and the four linear weights of each block) are BF16 tensors in
+// their own buffer; LayerNorm parameters and biases stay in the model's type.
 ParamLayout base_layout(const ModelConfig& m, int tp);
 
 // LoRA pairs for layer l and target t are "h.{l}.lora.{q|k|v|o|fc1|fc2}.{A|B}".

@@ -3,3 +3,9 @@ add_test(NAME demo_eval_loss_falls
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/demo/check_demo.py $<TARGET_FILE:lora_dist>
           ${CMAKE_CURRENT_SOURCE_DIR}/demo/demo_short.yaml ${CMAKE_CURRENT_BINARY_DIR}/demo_short)
 set_tests_properties(demo_eval_loss_falls PROPERTIES TIMEOUT 600 LABELS demo)
+
+# model.dtype bf16 vs fp32 on the same demo and seed: first-step loss within 1e-2, final eval within 1 %.
+add_test(NAME demo_bf16_vs_fp32
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/demo/compare_dtypes.py $<TARGET_FILE:lora_dist>
+          ${CMAKE_CURRENT_SOURCE_DIR}/demo/demo_short.yaml ${CMAKE_CURRENT_BINARY_DIR}/demo_dtypes)
+set_tests_properties(demo_bf16_vs_fp32 PROPERTIES TIMEOUT 900 LABELS demo)

@@ -19,6 +19,7 @@ struct ModelConfig {
   float init_std = 0.02f;      // GPT-2 / Megatron init_method_std; residual projections get
                                // init_std/sqrt(2*n_layer), positions init_std/2
   std::string weights_file;    // HDF5 base weights (io/base_weights.h), when init == "file"
+  std::string dtype = "fp32";  // frozen matrices: "fp32" or "bf16" (model/dtype.h)
 };
 
 // Which linear layers carry a LoRA pair (DESIGN §4). q, k, v are separate

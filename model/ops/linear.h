@@ -1,17 +1,24 @@
-// A frozen linear layer y = x W^T + b, W stored [N x K] (out x in).
+// A frozen linear layer y = x W^T + b, W stored [N x K] (out x in), in the model's type or
+// in bf16 (model.dtype, DESIGN §7): the weight is a WeightView, one signature for both.
 // Its backward gives only the input gradient: the base weights are frozen, so no
 // weight-gradient GEMM is ever run for them (the point of LoRA's cost model).
 #pragma once
+#include "model/dtype.h"
 
 namespace lora {
 
+template <typename T>
+struct NonDeduced { using type = T; };  // T comes from the activations; a T* converts to the view
+template <typename T>
+using WeightArg = typename NonDeduced<WeightView<T>>::type;
+
 // y[M x N] = x[M x K] W^T (+ bias[N] when bias is not null).
 template <typename T>
-void linear_forward(T* y, const T* x, const T* w, const T* bias, int M, int K, int N);
+void linear_forward(T* y, const T* x, WeightArg<T> w, const T* bias, int M, int K, int N);
 
 // dx[M x K] = dy[M x N] W, or += when accumulate.
 template <typename T>
-void linear_backward_input(T* dx, const T* dy, const T* w, int M, int K, int N, bool accumulate);
+void linear_backward_input(T* dx, const T* dy, WeightArg<T> w, int M, int K, int N, bool accumulate);
 
 // y[M x N] += bias[N]; for row-parallel layers, whose bias is added once after the reduction.
 template <typename T>

@@ -2,19 +2,19 @@
 
 #include <cstddef>
 
-#include "model/ops/cpu/gemm.h"
+#include "model/ops/cpu/frozen_gemm.h"
 
 namespace lora {
 
 template <typename T>
-void linear_forward(T* y, const T* x, const T* w, const T* bias, int M, int K, int N) {
-  gemm(false, true, M, N, K, T(1), x, K, w, K, T(0), y, N);
+void linear_forward(T* y, const T* x, WeightArg<T> w, const T* bias, int M, int K, int N) {
+  frozen_gemm_forward(y, x, w, M, K, N);
   if (bias) add_bias(y, bias, M, N);
 }
 
 template <typename T>
-void linear_backward_input(T* dx, const T* dy, const T* w, int M, int K, int N, bool accumulate) {
-  gemm(false, false, M, K, N, T(1), dy, N, w, K, accumulate ? T(1) : T(0), dx, K);
+void linear_backward_input(T* dx, const T* dy, WeightArg<T> w, int M, int K, int N, bool accumulate) {
+  frozen_gemm_backward_input(dx, dy, w, M, K, N, accumulate);
 }
 
 template <typename T>
@@ -26,9 +26,9 @@ void add_bias(T* y, const T* bias, int M, int N) {
   }
 }
 
-#define LORA_INSTANTIATE(T)                                                          \
-  template void linear_forward<T>(T*, const T*, const T*, const T*, int, int, int); \
-  template void linear_backward_input<T>(T*, const T*, const T*, int, int, int, bool); \
+#define LORA_INSTANTIATE(T)                                                                      \
+  template void linear_forward<T>(T*, const T*, WeightView<T>, const T*, int, int, int);        \
+  template void linear_backward_input<T>(T*, const T*, WeightView<T>, int, int, int, bool);     \
   template void add_bias<T>(T*, const T*, int, int);
 LORA_INSTANTIATE(float)
 LORA_INSTANTIATE(double)

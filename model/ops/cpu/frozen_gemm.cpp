@@ -1,0 +1,207 @@
+#include "model/ops/cpu/frozen_gemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <tuple>
+#include <vector>
+
+#include "model/ops/cpu/gemm.h"
+
+extern "C" char* openblas_get_corename(void);
+
+namespace lora {
+
+namespace {
+
+using dnnl::memory;
+
+struct Dnnl {
+  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  dnnl::stream strm{eng};
+};
+Dnnl& dnnl_ctx() {
+  static Dnnl d;
+  return d;
+}
+
+// One cached matmul per (M, N, K, weights transposed, weight dtype, accumulate, ldb).
+// src [M x K] row-major (lda = K), dst [M x N] with row stride ldc, weights [K x N] logical:
+// forward (trans) reads W [N x K] as W^T: element (k, n) at n*ldw + k; backward reads W as is.
+using Key = std::tuple<int, int, int, bool, bool, bool, int, int, int>;
+struct Prim {
+  dnnl::matmul prim;
+  memory::desc src, wei, dst;
+  std::string impl;
+};
+
+std::mutex cache_mutex;
+std::map<Key, std::shared_ptr<Prim>>& cache() {
+  static std::map<Key, std::shared_ptr<Prim>> c;
+  return c;
+}
+
+// Null when oneDNN has no implementation (or only the reference loop) for bf16.
+std::shared_ptr<Prim> get_prim(int M, int N, int K, bool trans, bool bf16, bool accumulate, int lda, int ldw,
+                               int ldc) {
+  const Key key{M, N, K, trans, bf16, accumulate, lda, ldw, ldc};
+  std::lock_guard<std::mutex> lock(cache_mutex);
+  auto it = cache().find(key);
+  if (it != cache().end()) return it->second;
+  const auto dt = bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  auto p = std::make_shared<Prim>();
+  p->src = memory::desc({M, K}, dt, {lda, 1});
+  p->wei = trans ? memory::desc({K, N}, dt, {1, ldw}) : memory::desc({K, N}, dt, {ldw, 1});
+  p->dst = memory::desc({M, N}, memory::data_type::f32, {ldc, 1});
+  dnnl::primitive_attr attr;
+  if (accumulate) {
+    dnnl::post_ops po;
+    po.append_sum(1.0f);
+    attr.set_post_ops(po);
+  }
+  try {
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p->src, p->wei, p->dst), attr, dnnl_ctx().eng);
+    p->impl = pd.impl_info_str();
+    if (bf16 && p->impl.rfind("ref", 0) == 0) p.reset();  // the reference loop: far slower than widening
+    else p->prim = dnnl::matmul(pd);
+  } catch (const dnnl::error&) {
+    p.reset();
+  }
+  cache()[key] = p;
+  return p;
+}
+
+void run_prim(const Prim& p, const void* src, const void* wei, float* dst) {
+  Dnnl& d = dnnl_ctx();
+  memory s(p.src, d.eng, const_cast<void*>(src)), w(p.wei, d.eng, const_cast<void*>(wei)), o(p.dst, d.eng, dst);
+  p.prim.execute(d.strm, {{DNNL_ARG_SRC, s}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, o}});
+  d.strm.wait();
+}
+
+FrozenGemmEngine initial_engine() {
+  const char* e = std::getenv("LORA_FROZEN_GEMM");
+  if (e && std::strcmp(e, "openblas") == 0) return FrozenGemmEngine::OpenBLAS;
+  if (e && std::strcmp(e, "onednn") == 0) return FrozenGemmEngine::OneDNN;
+  return FrozenGemmEngine::OneDNN;
+}
+FrozenGemmEngine g_engine = initial_engine();
+
+// C[M x N] (row stride ldc) = A[M x K] op(B) (+ C): the fp32 GEMM with the chosen engine.
+// trans: B is [N x K] (ldb) used as B^T; else B is [K x N] (ldb).
+void dense(float* C, int ldc, const float* A, int lda, const float* B, int ldb, int M, int N, int K, bool trans,
+           bool acc) {
+  if (g_engine == FrozenGemmEngine::OneDNN) {
+    if (auto p = get_prim(M, N, K, trans, false, acc, lda, ldb, ldc)) return run_prim(*p, A, B, C);
+  }
+  gemm(false, trans, M, N, K, 1.0f, A, lda, B, ldb, acc ? 1.0f : 0.0f, C, ldc);
+}
+void dense(double* C, int ldc, const double* A, int lda, const double* B, int ldb, int M, int N, int K, bool trans,
+           bool acc) {
+  gemm(false, trans, M, N, K, 1.0, A, lda, B, ldb, acc ? 1.0 : 0.0, C, ldc);
+}
+
+template <typename T>
+std::vector<T>& scratch(int which) {
+  thread_local std::vector<T> s[2];
+  return s[which];
+}
+
+// Rows of W widened at once: about 4 MiB of fp32, at least 64 rows.
+int block_rows(int K) { return std::max(64, (1 << 20) / std::max(K, 1)); }
+
+// src rounded to bf16 (GEMM inputs of a bf16 weight are bf16, DESIGN §7), as T.
+template <typename T>
+const T* rounded_input(const T* src, size_t n) {
+  std::vector<T>& r = scratch<T>(0);
+  if (r.size() < n) r.resize(n);
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; ++i) r[i] = static_cast<T>(round_to_bf16(static_cast<float>(src[i])));
+  return r.data();
+}
+
+template <typename T>
+const T* widen(const uint16_t* w, size_t n) {
+  std::vector<T>& b = scratch<T>(1);
+  if (b.size() < n) b.resize(n);
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; ++i) b[i] = static_cast<T>(bf16_to_float(w[i]));
+  return b.data();
+}
+
+// bf16 x bf16 -> fp32 through oneDNN, when this CPU has it; false otherwise.
+bool onednn_bf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool trans, bool acc) {
+  // forward: W [N x K] read as W^T (ldw K); backward: W is the [K x N] operand itself (ldw N).
+  auto p = get_prim(M, N, K, trans, true, acc, K, trans ? K : N, N);
+  if (!p) return false;
+  std::vector<uint16_t>& a = *[] { thread_local std::vector<uint16_t> v; return &v; }();
+  const size_t n = static_cast<size_t>(M) * K;
+  if (a.size() < n) a.resize(n);
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; ++i) a[i] = float_to_bf16(A[i]);
+  run_prim(*p, a.data(), W, C);
+  return true;
+}
+bool onednn_bf16(double*, const double*, const uint16_t*, int, int, int, bool, bool) { return false; }
+
+}  // namespace
+
+FrozenGemmEngine frozen_gemm_engine() { return g_engine; }
+void set_frozen_gemm_engine(FrozenGemmEngine e) { g_engine = e; }
+
+bool onednn_bf16_matmul_available() {
+  static const bool ok = get_prim(256, 768, 768, true, true, false, 768, 768, 768) != nullptr;
+  return ok;
+}
+
+std::string frozen_gemm_kernel(DType dtype) {
+  auto fp32 = [] {
+    if (g_engine == FrozenGemmEngine::OpenBLAS) return std::string("OpenBLAS sgemm (") + openblas_get_corename() + ")";
+    auto p = get_prim(256, 768, 768, true, false, false, 768, 768, 768);
+    return p ? "oneDNN matmul " + p->impl : std::string("OpenBLAS sgemm (oneDNN refused fp32)");
+  };
+  if (dtype == DType::F32) return fp32() + ", fp32";
+  if (onednn_bf16_matmul_available())
+    return "oneDNN matmul " + get_prim(256, 768, 768, true, true, false, 768, 768, 768)->impl + ", bf16 x bf16 -> fp32";
+  return "bf16 weights widened to fp32 per block + " + fp32() +
+         " (this CPU has no oneDNN bf16 matmul but the reference loop)";
+}
+
+template <typename T>
+void frozen_gemm_forward(T* y, const T* x, WeightView<T> w, int M, int K, int N) {
+  if (!w.is_bf16()) return dense(y, N, x, K, w.native(), K, M, N, K, /*trans=*/true, false);
+  if (onednn_bf16(y, x, w.bf16(), M, N, K, true, false)) return;
+  const T* xr = rounded_input(x, static_cast<size_t>(M) * K);
+  const int nb = block_rows(K);
+  for (int n0 = 0; n0 < N; n0 += nb) {  // y[:, n0:n1] = xr W[n0:n1]^T
+    const int n1 = std::min(N, n0 + nb);
+    const T* wb = widen<T>(w.bf16() + static_cast<size_t>(n0) * K, static_cast<size_t>(n1 - n0) * K);
+    dense(y + n0, N, xr, K, wb, K, M, n1 - n0, K, true, false);
+  }
+}
+
+template <typename T>
+void frozen_gemm_backward_input(T* dx, const T* dy, WeightView<T> w, int M, int K, int N, bool accumulate) {
+  if (!w.is_bf16()) return dense(dx, K, dy, N, w.native(), K, M, K, N, /*trans=*/false, accumulate);
+  if (onednn_bf16(dx, dy, w.bf16(), M, K, N, false, accumulate)) return;
+  const T* dyr = rounded_input(dy, static_cast<size_t>(M) * N);
+  const int nb = block_rows(K);
+  for (int n0 = 0; n0 < N; n0 += nb) {  // dx (+)= dyr[:, n0:n1] W[n0:n1, :]
+    const int n1 = std::min(N, n0 + nb);
+    const T* wb = widen<T>(w.bf16() + static_cast<size_t>(n0) * K, static_cast<size_t>(n1 - n0) * K);
+    // A = dyr columns n0..n1 (row stride N): the GEMM reads A with lda = N.
+    dense(dx, K, dyr + n0, N, wb, K, M, K, n1 - n0, false, accumulate || n0 > 0);
+  }
+}
+
+template void frozen_gemm_forward<float>(float*, const float*, WeightView<float>, int, int, int);
+template void frozen_gemm_forward<double>(double*, const double*, WeightView<double>, int, int, int);
+template void frozen_gemm_backward_input<float>(float*, const float*, WeightView<float>, int, int, int, bool);
+template void frozen_gemm_backward_input<double>(double*, const double*, WeightView<double>, int, int, int, bool);
+
+}  // namespace lora
