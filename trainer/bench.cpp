@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "model/ops/cpu/frozen_gemm.h"
 #include "model/rng.h"
 #include "trainer/fma_peak.h"
 #include "trainer/trainer.h"
@@ -107,8 +108,11 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   const double peak = per_core * threads * ranks;
   double rss = peak_rss_mib();
   comm.all_reduce_max(&rss, 1, Group::World);
-  double weights_mib = trainer.model().base().size() * sizeof(float) / 1048576.0;
-  comm.all_reduce_max(&weights_mib, 1, Group::World);
+  // Exact bytes of the frozen weights (all matrices in model.dtype, LayerNorms and biases fp32).
+  double frozen[2] = {double(trainer.model().frozen_bytes()), double(trainer.model().frozen_matrix_bytes())};
+  comm.all_reduce_max(frozen, 2, Group::World);
+  const double weights_mib = frozen[0] / 1048576.0;
+  const std::string kernel = frozen_gemm_kernel(trainer.model().dtype());
 
   if (root) {
     const ModelConfig& m = cfg.model;
@@ -123,6 +127,9 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
                 opt.peak_gflops_per_core > 0 ? ", given" : ", measured", threads * ranks);
     std::printf("peak RSS per rank: %.0f MiB (max over %d ranks), of which frozen weights %.0f MiB\n", rss, ranks,
                 weights_mib);
+    std::printf("frozen weights per rank (max over ranks), model.dtype %s: %.0f bytes = matrices %.0f + LayerNorms and biases %.0f\n",
+                m.dtype.c_str(), frozen[0], frozen[1], frozen[0] - frozen[1]);
+    std::printf("frozen-weight GEMMs: %s\n", kernel.c_str());
     const size_t rep = trainer.model().lora_layout().replicated_size * sizeof(float);
     const size_t shard = trainer.model().lora_params().size() * sizeof(float) - rep;
     std::printf("bytes all-reduced per step, rank 0: LoRA grads %llu = replicated factors %zu B over the world (%d ranks)"
@@ -139,6 +146,8 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
                             {"micro_batch", cfg.train.micro_batch}, {"tp", cfg.parallel.tp}, {"dp", cfg.parallel.dp},
                             {"threads_per_rank", threads}, {"step_ms_median", median}, {"tokens_per_s", tok_s},
                             {"gflops", gflops}, {"mfu", gflops / peak}, {"peak_gflops", peak}, {"peak_rss_mib", rss}, {"weights_mib", weights_mib},
+                            {"dtype", m.dtype}, {"frozen_bytes", frozen[0]}, {"frozen_matrix_bytes", frozen[1]},
+                            {"frozen_gemm_kernel", kernel},
                             {"lora_grad_bytes", last.lora_grad_bytes}, {"tp_activation_bytes", last.tp_bytes}}
                  .dump()
           << '\n';

@@ -10,6 +10,7 @@
 #include "comm/collective_guard.h"
 #include "io/base_weights.h"
 #include "io/input_error.h"
+#include "model/ops/cpu/frozen_gemm.h"
 #include "trainer/config_loader.h"
 #include "trainer/grad_sync.h"
 #include "trainer/lr_schedule.h"
@@ -83,6 +84,9 @@ void Trainer::setup() {
     agree_on_failure<ConfigError>(comm_, Group::World, 2, "draw finite base weights", [&] { check_seeded_base(); });
   }
   model_->init_lora(t.seed);
+  if (is_logger())  // the run's first line: what the frozen weights are and which kernel multiplies them
+    std::printf("model: %s frozen weights, %zu bytes on TP rank 0; frozen-weight GEMMs: %s\n", m.dtype.c_str(),
+                model_->frozen_bytes(), frozen_gemm_kernel(model_->dtype()).c_str());
   adamw_ = AdamW(model_->lora_params().size());
 
   const size_t n = static_cast<size_t>(t.micro_batch) * t.seq_len;

@@ -112,16 +112,21 @@ std::vector<T>& scratch(int which) {
   return s[which];
 }
 
-// Rows of W widened at once: about 4 MiB of fp32, at least 64 rows.
-int block_rows(int K) { return std::max(64, (1 << 20) / std::max(K, 1)); }
+// Rows of W widened at once: about 16 MiB of fp32 (a whole block matrix of GPT-2 124M, a tenth
+// of its LM head), at least 64 rows. Smaller blocks measured slower: more, thinner GEMMs.
+int block_rows(int K) { return std::max(64, (4 << 20) / std::max(K, 1)); }
 
-// src rounded to bf16 (GEMM inputs of a bf16 weight are bf16, DESIGN §7), as T.
+// src[rows x cols] (row stride ld) rounded to bf16 (GEMM inputs of a bf16 weight are bf16,
+// DESIGN §7), as T, packed [rows x cols].
 template <typename T>
-const T* rounded_input(const T* src, size_t n) {
+const T* rounded_input(const T* src, int rows, int cols, int ld) {
   std::vector<T>& r = scratch<T>(0);
+  const size_t n = static_cast<size_t>(rows) * cols;
   if (r.size() < n) r.resize(n);
 #pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; ++i) r[i] = static_cast<T>(round_to_bf16(static_cast<float>(src[i])));
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < cols; ++j)
+      r[static_cast<size_t>(i) * cols + j] = static_cast<T>(round_to_bf16(static_cast<float>(src[static_cast<size_t>(i) * ld + j])));
   return r.data();
 }
 
@@ -176,7 +181,7 @@ template <typename T>
 void frozen_gemm_forward(T* y, const T* x, WeightView<T> w, int M, int K, int N) {
   if (!w.is_bf16()) return dense(y, N, x, K, w.native(), K, M, N, K, /*trans=*/true, false);
   if (onednn_bf16(y, x, w.bf16(), M, N, K, true, false)) return;
-  const T* xr = rounded_input(x, static_cast<size_t>(M) * K);
+  const T* xr = rounded_input(x, M, K, K);
   const int nb = block_rows(K);
   for (int n0 = 0; n0 < N; n0 += nb) {  // y[:, n0:n1] = xr W[n0:n1]^T
     const int n1 = std::min(N, n0 + nb);
@@ -189,13 +194,12 @@ template <typename T>
 void frozen_gemm_backward_input(T* dx, const T* dy, WeightView<T> w, int M, int K, int N, bool accumulate) {
   if (!w.is_bf16()) return dense(dx, K, dy, N, w.native(), K, M, K, N, /*trans=*/false, accumulate);
   if (onednn_bf16(dx, dy, w.bf16(), M, K, N, false, accumulate)) return;
-  const T* dyr = rounded_input(dy, static_cast<size_t>(M) * N);
   const int nb = block_rows(K);
-  for (int n0 = 0; n0 < N; n0 += nb) {  // dx (+)= dyr[:, n0:n1] W[n0:n1, :]
+  for (int n0 = 0; n0 < N; n0 += nb) {  // dx (+)= round(dy[:, n0:n1]) W[n0:n1, :], a block of the sum
     const int n1 = std::min(N, n0 + nb);
     const T* wb = widen<T>(w.bf16() + static_cast<size_t>(n0) * K, static_cast<size_t>(n1 - n0) * K);
-    // A = dyr columns n0..n1 (row stride N): the GEMM reads A with lda = N.
-    dense(dx, K, dyr + n0, N, wb, K, M, K, n1 - n0, false, accumulate || n0 > 0);
+    const T* dyr = rounded_input(dy + n0, M, n1 - n0, N);
+    dense(dx, K, dyr, n1 - n0, wb, K, M, K, n1 - n0, false, accumulate || n0 > 0);
   }
 }
 
