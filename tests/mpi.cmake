@@ -8,3 +8,7 @@ target_link_libraries(layout_invariance PRIVATE lora_core)
 add_test(NAME mpi_layout_invariance
   COMMAND ${LORA_MPIRUN} -np 8 $<TARGET_FILE:layout_invariance> ${CMAKE_CURRENT_BINARY_DIR}/layout_invariance_work)
 set_tests_properties(mpi_layout_invariance PROPERTIES TIMEOUT 300 LABELS mpi ENVIRONMENT "${LORA_MPI_ENV}")
+# The same with model.dtype bf16 (tolerances in layout_invariance.cpp).
+add_test(NAME mpi_layout_invariance_bf16
+  COMMAND ${LORA_MPIRUN} -np 8 $<TARGET_FILE:layout_invariance> ${CMAKE_CURRENT_BINARY_DIR}/layout_invariance_bf16_work bf16)
+set_tests_properties(mpi_layout_invariance_bf16 PROPERTIES TIMEOUT 300 LABELS mpi ENVIRONMENT "${LORA_MPI_ENV}")

@@ -6,7 +6,7 @@
 //    same gathered LoRA parameters;
 //  - the bytes all-reduced for LoRA gradients are exactly the LoRA gradient bytes, and no
 //    collective ever touches the frozen base weights.
-//   mpirun -np 8 --oversubscribe layout_invariance <scratch dir>
+//   mpirun -np 8 --oversubscribe layout_invariance <scratch dir> [fp32|bf16]   (model.dtype)
 // Prints one line per check and "N passed, N failed"; exits non-zero on any failure.
 #include <mpi.h>
 
@@ -33,7 +33,10 @@ using namespace lora;
 class BaseGuard final : public Communicator {
  public:
   explicit BaseGuard(MpiCommunicator& inner) : inner_(inner) {}
-  void watch(const std::vector<float>& base) { lo_ = base.data(), hi_ = base.data() + base.size(); }
+  void watch(GptModel<float>& m) {
+    lo_ = m.base().data(), hi_ = m.base().data() + m.base().size();
+    lo16_ = m.base_bf16().data(), hi16_ = m.base_bf16().data() + m.base_bf16().size();
+  }
   bool touched_base = false;
   int rank(Group g) const override { return inner_.rank(g); }
   int size(Group g) const override { return inner_.size(g); }
@@ -51,14 +54,21 @@ class BaseGuard final : public Communicator {
   void barrier(Group g) override { inner_.barrier(g); }
 
  private:
-  void see(const float* p) { touched_base |= lo_ && p >= lo_ && p < hi_; }
+  void see(const float* p) {
+    const auto* q = reinterpret_cast<const uint16_t*>(p);
+    touched_base |= (lo_ && p >= lo_ && p < hi_) || (lo16_ && q >= lo16_ && q < hi16_);
+  }
   MpiCommunicator& inner_;
   const float *lo_ = nullptr, *hi_ = nullptr;
+  const uint16_t *lo16_ = nullptr, *hi16_ = nullptr;
 };
+
+std::string g_dtype = "fp32";
 
 RunConfig make_config(const std::string& shard, int tp, int dp) {
   RunConfig c;
   c.model = test::model_shape(2, 4, 32, 61, 16);  // V=61 is padded to 64 at tp=4: padding must never win
+  c.model.dtype = g_dtype;
   c.model.init_std = 0.2f;
   c.lora.r = 4;
   c.lora.alpha = 8;
@@ -132,12 +142,12 @@ Result run_layout(MPI_Comm world, const std::string& shard_path, const TokenShar
   Result r;
   {
     Trainer grad_trainer(c, comm);
-    comm.watch(grad_trainer.model().base());
+    comm.watch(grad_trainer.model());
     r.grads = one_step_grads(grad_trainer, comm, c, shard);
     r.touched_base |= comm.touched_base;
   }
   Trainer t(c, comm);
-  comm.watch(t.model().base());
+  comm.watch(t.model());
   for (int s = 0; s < c.train.steps; ++s) {
     const StepStats st = t.train_step();
     r.losses.push_back(st.loss);
@@ -159,6 +169,7 @@ int main(int argc, char** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   const std::string dir = argc > 1 ? argv[1] : ".";
+  if (argc > 2) g_dtype = argv[2];
   const std::string shard_path = dir + "/layout_tokens.bin";
   if (rank == 0) {
     std::filesystem::create_directories(dir);
@@ -176,7 +187,14 @@ int main(int argc, char** argv) {
   // relatively more). Measured (2026-11-23): losses <= 2.4e-8, one-step gradients
   // <= 1.2e-6, parameters after 5 steps <= 2.5e-6. The tolerances sit 8-500x above that
   // and far below any real bug (a wrong slice or a missing reduction is O(1)).
-  const double kLossTol = 1e-5, kGradTol = 1e-5, kParamTol = 1e-4;
+  // bf16 (model.dtype): every layout rounds the same weights and, element by element, the
+  // same GEMM inputs to bf16; an fp32 round-off difference upstream can move an input across a
+  // bf16 rounding boundary (2^-9 = 2e-3 relative), so the tolerances are wider. Measured
+  // (2026-12-01, AVX2 CPU, widened-bf16 path): losses <= 1.7e-4, one-step gradients <= 2.7e-3,
+  // parameters after 5 steps <= 2.2e-3. The tolerances sit 6-9x above that, still far below
+  // what a wrong slice or a missing reduction gives (O(1)).
+  const bool bf16 = g_dtype == "bf16";
+  const double kLossTol = bf16 ? 1e-3 : 1e-5, kGradTol = bf16 ? 2e-2 : 1e-5, kParamTol = bf16 ? 2e-2 : 1e-4;
   Result ref = run_layout(MPI_COMM_SELF, shard_path, shard, 1, 1);
   int passed = 0, failed = 0;
   auto check = [&](bool ok, const char* what, int tp, int dp, double value) {
@@ -215,7 +233,7 @@ int main(int argc, char** argv) {
   }
   int totals[2] = {passed, failed};
   MPI_Bcast(totals, 2, MPI_INT, 0, MPI_COMM_WORLD);
-  if (rank == 0) std::printf("layout_invariance: %d passed, %d failed\n", totals[0], totals[1]);
+  if (rank == 0) std::printf("layout_invariance (%s): %d passed, %d failed\n", g_dtype.c_str(), totals[0], totals[1]);
   MPI_Finalize();
   return totals[1] == 0 ? 0 : 1;
 }
