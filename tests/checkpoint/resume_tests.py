@@ -8,6 +8,7 @@ for a few steps, once straight through and once interrupted, and compares what t
 interrupted run logs and writes with the straight run:
 
   same_layout   4 steps + resume + 6 at tp=2 x dp=2: losses and final tensors bit-identical
+  same_layout_bf16  the same with model.dtype bf16
   cross_layout  written at tp=1 x dp=2, resumed at tp=2 x dp=1: equal within fp32 round-off
   kill9         kill -9 of the whole job at many instants, several inside a checkpoint write:
                 the newest complete checkpoint always loads and the resumed run is bit-identical
@@ -244,6 +245,22 @@ def same_layout(r):
     print("same layout: steps 5..10 losses, final adapter and AdamW moments bit-identical")
 
 
+def same_layout_bf16(r):
+    """same_layout with model.dtype bf16: the frozen matrices in bf16 change nothing about resuming."""
+    bf16 = {"dtype": "bf16"}
+    straight = r.config("straight", 2, 2, checkpoint={"every": 4, "keep_last": 5}, model=bf16)
+    p = r.run(straight)
+    check("model: bf16 frozen weights" in p.stdout, f"no bf16 model line:\n{p.stdout}")
+    resumed = r.config("resumed", 2, 2, checkpoint={"resume": ckpt(r.out("straight"), 4)}, model=bf16)
+    p = r.run(resumed)
+    check(f"resumed from {ckpt(r.out('straight'), 4)} at step 4" in p.stdout, f"no resume line:\n{p.stdout}")
+    got, want = train_losses(r.out("resumed")), train_losses(r.out("straight"))
+    check(sorted(got) == list(range(5, 11)), f"resumed run logged steps {sorted(got)}, expected 5..10")
+    same_losses(got, want, range(5, 11), "bf16 resume at tp=2 x dp=2")
+    same_tensors(ckpt(r.out("resumed"), 10), ckpt(r.out("straight"), 10), "final checkpoint (bf16)")
+    print("same layout, model.dtype bf16: steps 5..10 losses, final adapter and AdamW moments bit-identical")
+
+
 def cross_layout(r):
     straight = r.config("straight", 1, 2, checkpoint={"every": 4, "keep_last": 5})
     r.run(straight)
@@ -414,7 +431,7 @@ def every_minutes(r):
     print(f"every_minutes: saved at steps {saved}")
 
 
-CASES = {f.__name__: f for f in (same_layout, cross_layout, kill9, fallback, refused, every_minutes, sigterm)}
+CASES = {f.__name__: f for f in (same_layout, same_layout_bf16, cross_layout, kill9, fallback, refused, every_minutes, sigterm)}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
