@@ -13,6 +13,7 @@
 
 #include "comm/collective_guard.h"
 #include "comm/mpi_communicator.h"
+#include "comm/watchdog.h"
 #include "io/input_error.h"
 #include "model/gpt.h"
 #include "model/memory_estimate.h"
@@ -100,6 +101,30 @@ TEST(CollectiveGuard, TheFailingRankRethrowsItsOwnError) {
   // Other exception types are not the guard's business.
   EXPECT_THROW(agree_on_failure<InputError>(comm, Group::World, 3, "x", [] { throw std::logic_error("bug"); }),
                std::logic_error);
+}
+
+// The collective limit: parallel.timeout_s until 3 steps are known, then 20x the slowest step,
+// at least 30 s and at most timeout_s; a long phase (checkpoint write) gets timeout_s again.
+TEST(Watchdog, CollectiveLimitAdaptsToTheMeasuredSteps) {
+  Watchdog w(600, 0, [](int) { FAIL() << "the watchdog fired"; });
+  EXPECT_EQ(w.collective_limit(), 600);
+  for (int s = 0; s < Watchdog::kStepsBeforeAdapting; ++s) {
+    EXPECT_EQ(w.collective_limit(), 600) << "after " << s << " steps";
+    w.step_started(s);
+    w.step_finished(s == 1 ? 2.5 : 0.1);  // the slowest step counts
+  }
+  EXPECT_EQ(w.collective_limit(), 50);  // 20 x 2.5 s
+  {
+    Watchdog::LongPhase writing(&w, "writing a checkpoint");
+    EXPECT_EQ(w.collective_limit(), 600);
+  }
+  EXPECT_EQ(w.collective_limit(), 50);
+  Watchdog fast(10, 0, nullptr);
+  for (int s = 0; s < 3; ++s) fast.step_finished(0.001);
+  EXPECT_EQ(fast.collective_limit(), 10);  // the 30 s floor never exceeds timeout_s
+  Watchdog slow(100, 0, nullptr);
+  for (int s = 0; s < 3; ++s) slow.step_finished(0.01);
+  EXPECT_EQ(slow.collective_limit(), 30);  // the floor
 }
 
 TEST(CheckFinite, NamesTheFileTensorAndElement) {
