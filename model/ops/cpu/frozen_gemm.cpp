@@ -42,6 +42,7 @@ struct Prim {
 };
 
 std::mutex cache_mutex;
+std::string g_bf16_refusal = "no oneDNN bf16 matmul on this CPU";  // why the bf16 path widens
 std::map<Key, std::shared_ptr<Prim>>& cache() {
   static std::map<Key, std::shared_ptr<Prim>> c;
   return c;
@@ -68,9 +69,14 @@ std::shared_ptr<Prim> get_prim(int M, int N, int K, bool trans, bool bf16, bool 
   try {
     dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(p->src, p->wei, p->dst), attr, dnnl_ctx().eng);
     p->impl = pd.impl_info_str();
-    if (bf16 && p->impl.rfind("ref", 0) == 0) p.reset();  // the reference loop: far slower than widening
-    else p->prim = dnnl::matmul(pd);
-  } catch (const dnnl::error&) {
+    if (bf16 && p->impl.rfind("ref", 0) == 0) {  // the reference loop: far slower than widening
+      g_bf16_refusal = "oneDNN offers only its reference bf16 matmul (" + p->impl + ") on this CPU";
+      p.reset();
+    } else {
+      p->prim = dnnl::matmul(pd);
+    }
+  } catch (const dnnl::error& e) {
+    if (bf16) g_bf16_refusal = std::string("oneDNN has no bf16 matmul for this CPU (") + e.what() + ")";
     p.reset();
   }
   cache()[key] = p;
@@ -173,8 +179,7 @@ std::string frozen_gemm_kernel(DType dtype) {
   if (dtype == DType::F32) return fp32() + ", fp32";
   if (onednn_bf16_matmul_available())
     return "oneDNN matmul " + get_prim(256, 768, 768, true, true, false, 768, 768, 768)->impl + ", bf16 x bf16 -> fp32";
-  return "bf16 weights widened to fp32 per block + " + fp32() +
-         " (this CPU has no oneDNN bf16 matmul but the reference loop)";
+  return "bf16 weights widened to fp32 per block + " + fp32() + " (" + g_bf16_refusal + ")";
 }
 
 template <typename T>
