@@ -112,6 +112,7 @@ void write_lora_attrs(hid_t adapter, const LoraConfig& l) {
 void write_base_attrs(hid_t obj, const ModelConfig& m, const BaseFingerprint& fp) {
   for (const auto& f : ckpt::kModelShape) h5_write_attr(obj, f.name, m.*f.field);
   h5_write_attr(obj, "base_init", m.init);
+  h5_write_attr(obj, "base_dtype", m.dtype);
   h5_write_attr(obj, "base_fingerprint", fp.hash);
   h5_write_attr(obj, "base_description", fp.description);
 }

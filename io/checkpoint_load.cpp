@@ -195,6 +195,9 @@ std::vector<std::string> changed_settings(hid_t file, const std::string& path, c
   d.check("optim.warmup_steps", i64(state, "warmup_steps", "/state"), int64_t(cfg.optim.warmup_steps));
   d.check("optim.decay", h5_read_attr<std::string>(state, "decay", path, "/state"), cfg.optim.decay);
   d.check("optim.min_lr_ratio", f64(state, "min_lr_ratio", "/state"), double(cfg.optim.min_lr_ratio));
+  // Allowed (the adapter is fp32 either way) but the base it continues on is rounded
+  // differently, so the continuation is no longer bit-identical: say so.
+  d.check("model.dtype", h5_read_attr<std::string>(state, "base_dtype", path, "/state"), cfg.model.dtype);
   return d.items();
 }
 

@@ -11,7 +11,12 @@ namespace lora {
 
 void merge_adapter_into_base(const RunConfig& cfg, const std::string& adapter, const std::string& out) {
   MpiCommunicator self(MPI_COMM_SELF, 1, 1);  // the whole, unsharded model
-  GptModel<float> model(cfg.model, cfg.lora, self, 1, 1);
+  // Merged in fp32 whatever model.dtype trained with: W0 + s B A rounded to bf16 would lose
+  // most of the update (|s B A| is often below bf16's resolution of |W0|), and the file
+  // format stores float32. A bf16 run then loads and rounds the merged file once.
+  ModelConfig mc = cfg.model;
+  mc.dtype = "fp32";
+  GptModel<float> model(mc, cfg.lora, self, 1, 1);
   // The adapter is checked against the base of this config (shape, fingerprint), its own
   // LoRA settings and every tensor's shape before anything is merged.
   read_adapter(adapter, cfg, base_fingerprint(cfg.model), model.lora_layout(), 0, model.lora_params().data());

@@ -465,10 +465,12 @@ TEST_F(CheckpointTest, AllowedChangesBecomeNotes) {
   RunConfig other = cfg_;
   other.optim.lr = 1e-3f;
   other.train.steps = 40;
+  other.model.dtype = "bf16";
   const CheckpointInfo info = verify_checkpoint(path, other, fp_);
-  ASSERT_EQ(info.notes.size(), 2u);
+  ASSERT_EQ(info.notes.size(), 3u);
   EXPECT_TRUE(contains(info.notes[0], "train.steps 20 in the checkpoint, 40 in this run")) << info.notes[0];
   EXPECT_TRUE(contains(info.notes[1], "optim.lr")) << info.notes[1];
+  EXPECT_TRUE(contains(info.notes[2], "model.dtype fp32 in the checkpoint, bf16 in this run")) << info.notes[2];
 }
 
 TEST_F(CheckpointTest, ResumeModesNoneAndPath) {

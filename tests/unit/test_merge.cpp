@@ -182,5 +182,19 @@ TEST_F(MergeRefusal, MergedFileIsSealedAndReadBack) {
   EXPECT_FALSE(fs::exists(out_ + ".tmp"));
 }
 
+// A run trained with model.dtype bf16 merges in fp32 (its base file format), to the same bytes.
+TEST_F(MergeRefusal, Bf16RunMergesLikeFp32) {
+  merge_adapter_into_base(cfg_, adapter_, out_);
+  std::ifstream a(out_, std::ios::binary);
+  const std::string fp32((std::istreambuf_iterator<char>(a)), {});
+  RunConfig bf16 = cfg_;
+  bf16.model.dtype = "bf16";
+  const std::string out_bf16 = out_ + ".bf16.h5";
+  merge_adapter_into_base(bf16, adapter_, out_bf16);
+  std::ifstream b(out_bf16, std::ios::binary);
+  const std::string from_bf16((std::istreambuf_iterator<char>(b)), {});
+  EXPECT_EQ(fp32, from_bf16);
+}
+
 }  // namespace
 }  // namespace lora
