@@ -109,7 +109,9 @@ void Watchdog::run() {
     }
     if (in_step_) {
       const double waited = seconds_between(step_since_, now);
-      const double limit = std::max(timeout_s_, kStepMultiple * slowest_step_);
+      // A backstop for a rank stuck outside any collective: twice the collective limit's
+      // ceiling, so that the ranks waiting on it (whose messages name the collective) speak first.
+      const double limit = 2 * std::max(timeout_s_, kStepMultiple * slowest_step_);
       if (waited > limit && long_phase_.empty()) {
         std::snprintf(why, sizeof why, "has run for %.0f s (limit %.0f s)", waited, limit);
         const std::string msg = "step " + std::to_string(step_ + 1) + " " + why;

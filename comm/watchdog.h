@@ -10,7 +10,7 @@
 // or a checkpoint may be slow), then `kStepMultiple` times the slowest step seen, bounded
 // below by kFloorSeconds and above by parallel.timeout_s. While a long phase runs (rank 0
 // writing a checkpoint while the others wait in a barrier) the limit is parallel.timeout_s.
-// A whole step is timed too, against max(parallel.timeout_s, kStepMultiple x slowest step).
+// A whole step is timed too, against 2 x max(parallel.timeout_s, kStepMultiple x slowest step).
 #pragma once
 #include <chrono>
 #include <condition_variable>
