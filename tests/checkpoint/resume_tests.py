@@ -77,7 +77,8 @@ class Runner:
         cfg["parallel"] = {"tp": tp, "dp": dp}
         cfg["output"] = {"dir": self.out(name)}
         for section, keys in overrides.items():
-            cfg.setdefault(section, {}).update(keys)
+            if keys is not None:  # section=None: nothing to add
+                cfg.setdefault(section, {}).update(keys)
         path = self.out(name) + ".yaml"
         self.ranks[path] = tp * dp
         with open(path, "w") as f:
@@ -231,34 +232,27 @@ def logged_steps(out_dir):
 
 # --- the cases -------------------------------------------------------------------------------
 
-def same_layout(r):
-    straight = r.config("straight", 2, 2, checkpoint={"every": 4, "keep_last": 5})
-    r.run(straight)
-    resumed = r.config("resumed", 2, 2, checkpoint={"resume": ckpt(r.out("straight"), 4)})
+def same_layout(r, model=None):
+    """Resume at tp 2 x dp 2 from step 4 of 10: losses, adapter and AdamW moments bit-identical.
+    `model` adds model keys (same_layout_bf16: the frozen matrices in bf16 change nothing)."""
+    what = "model.dtype bf16" if model else "fp32"
+    straight = r.config("straight", 2, 2, checkpoint={"every": 4, "keep_last": 5}, model=model)
+    p = r.run(straight)
+    if model:
+        check("model: bf16 frozen weights" in p.stdout, f"no bf16 model line:\n{p.stdout}")
+    resumed = r.config("resumed", 2, 2, checkpoint={"resume": ckpt(r.out("straight"), 4)}, model=model)
     p = r.run(resumed)
     check(f"resumed from {ckpt(r.out('straight'), 4)} at step 4" in p.stdout, f"no resume line:\n{p.stdout}")
     got, want = train_losses(r.out("resumed")), train_losses(r.out("straight"))
     check(sorted(got) == list(range(5, 11)), f"resumed run logged steps {sorted(got)}, expected 5..10")
-    same_losses(got, want, range(5, 11), "resume at tp=2 x dp=2")
-    same_tensors(ckpt(r.out("resumed"), 10), ckpt(r.out("straight"), 10), "final checkpoint")
+    same_losses(got, want, range(5, 11), f"resume at tp=2 x dp=2 ({what})")
+    same_tensors(ckpt(r.out("resumed"), 10), ckpt(r.out("straight"), 10), f"final checkpoint ({what})")
     same_tensors(r.out("resumed/adapter.h5"), r.out("straight/adapter.h5"), "adapter.h5", groups=("adapter",))
-    print("same layout: steps 5..10 losses, final adapter and AdamW moments bit-identical")
+    print(f"same layout, {what}: steps 5..10 losses, final adapter and AdamW moments bit-identical")
 
 
 def same_layout_bf16(r):
-    """same_layout with model.dtype bf16: the frozen matrices in bf16 change nothing about resuming."""
-    bf16 = {"dtype": "bf16"}
-    straight = r.config("straight", 2, 2, checkpoint={"every": 4, "keep_last": 5}, model=bf16)
-    p = r.run(straight)
-    check("model: bf16 frozen weights" in p.stdout, f"no bf16 model line:\n{p.stdout}")
-    resumed = r.config("resumed", 2, 2, checkpoint={"resume": ckpt(r.out("straight"), 4)}, model=bf16)
-    p = r.run(resumed)
-    check(f"resumed from {ckpt(r.out('straight'), 4)} at step 4" in p.stdout, f"no resume line:\n{p.stdout}")
-    got, want = train_losses(r.out("resumed")), train_losses(r.out("straight"))
-    check(sorted(got) == list(range(5, 11)), f"resumed run logged steps {sorted(got)}, expected 5..10")
-    same_losses(got, want, range(5, 11), "bf16 resume at tp=2 x dp=2")
-    same_tensors(ckpt(r.out("resumed"), 10), ckpt(r.out("straight"), 10), "final checkpoint (bf16)")
-    print("same layout, model.dtype bf16: steps 5..10 losses, final adapter and AdamW moments bit-identical")
+    same_layout(r, model={"dtype": "bf16"})
 
 
 def cross_layout(r):
