@@ -54,7 +54,7 @@ GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator&
     for (auto* v : {&L.ln1_mean, &L.ln1_rstd, &L.ln2_mean, &L.ln2_rstd}) resize(*v, M);
     resize(L.qkv_out, M * 3 * dims_.dl);
     resize(L.att, M * dims_.dl);
-    resize(L.P, static_cast<size_t>(max_B) * dims_.local_heads * max_T * max_T);
+    resize(L.lse, static_cast<size_t>(max_B) * dims_.local_heads * max_T);
     resize(L.h, M * dims_.ffl);
     resize(L.g, M * dims_.ffl);
     for (auto* lin : {&L.qkv.lora, &L.fc1.lora, &L.proj.lora, &L.fc2.lora})
@@ -243,7 +243,7 @@ void GptModel<T>::forward_blocks(const MicroBatch& mb, const DropoutContext& ctx
     }
     {
       Stopwatch t(timers_, "fwd attention");
-      attention_forward(L.att.data(), L.P.data(), L.qkv_out.data(), mb.B, mb.Tn, dims_.local_heads, dims_.head_dim);
+      attention_forward(L.att.data(), L.lse.data(), L.qkv_out.data(), mb.B, mb.Tn, dims_.local_heads, dims_.head_dim);
     }
     {
       Stopwatch t(timers_, "fwd attn proj (+lora, tp all-reduce)");
@@ -330,8 +330,8 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
     }
     {
       Stopwatch t(timers_, "bwd attention");
-      attention_backward(dqkv_.data(), datt_.data(), L.qkv_out.data(), L.P.data(), mb.B, mb.Tn, dims_.local_heads,
-                         dims_.head_dim);
+      attention_backward(dqkv_.data(), datt_.data(), L.qkv_out.data(), L.att.data(), L.lse.data(), mb.B, mb.Tn,
+                         dims_.local_heads, dims_.head_dim);
     }
     // Below layer 0 is the frozen embedding: its input gradient would be thrown away.
     const bool need_dx = l > 0;

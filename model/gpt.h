@@ -73,8 +73,9 @@ class GptModel {
     ColumnParallelLinear<T> qkv, fc1;
     RowParallelLinear<T> proj, fc2;
     // Saved for backward: residual stream after attention, LN outputs and stats,
-    // qkv, attention probabilities and output, MLP pre- and post-GELU.
-    std::vector<T> x_mid, ln1, ln1_mean, ln1_rstd, ln2, ln2_mean, ln2_rstd, qkv_out, P, att, h, g;
+    // qkv, attention output and per-row log-sum-exp (the blocked kernel recomputes the
+    // T x T probabilities in backward), MLP pre- and post-GELU.
+    std::vector<T> x_mid, ln1, ln1_mean, ln1_rstd, ln2, ln2_mean, ln2_rstd, qkv_out, lse, att, h, g;
   };
 
   void build_layers();

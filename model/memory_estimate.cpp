@@ -39,7 +39,7 @@ MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, 
   est.lora_state = e * 4 * L * lora;  // params, grads, AdamW m, v
 
   // model/gpt.cpp: residual stream per block input, and per layer the saved activations.
-  const uint64_t per_layer_acts = 3 * M * d + 4 * M + M * 3 * dl + M * dl + uint64_t(B) * heads_local * T * T +
+  const uint64_t per_layer_acts = 3 * M * d + 4 * M + M * 3 * dl + M * dl + uint64_t(B) * heads_local * T +
                                   2 * M * ffl;
   est.activations = e * ((L + 1) * M * d + L * per_layer_acts);
   const uint64_t chunk = std::min<uint64_t>(1024, M);

@@ -1,16 +1,27 @@
 // Causal multi-head self-attention over the heads this TP rank holds.
 // qkv is the fused projection's output, one row per token: [q | k | v], each Hl*hd wide,
 // head h at columns h*hd. The output att[B*T x Hl*hd] has the same head layout as q.
+//
+// Blocked (flash-attention) kernel: the T x T probabilities are never stored. Forward runs an
+// online softmax over key blocks at or below the diagonal and saves only the output and each
+// row's log-sum-exp; backward recomputes the probabilities block by block from them.
 #pragma once
 
 namespace lora {
 
-// P[B x Hl x T x T] keeps the softmax probabilities for backward (zero above the diagonal).
+// Rows per query block and per key block. 64 by measurement on the GPT-2 small bench (T = 256,
+// 2 threads): forward ~155 ms in both runs; 128 gave 131-164 ms forward and 219-281 ms backward
+// against 64's 244-254 ms, no clear gain for a coarser causal skip.
+constexpr int kAttentionBlock = 64;
+
+// lse[B x Hl x T] keeps each query row's log-sum-exp of its scaled scores for backward.
 template <typename T>
-void attention_forward(T* att, T* P, const T* qkv, int B, int Tn, int Hl, int hd);
+void attention_forward(T* att, T* lse, const T* qkv, int B, int Tn, int Hl, int hd);
 
 // dqkv[B*T x 3*Hl*hd] = the gradient of qkv given datt; overwrites dqkv.
+// att and lse are attention_forward's outputs for this qkv.
 template <typename T>
-void attention_backward(T* dqkv, const T* datt, const T* qkv, const T* P, int B, int Tn, int Hl, int hd);
+void attention_backward(T* dqkv, const T* datt, const T* qkv, const T* att, const T* lse, int B, int Tn, int Hl,
+                        int hd);
 
 }  // namespace lora

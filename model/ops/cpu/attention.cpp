@@ -1,7 +1,9 @@
 #include "model/ops/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <limits>
 #include <vector>
 
 #include "model/ops/cpu/fast_math.h"
@@ -11,70 +13,158 @@ namespace lora {
 
 // Each (sequence, head) pair is independent: OpenMP over pairs, one-thread GEMMs inside,
 // which beats threading each small GEMM (../shared/anchors README, per-head rows).
+// Query and key blocks are both kAttentionBlock rows and start at the same offsets, so key
+// block jb <= query block ib, and only the diagonal block (jb == ib) needs the causal mask:
+// there row r sees columns c <= r.
+
+namespace {
+constexpr int kB = kAttentionBlock;
+}  // namespace
 
 template <typename T>
-void attention_forward(T* att, T* P, const T* qkv, int B, int Tn, int Hl, int hd) {
+void attention_forward(T* att, T* lse, const T* qkv, int B, int Tn, int Hl, int hd) {
   const int dl = Hl * hd, ld = 3 * dl;
   const T scale = T(1) / std::sqrt(T(hd));
-#pragma omp parallel for schedule(dynamic)
-  for (int bh = 0; bh < B * Hl; ++bh) {
-    const int b = bh / Hl, h = bh % Hl;
-    const T* q = qkv + static_cast<size_t>(b) * Tn * ld + h * hd;
-    const T* k = q + dl;
-    const T* v = q + 2 * dl;
-    T* p = P + static_cast<size_t>(bh) * Tn * Tn;
-    gemm(false, true, Tn, Tn, hd, scale, q, ld, k, ld, T(0), p, Tn);  // S = Q K^T / sqrt(hd)
-    for (int i = 0; i < Tn; ++i) {  // causal softmax of row i over j <= i
-      T* row = p + static_cast<size_t>(i) * Tn;
-      T mx = row[0];
-      for (int j = 1; j <= i; ++j) mx = row[j] > mx ? row[j] : mx;
-      T sum = 0;
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  const int nblocks = (Tn + kB - 1) / kB;
+#pragma omp parallel
+  {
+    // Kept across calls: no allocation per call.
+    thread_local std::vector<T> s_buf, m_buf, l_buf;
+    s_buf.resize(static_cast<size_t>(kB) * kB);
+    m_buf.resize(kB);
+    l_buf.resize(kB);
+    T *s = s_buf.data(), *m = m_buf.data(), *l = l_buf.data();
+#pragma omp for schedule(dynamic)
+    for (int bh = 0; bh < B * Hl; ++bh) {
+      const int b = bh / Hl, h = bh % Hl;
+      const T* q = qkv + static_cast<size_t>(b) * Tn * ld + h * hd;
+      const T* k = q + dl;
+      const T* v = q + 2 * dl;
+      T* out = att + static_cast<size_t>(b) * Tn * dl + h * hd;
+      T* lse_bh = lse + static_cast<size_t>(bh) * Tn;
+      for (int ib = 0; ib < nblocks; ++ib) {
+        const int i0 = ib * kB, nq = std::min(kB, Tn - i0);
+        T* o = out + static_cast<size_t>(i0) * dl;  // the accumulator is the output itself
+        for (int r = 0; r < nq; ++r) {
+          m[r] = neg_inf;
+          l[r] = 0;
+          std::fill(o + static_cast<size_t>(r) * dl, o + static_cast<size_t>(r) * dl + hd, T(0));
+        }
+        for (int jb = 0; jb <= ib; ++jb) {
+          const int j0 = jb * kB, nk = std::min(kB, Tn - j0);
+          const bool diag = jb == ib;
+          // S = Q_i K_j^T / sqrt(hd)
+          gemm(false, true, nq, nk, hd, scale, q + static_cast<size_t>(i0) * ld, ld, k + static_cast<size_t>(j0) * ld,
+               ld, T(0), s, kB);
+          for (int r = 0; r < nq; ++r) {
+            T* row = s + static_cast<size_t>(r) * kB;
+            const int nv = diag ? r + 1 : nk;  // columns this query row sees
+            T mx = m[r];
+            for (int c = 0; c < nv; ++c) mx = row[c] > mx ? row[c] : mx;
+            const T alpha = vexp(m[r] - mx);  // e^-inf = 0 on the first block
+            T sum = 0;
 #pragma omp simd reduction(+ : sum)
-      for (int j = 0; j <= i; ++j) sum += (row[j] = vexp(row[j] - mx));
-      const T inv = T(1) / sum;
-      for (int j = 0; j <= i; ++j) row[j] *= inv;
-      for (int j = i + 1; j < Tn; ++j) row[j] = 0;
+            for (int c = 0; c < nv; ++c) sum += (row[c] = vexp(row[c] - mx));
+            for (int c = nv; c < nk; ++c) row[c] = 0;
+            l[r] = l[r] * alpha + sum;
+            m[r] = mx;
+            if (alpha != T(1)) {
+              T* orow = o + static_cast<size_t>(r) * dl;
+              for (int c = 0; c < hd; ++c) orow[c] *= alpha;
+            }
+          }
+          // acc += P V_j
+          gemm(false, false, nq, hd, nk, T(1), s, kB, v + static_cast<size_t>(j0) * ld, ld, T(1), o, dl);
+        }
+        for (int r = 0; r < nq; ++r) {
+          const T inv = T(1) / l[r];
+          T* orow = o + static_cast<size_t>(r) * dl;
+          for (int c = 0; c < hd; ++c) orow[c] *= inv;
+          lse_bh[i0 + r] = m[r] + std::log(l[r]);
+        }
+      }
     }
-    gemm(false, false, Tn, hd, Tn, T(1), p, Tn, v, ld, T(0), att + static_cast<size_t>(b) * Tn * dl + h * hd, dl);
   }
 }
 
 template <typename T>
-void attention_backward(T* dqkv, const T* datt, const T* qkv, const T* P, int B, int Tn, int Hl, int hd) {
+void attention_backward(T* dqkv, const T* datt, const T* qkv, const T* att, const T* lse, int B, int Tn, int Hl,
+                        int hd) {
   const int dl = Hl * hd, ld = 3 * dl;
   const T scale = T(1) / std::sqrt(T(hd));
+  const int nblocks = (Tn + kB - 1) / kB;
 #pragma omp parallel
   {
-    // Kept across calls: a fresh 256 KiB buffer per call is an mmap and 64 page faults.
-    thread_local std::vector<T> dp;
-    dp.resize(static_cast<size_t>(Tn) * Tn);
+    // Kept across calls: no allocation per call.
+    thread_local std::vector<T> p_buf, dp_buf, d_buf;
+    p_buf.resize(static_cast<size_t>(kB) * kB);
+    dp_buf.resize(static_cast<size_t>(kB) * kB);
+    d_buf.resize(Tn);
+    T *p = p_buf.data(), *dp = dp_buf.data(), *D = d_buf.data();
 #pragma omp for schedule(dynamic)
     for (int bh = 0; bh < B * Hl; ++bh) {
       const int b = bh / Hl, h = bh % Hl;
       const size_t off = static_cast<size_t>(b) * Tn * ld + h * hd;
       const T *q = qkv + off, *k = q + dl, *v = q + 2 * dl;
       T *dq = dqkv + off, *dk = dq + dl, *dv = dq + 2 * dl;
-      const T* p = P + static_cast<size_t>(bh) * Tn * Tn;
-      const T* dout = datt + static_cast<size_t>(b) * Tn * dl + h * hd;
-      gemm(true, false, Tn, hd, Tn, T(1), p, Tn, dout, dl, T(0), dv, ld);          // dV = P^T dO
-      gemm(false, true, Tn, Tn, hd, T(1), dout, dl, v, ld, T(0), dp.data(), Tn);  // dP = dO V^T
-      for (int i = 0; i < Tn; ++i) {  // dS = P * (dP - rowsum(P * dP)), zero above the diagonal
-        const T* pr = p + static_cast<size_t>(i) * Tn;
-        T* dr = dp.data() + static_cast<size_t>(i) * Tn;
+      const size_t aoff = static_cast<size_t>(b) * Tn * dl + h * hd;
+      const T* dout = datt + aoff;
+      const T* o = att + aoff;
+      const T* lse_bh = lse + static_cast<size_t>(bh) * Tn;
+      for (int i = 0; i < Tn; ++i) {  // D = rowsum(dO * O); zero this head's dq, dk, dv
+        const T *a = dout + static_cast<size_t>(i) * dl, *c = o + static_cast<size_t>(i) * dl;
         T dot = 0;
-        for (int j = 0; j <= i; ++j) dot += pr[j] * dr[j];
-        for (int j = 0; j <= i; ++j) dr[j] = pr[j] * (dr[j] - dot);
-        for (int j = i + 1; j < Tn; ++j) dr[j] = 0;
+        for (int x = 0; x < hd; ++x) dot += a[x] * c[x];
+        D[i] = dot;
+        T* g = dq + static_cast<size_t>(i) * ld;
+        std::fill(g, g + hd, T(0));
+        std::fill(g + dl, g + dl + hd, T(0));
+        std::fill(g + 2 * dl, g + 2 * dl + hd, T(0));
       }
-      gemm(false, false, Tn, hd, Tn, scale, dp.data(), Tn, k, ld, T(0), dq, ld);  // dQ = dS K / sqrt(hd)
-      gemm(true, false, Tn, hd, Tn, scale, dp.data(), Tn, q, ld, T(0), dk, ld);   // dK = dS^T Q / sqrt(hd)
+      for (int ib = 0; ib < nblocks; ++ib) {
+        const int i0 = ib * kB, nq = std::min(kB, Tn - i0);
+        const T* qi = q + static_cast<size_t>(i0) * ld;
+        const T* doi = dout + static_cast<size_t>(i0) * dl;
+        T* dqi = dq + static_cast<size_t>(i0) * ld;
+        for (int jb = 0; jb <= ib; ++jb) {
+          const int j0 = jb * kB, nk = std::min(kB, Tn - j0);
+          const bool diag = jb == ib;
+          const T* kj = k + static_cast<size_t>(j0) * ld;
+          const T* vj = v + static_cast<size_t>(j0) * ld;
+          gemm(false, true, nq, nk, hd, scale, qi, ld, kj, ld, T(0), p, kB);  // S = Q_i K_j^T / sqrt(hd)
+          for (int r = 0; r < nq; ++r) {  // P = exp(S - lse), zero above the diagonal
+            T* row = p + static_cast<size_t>(r) * kB;
+            const int nv = diag ? r + 1 : nk;
+            const T ls = lse_bh[i0 + r];
+#pragma omp simd
+            for (int c = 0; c < nv; ++c) row[c] = vexp(row[c] - ls);
+            for (int c = nv; c < nk; ++c) row[c] = 0;
+          }
+          // dV_j += P^T dO_i
+          gemm(true, false, nk, hd, nq, T(1), p, kB, doi, dl, T(1), dv + static_cast<size_t>(j0) * ld, ld);
+          gemm(false, true, nq, nk, hd, T(1), doi, dl, vj, ld, T(0), dp, kB);  // dP = dO_i V_j^T
+          for (int r = 0; r < nq; ++r) {  // dS = P * (dP - D)
+            const T* pr = p + static_cast<size_t>(r) * kB;
+            T* dr = dp + static_cast<size_t>(r) * kB;
+            const T di = D[i0 + r];
+#pragma omp simd
+            for (int c = 0; c < nk; ++c) dr[c] = pr[c] * (dr[c] - di);
+          }
+          gemm(false, false, nq, hd, nk, scale, dp, kB, kj, ld, T(1), dqi, ld);  // dQ_i += dS K_j / sqrt(hd)
+          // dK_j += dS^T Q_i / sqrt(hd)
+          gemm(true, false, nk, hd, nq, scale, dp, kB, qi, ld, T(1), dk + static_cast<size_t>(j0) * ld, ld);
+        }
+      }
     }
   }
 }
 
 template void attention_forward<float>(float*, float*, const float*, int, int, int, int);
 template void attention_forward<double>(double*, double*, const double*, int, int, int, int);
-template void attention_backward<float>(float*, const float*, const float*, const float*, int, int, int, int);
-template void attention_backward<double>(double*, const double*, const double*, const double*, int, int, int, int);
+template void attention_backward<float>(float*, const float*, const float*, const float*, const float*, int, int, int,
+                                        int);
+template void attention_backward<double>(double*, const double*, const double*, const double*, const double*, int, int,
+                                         int, int);
 
 }  // namespace lora
