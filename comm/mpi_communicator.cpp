@@ -44,11 +44,14 @@ MpiCommunicator::MpiCommunicator(MPI_Comm world, int tp, int dp) {
         "MPI_Comm_split(tp)");
   check(MPI_Comm_split(world, world_rank % tp, world_rank / tp, &comms_[static_cast<int>(Group::DP)]),
         "MPI_Comm_split(dp)");
-  // Members of each group, for the watchdog's messages.
-  for (int r = 0; r < world_size; ++r) {
-    world_ranks_[static_cast<int>(Group::World)].push_back(r);
-    if (r / tp == world_rank / tp) world_ranks_[static_cast<int>(Group::TP)].push_back(r);
-    if (r % tp == world_rank % tp) world_ranks_[static_cast<int>(Group::DP)].push_back(r);
+  // "the dp group (world ranks 1, 3)": each group and its members, for the watchdog's messages.
+  for (Group g : {Group::World, Group::TP, Group::DP}) {
+    std::string peers;
+    for (int r = 0; r < world_size; ++r) {
+      const bool member = g == Group::World || (g == Group::TP ? r / tp == world_rank / tp : r % tp == world_rank % tp);
+      if (member) peers += (peers.empty() ? "" : ", ") + std::to_string(r);
+    }
+    group_descriptions_[static_cast<int>(g)] = std::string("the ") + group_name(g) + " group (world ranks " + peers + ")";
   }
 }
 
@@ -71,18 +74,10 @@ int MpiCommunicator::size(Group g) const {
   return s;
 }
 
-std::string MpiCommunicator::describe(const char* op, size_t bytes, Group g) const {
-  std::string peers;
-  for (int r : world_ranks_[static_cast<int>(g)]) peers += (peers.empty() ? "" : ", ") + std::to_string(r);
-  return std::string(op) + " of " + std::to_string(bytes) + " bytes over the " + group_name(g) +
-         " group (world ranks " + peers + ")";
-}
-
 void MpiCommunicator::all_reduce(void* buf, size_t n, MPI_Datatype type, size_t elem, MPI_Op op, Group g) {
   if (size(g) == 1 || n == 0) return;
-  Watchdog::Collective timed(watchdog_, watchdog_ ? describe(op == MPI_SUM ? "all-reduce (sum)" : "all-reduce (max)",
-                                                             n * elem, g)
-                                                  : std::string());
+  Watchdog::Collective timed(watchdog_, op == MPI_SUM ? "all-reduce (sum)" : "all-reduce (max)", n * elem,
+                             group_description(g));
   check(MPI_Allreduce(MPI_IN_PLACE, buf, to_count(n), type, op, comm(g)), "MPI_Allreduce");
   count(g, n * elem);
 }
@@ -102,14 +97,14 @@ void MpiCommunicator::all_reduce_max(double* buf, size_t n, Group g, Stream) {
 
 void MpiCommunicator::broadcast(void* buf, size_t bytes, int root, Group g, Stream) {
   if (size(g) == 1 || bytes == 0) return;
-  Watchdog::Collective timed(watchdog_, watchdog_ ? describe("broadcast", bytes, g) : std::string());
+  Watchdog::Collective timed(watchdog_, "broadcast", bytes, group_description(g));
   check(MPI_Bcast(buf, to_count(bytes), MPI_BYTE, root, comm(g)), "MPI_Bcast");
   count(g, bytes);
 }
 
 void MpiCommunicator::all_gather(const void* send, size_t n, MPI_Datatype type, size_t elem, void* recv,
                                  Group g) {
-  Watchdog::Collective timed(watchdog_, watchdog_ ? describe("all-gather", n * elem, g) : std::string());
+  Watchdog::Collective timed(watchdog_, "all-gather", n * elem, group_description(g));
   check(MPI_Allgather(send, to_count(n), type, recv, to_count(n), type, comm(g)), "MPI_Allgather");
   count(g, n * elem * static_cast<size_t>(size(g)));
 }
@@ -121,7 +116,7 @@ void MpiCommunicator::all_gather(const double* send, size_t n, double* recv, Gro
 }
 
 void MpiCommunicator::barrier(Group g) {
-  Watchdog::Collective timed(watchdog_, watchdog_ ? describe("barrier", 0, g) : std::string());
+  Watchdog::Collective timed(watchdog_, "barrier", 0, group_description(g));
   check(MPI_Barrier(comm(g)), "MPI_Barrier");
 }
 

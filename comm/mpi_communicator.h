@@ -4,7 +4,6 @@
 #include <mpi.h>
 
 #include <string>
-#include <vector>
 
 #include "comm/communicator.h"
 #include "comm/watchdog.h"
@@ -36,13 +35,13 @@ class MpiCommunicator final : public Communicator {
   void set_watchdog(Watchdog* w) { watchdog_ = w; }
 
  private:
-  std::string describe(const char* op, size_t bytes, Group g) const;
+  const std::string& group_description(Group g) const { return group_descriptions_[static_cast<int>(g)]; }
   MPI_Comm comm(Group g) const { return comms_[static_cast<int>(g)]; }
   void all_reduce(void* buf, size_t n, MPI_Datatype type, size_t elem, MPI_Op op, Group g);
   void all_gather(const void* send, size_t n, MPI_Datatype type, size_t elem, void* recv, Group g);
 
   MPI_Comm comms_[kNumGroups];
-  std::vector<int> world_ranks_[kNumGroups];
+  std::string group_descriptions_[kNumGroups];
   Watchdog* watchdog_ = nullptr;
 };
 

@@ -62,11 +62,13 @@ double Watchdog::collective_limit() const {
   return collective_limit_locked();
 }
 
-Watchdog::Collective::Collective(Watchdog* w, std::string what) : w_(w) {
+Watchdog::Collective::Collective(Watchdog* w, const char* op, size_t bytes, const std::string& group) : w_(w) {
   if (!w_) return;
   std::lock_guard<std::mutex> lock(w_->mu_);
   w_->in_collective_ = true;
-  w_->collective_ = std::move(what);
+  w_->collective_op_ = op;
+  w_->collective_bytes_ = bytes;
+  w_->collective_group_ = &group;
   w_->collective_since_ = Clock::now();
 }
 
@@ -101,7 +103,8 @@ void Watchdog::run() {
       if (waited > limit) {
         std::snprintf(why, sizeof why, "made no progress for %.0f s (limit %.0f s%s)", waited, limit,
                       long_phase_.empty() ? "" : ", during a long phase");
-        const std::string msg = collective_ + " at step " + std::to_string(step_ + 1) +
+        const std::string msg = std::string(collective_op_) + " of " + std::to_string(collective_bytes_) +
+                                " bytes over " + *collective_group_ + " at step " + std::to_string(step_ + 1) +
                                 (long_phase_.empty() ? "" : " (" + long_phase_ + ")") + " " + why;
         lock.unlock();
         fire(msg);

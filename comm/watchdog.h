@@ -14,6 +14,7 @@
 #pragma once
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -42,11 +43,12 @@ class Watchdog {
   void step_started(int step);
   void step_finished(double seconds);
 
-  // While alive, the rank is inside collective `what` ("all_reduce_sum of 1179648 bytes over
-  // the dp group (world ranks 1, 3)").
+  // While alive, the rank is inside collective `op` of `bytes` over `group` ("the dp group
+  // (world ranks 1, 3)"). Nothing is formatted unless the watchdog fires: this runs for every
+  // collective of every step. `op` and `group` must outlive the object.
   class Collective {
    public:
-    Collective(Watchdog* w, std::string what);
+    Collective(Watchdog* w, const char* op, size_t bytes, const std::string& group);
     ~Collective();
     Collective(const Collective&) = delete;
     Collective& operator=(const Collective&) = delete;
@@ -89,7 +91,9 @@ class Watchdog {
   double slowest_step_ = 0;
   std::string long_phase_;  // non-empty while a LongPhase is alive
   bool in_collective_ = false;
-  std::string collective_;
+  const char* collective_op_ = "";
+  size_t collective_bytes_ = 0;
+  const std::string* collective_group_ = nullptr;
   Clock::time_point collective_since_;
   bool in_step_ = false;
   Clock::time_point step_since_;

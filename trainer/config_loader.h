@@ -29,6 +29,9 @@
 
 namespace lora {
 
+// Exit status of a config error, and of a bad command line (trainer/main.cpp).
+constexpr int kExitConfig = 2;
+
 // what() is "<file>:<line>: <section.key>: <what is wrong> (got <value>)"; a YAML
 // syntax error reads "<file>:<line>: yaml: syntax error: <parser message>", a file
 // that cannot be read "<file>: cannot read config file".

@@ -42,7 +42,7 @@ extern "C" void openblas_set_num_threads(int);
 
 namespace {
 
-constexpr int kExitUsage = 2;  // the same status as a config error
+constexpr int kExitUsage = lora::kExitConfig;  // a bad command line is a config error
 
 int world_rank() {
   int r = 0;

@@ -72,7 +72,7 @@ uint64_t node_memory_bytes() {
 
 void check_fits_in_memory(const RunConfig& cfg, Communicator& comm) {
   const int ranks = ranks_on_this_node();
-  agree_on_failure<ConfigError>(comm, Group::World, 2, "fit the run in its node's memory", [&] {
+  agree_on_failure<ConfigError>(comm, Group::World, kExitConfig, "fit the run in its node's memory", [&] {
     const TrainConfig& t = cfg.train;
     const MemoryEstimate e = estimate_model_memory(cfg.model, cfg.lora, cfg.parallel.tp, t.micro_batch, t.seq_len);
     const uint64_t have = node_memory_bytes();

@@ -46,23 +46,20 @@ std::string human_bytes(uint64_t n) {
 }
 }  // namespace
 
-Trainer::Trainer(const RunConfig& cfg, Communicator& comm) : cfg_(cfg), comm_(comm) {
-  agree_on_failure<InputError>(comm_, Group::World, kExitBadInput, "read its token shards",
-                               [&] { train_data_ = read_token_shard(cfg_.data.train); });
-  setup();
-}
+Trainer::Trainer(const RunConfig& cfg, Communicator& comm) : cfg_(cfg), comm_(comm) { setup(/*read_train=*/true); }
 
 Trainer::Trainer(const RunConfig& cfg, Communicator& comm, TokenShard train)
     : cfg_(cfg), comm_(comm), train_data_(std::move(train)) {
-  setup();
+  setup(/*read_train=*/false);
 }
 
-void Trainer::setup() {
+void Trainer::setup(bool read_train) {
   const ModelConfig& m = cfg_.model;
   const TrainConfig& t = cfg_.train;
   // Every rank reads the same shards, yet a rank that fails must not leave the others
   // waiting in the next collective: each guard ends in one all-reduce of a failure flag.
   agree_on_failure<InputError>(comm_, Group::World, kExitBadInput, "read its token shards", [&] {
+    if (read_train) train_data_ = read_token_shard(cfg_.data.train);
     if (!cfg_.data.val.empty()) val_data_ = read_token_shard(cfg_.data.val);
     for (const TokenShard* s : {&train_data_, val_data_ ? &*val_data_ : nullptr})
       if (s && static_cast<int64_t>(s->vocab_size) > m.vocab_size)
@@ -81,7 +78,7 @@ void Trainer::setup() {
     });
   } else {
     model_->init_base_from_seed(m.init_seed);
-    agree_on_failure<ConfigError>(comm_, Group::World, 2, "draw finite base weights", [&] { check_seeded_base(); });
+    agree_on_failure<ConfigError>(comm_, Group::World, kExitConfig, "draw finite base weights", [&] { check_seeded_base(); });
   }
   model_->init_lora(t.seed);
   if (is_logger())  // the run's first line: what the frozen weights are and which kernel multiplies them
@@ -93,7 +90,7 @@ void Trainer::setup() {
   inputs_.resize(n);
   targets_.resize(n);
   mask_.resize(n);
-  agree_on_failure<ConfigError>(comm_, Group::World, 2, "open the metrics file", [&] {
+  agree_on_failure<ConfigError>(comm_, Group::World, kExitConfig, "open the metrics file", [&] {
     if (is_logger() && !cfg_.output.metrics.empty())
       metrics_.open((std::filesystem::path(cfg_.output.dir) / cfg_.output.metrics).string());
   });
