@@ -27,8 +27,10 @@ void resize(std::vector<T>& v, size_t n) { v.assign(n, T(0)); }
 }  // namespace
 
 template <typename T>
-GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator& comm, int max_B, int max_T)
+GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator& comm, int max_B, int max_T,
+                      bool recompute)
     : mc_(mc), lc_(lc), comm_(comm), dims_(mc, comm.size(Group::TP), comm.rank(Group::TP)), max_M_(max_B * max_T),
+      recompute_(recompute),
       base_layout_(lora::base_layout(mc, dims_.tp)), lora_layout_(lora::lora_layout(mc, lc, dims_.tp)),
       dtype_(parse_dtype(mc.dtype)) {
   resize(base_, base_layout_.total);
@@ -49,16 +51,44 @@ GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator&
   resize(ce_stats_, 2 * chunk);
   resize(ce_weight_, chunk);
   build_layers();
-  for (Layer& L : layers_) {
-    for (auto* v : {&L.x_mid, &L.ln1, &L.ln2}) resize(*v, M * d);
-    for (auto* v : {&L.ln1_mean, &L.ln1_rstd, &L.ln2_mean, &L.ln2_rstd}) resize(*v, M);
-    resize(L.qkv_out, M * 3 * dims_.dl);
-    resize(L.att, M * dims_.dl);
-    resize(L.lse, static_cast<size_t>(max_B) * dims_.local_heads * max_T);
-    resize(L.h, M * dims_.ffl);
-    resize(L.g, M * dims_.ffl);
-    for (auto* lin : {&L.qkv.lora, &L.fc1.lora, &L.proj.lora, &L.fc2.lora})
-      for (auto& a : *lin) a.reserve(max_M_);
+  acts_.resize(recompute ? 1 : mc.n_layer);
+  for (BlockActivations& A : acts_) {
+    for (auto* v : {&A.x_mid, &A.ln1, &A.ln2}) resize(*v, M * d);
+    for (auto* v : {&A.ln1_mean, &A.ln1_rstd, &A.ln2_mean, &A.ln2_rstd}) resize(*v, M);
+    resize(A.qkv_out, M * 3 * dims_.dl);
+    resize(A.att, M * dims_.dl);
+    resize(A.lse, static_cast<size_t>(max_B) * dims_.local_heads * max_T);
+    resize(A.h, M * dims_.ffl);
+    resize(A.g, M * dims_.ffl);
+  }
+  point_lora_buffers();
+}
+
+// Every layer's adapters get their saved buffers in their layer's activations (all layers
+// the same ones with recompute) and the one shared backward scratch.
+template <typename T>
+void GptModel<T>::point_lora_buffers() {
+  size_t saved = 0, widest = 0;
+  for (auto* lin : {&layers_[0].qkv.lora, &layers_[0].proj.lora, &layers_[0].fc1.lora, &layers_[0].fc2.lora})
+    for (const auto& a : *lin) {
+      saved += LoraAdapter<T>::saved_size(max_M_, a.r, a.K, a.dropout);
+      if (a.dropout > 0) widest = std::max<size_t>(widest, a.K);
+    }
+  for (BlockActivations& A : acts_) resize(A.lora_saved, saved);
+  if (saved > 0) resize(lora_du_, static_cast<size_t>(max_M_) * lc_.r);
+  resize(lora_dx_drop_, static_cast<size_t>(max_M_) * widest);
+  for (int l = 0; l < mc_.n_layer; ++l) {
+    Layer& L = layers_[l];
+    L.act = &acts_[recompute_ ? 0 : l];
+    T* next = L.act->lora_saved.data();
+    for (auto* lin : {&L.qkv.lora, &L.proj.lora, &L.fc1.lora, &L.fc2.lora})
+      for (auto& a : *lin) {
+        a.u = next;
+        a.x_drop = a.dropout > 0 ? next + static_cast<size_t>(max_M_) * a.r : nullptr;
+        next += LoraAdapter<T>::saved_size(max_M_, a.r, a.K, a.dropout);
+        a.du = lora_du_.data();
+        a.dx_drop = a.dropout > 0 ? lora_dx_drop_.data() : nullptr;
+      }
   }
 }
 
@@ -216,6 +246,50 @@ void GptModel<T>::merge_lora(bool merged) {
 }
 
 template <typename T>
+void GptModel<T>::block_forward(int l, const MicroBatch& mb, const DropoutContext& ctx, T* out) {
+  const int M = mb.B * mb.Tn, d = dims_.d;
+  const size_t Md = static_cast<size_t>(M) * d;
+  Layer& L = layers_[l];
+  BlockActivations& A = *L.act;
+  const T* x = resid_[l].data();
+  {
+    Stopwatch t(timers_, "fwd layernorm");
+    layernorm_forward(A.ln1.data(), A.ln1_mean.data(), A.ln1_rstd.data(), x, L.ln1_w, L.ln1_b, M, d, mc_.ln_eps);
+  }
+  {
+    Stopwatch t(timers_, "fwd qkv (+lora)");
+    L.qkv.forward(A.qkv_out.data(), A.ln1.data(), M, ctx);
+  }
+  {
+    Stopwatch t(timers_, "fwd attention");
+    attention_forward(A.att.data(), A.lse.data(), A.qkv_out.data(), mb.B, mb.Tn, dims_.local_heads, dims_.head_dim);
+  }
+  {
+    Stopwatch t(timers_, "fwd attn proj (+lora, tp all-reduce)");
+    L.proj.forward(y_.data(), A.att.data(), M, ctx, comm_);
+  }
+  {
+    Stopwatch t(timers_, "fwd residual+layernorm");
+    residual_forward(A.x_mid.data(), x, y_.data(), Md);
+    layernorm_forward(A.ln2.data(), A.ln2_mean.data(), A.ln2_rstd.data(), A.x_mid.data(), L.ln2_w, L.ln2_b, M, d,
+                      mc_.ln_eps);
+  }
+  {
+    Stopwatch t(timers_, "fwd fc1 (+lora) + gelu");
+    L.fc1.forward(A.h.data(), A.ln2.data(), M, ctx);
+    gelu_forward(A.g.data(), A.h.data(), static_cast<size_t>(M) * dims_.ffl);
+  }
+  if (!out) {  // a recompute: fc2's backward needs its LoRA branches' u, not its output
+    Stopwatch t(timers_, "fwd fc2 lora (saved activations only)");
+    L.fc2.recompute_saved(A.g.data(), M, ctx);
+    return;
+  }
+  Stopwatch t(timers_, "fwd fc2 (+lora, tp all-reduce) + residual");
+  L.fc2.forward(y_.data(), A.g.data(), M, ctx, comm_);
+  residual_forward(out, A.x_mid.data(), y_.data(), Md);
+}
+
+template <typename T>
 void GptModel<T>::forward_blocks(const MicroBatch& mb, const DropoutContext& ctx) {
   const int M = mb.B * mb.Tn, d = dims_.d;
   if (M > max_M_ || mb.Tn > mc_.context)
@@ -229,43 +303,7 @@ void GptModel<T>::forward_blocks(const MicroBatch& mb, const DropoutContext& ctx
     reduce_from_tp_region(comm_, x0, Md);  // vocab-parallel embedding: each row came from one TP rank
     add_positions<T>(x0, weight("wpe"), mb.B, mb.Tn, d);
   }
-
-  for (int l = 0; l < mc_.n_layer; ++l) {
-    Layer& L = layers_[l];
-    const T* x = resid_[l].data();
-    {
-      Stopwatch t(timers_, "fwd layernorm");
-      layernorm_forward(L.ln1.data(), L.ln1_mean.data(), L.ln1_rstd.data(), x, L.ln1_w, L.ln1_b, M, d, mc_.ln_eps);
-    }
-    {
-      Stopwatch t(timers_, "fwd qkv (+lora)");
-      L.qkv.forward(L.qkv_out.data(), L.ln1.data(), M, ctx);
-    }
-    {
-      Stopwatch t(timers_, "fwd attention");
-      attention_forward(L.att.data(), L.lse.data(), L.qkv_out.data(), mb.B, mb.Tn, dims_.local_heads, dims_.head_dim);
-    }
-    {
-      Stopwatch t(timers_, "fwd attn proj (+lora, tp all-reduce)");
-      L.proj.forward(y_.data(), L.att.data(), M, ctx, comm_);
-    }
-    {
-      Stopwatch t(timers_, "fwd residual+layernorm");
-      residual_forward(L.x_mid.data(), x, y_.data(), Md);
-      layernorm_forward(L.ln2.data(), L.ln2_mean.data(), L.ln2_rstd.data(), L.x_mid.data(), L.ln2_w, L.ln2_b, M, d,
-                        mc_.ln_eps);
-    }
-    {
-      Stopwatch t(timers_, "fwd fc1 (+lora) + gelu");
-      L.fc1.forward(L.h.data(), L.ln2.data(), M, ctx);
-      gelu_forward(L.g.data(), L.h.data(), static_cast<size_t>(M) * dims_.ffl);
-    }
-    {
-      Stopwatch t(timers_, "fwd fc2 (+lora, tp all-reduce) + residual");
-      L.fc2.forward(y_.data(), L.g.data(), M, ctx, comm_);
-      residual_forward(resid_[l + 1].data(), L.x_mid.data(), y_.data(), Md);
-    }
-  }
+  for (int l = 0; l < mc_.n_layer; ++l) block_forward(l, mb, ctx, resid_[l + 1].data());
   Stopwatch t(timers_, "fwd layernorm");
   layernorm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), resid_[mc_.n_layer].data(),
                     base_tensor("ln_f.weight"), base_tensor("ln_f.bias"), M, d, mc_.ln_eps);
@@ -311,37 +349,43 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
   // dres_ is the gradient of the residual stream; the residual adds pass it through unchanged.
   for (int l = mc_.n_layer - 1; l >= 0; --l) {
     Layer& L = layers_[l];
+    const BlockActivations& A = *L.act;
+    if (recompute_) {  // refill the shared activations: same inputs, same dropout keys, same values
+      timers_.prefix = "recompute: ";
+      block_forward(l, mb, ctx, /*out=*/nullptr);
+      timers_.prefix.clear();
+    }
     {
       Stopwatch t(timers_, "bwd fc2 (+lora) + gelu");
-      L.fc2.backward(dh_.data(), dres_.data(), L.g.data(), M, ctx);
-      gelu_backward(dh_.data(), dh_.data(), L.h.data(), static_cast<size_t>(M) * dims_.ffl);
+      L.fc2.backward(dh_.data(), dres_.data(), A.g.data(), M, ctx);
+      gelu_backward(dh_.data(), dh_.data(), A.h.data(), static_cast<size_t>(M) * dims_.ffl);
     }
     {
       Stopwatch t(timers_, "bwd fc1 (+lora, tp all-reduce)");
-      L.fc1.backward(dln_.data(), dh_.data(), L.ln2.data(), M, ctx, comm_, /*need_dx=*/true);
+      L.fc1.backward(dln_.data(), dh_.data(), A.ln2.data(), M, ctx, comm_, /*need_dx=*/true);
     }
     {
       Stopwatch t(timers_, "bwd layernorm");
-      layernorm_backward(dres_.data(), dln_.data(), L.x_mid.data(), L.ln2_mean.data(), L.ln2_rstd.data(), L.ln2_w, M, d);
+      layernorm_backward(dres_.data(), dln_.data(), A.x_mid.data(), A.ln2_mean.data(), A.ln2_rstd.data(), L.ln2_w, M, d);
     }
     {
       Stopwatch t(timers_, "bwd attn proj (+lora)");
-      L.proj.backward(datt_.data(), dres_.data(), L.att.data(), M, ctx);
+      L.proj.backward(datt_.data(), dres_.data(), A.att.data(), M, ctx);
     }
     {
       Stopwatch t(timers_, "bwd attention");
-      attention_backward(dqkv_.data(), datt_.data(), L.qkv_out.data(), L.att.data(), L.lse.data(), mb.B, mb.Tn,
+      attention_backward(dqkv_.data(), datt_.data(), A.qkv_out.data(), A.att.data(), A.lse.data(), mb.B, mb.Tn,
                          dims_.local_heads, dims_.head_dim);
     }
     // Below layer 0 is the frozen embedding: its input gradient would be thrown away.
     const bool need_dx = l > 0;
     {
       Stopwatch t(timers_, "bwd qkv (+lora, tp all-reduce)");
-      L.qkv.backward(dln_.data(), dqkv_.data(), L.ln1.data(), M, ctx, comm_, need_dx);
+      L.qkv.backward(dln_.data(), dqkv_.data(), A.ln1.data(), M, ctx, comm_, need_dx);
     }
     if (need_dx) {
       Stopwatch t(timers_, "bwd layernorm");
-      layernorm_backward(dres_.data(), dln_.data(), resid_[l].data(), L.ln1_mean.data(), L.ln1_rstd.data(), L.ln1_w,
+      layernorm_backward(dres_.data(), dln_.data(), resid_[l].data(), A.ln1_mean.data(), A.ln1_rstd.data(), L.ln1_w,
                          M, d);
     }
   }

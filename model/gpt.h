@@ -25,7 +25,10 @@ class GptModel {
  public:
   // Allocates this rank's shard of the base and its LoRA slices, activations for
   // micro-batches up to max_B x max_T. Base weights are zero until init_base_* or load.
-  GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator& comm, int max_B, int max_T);
+  // With `recompute` (train.recompute: full, DESIGN §8) only each block's input is kept for
+  // the backward, which re-runs the block's forward: same results, one block's activations.
+  GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator& comm, int max_B, int max_T,
+           bool recompute = false);
   GptModel(const GptModel&) = delete;  // layers hold pointers into the buffers
   GptModel& operator=(const GptModel&) = delete;
 
@@ -68,18 +71,27 @@ class GptModel {
   OpTimers& timers() { return timers_; }
 
  private:
+  // What a block keeps for its backward: residual stream after attention, LN outputs and
+  // stats, qkv, attention output and per-row log-sum-exp (the blocked kernel recomputes the
+  // T x T probabilities in backward), MLP pre- and post-GELU, and its LoRA adapters' saved
+  // inputs. One per layer; with recompute one for all layers, refilled in the backward.
+  struct BlockActivations {
+    std::vector<T> x_mid, ln1, ln1_mean, ln1_rstd, ln2, ln2_mean, ln2_rstd, qkv_out, lse, att, h, g;
+    std::vector<T> lora_saved;  // each adapter's u (and x_drop), in attach order
+  };
   struct Layer {
     const T *ln1_w, *ln1_b, *ln2_w, *ln2_b;
     ColumnParallelLinear<T> qkv, fc1;
     RowParallelLinear<T> proj, fc2;
-    // Saved for backward: residual stream after attention, LN outputs and stats,
-    // qkv, attention output and per-row log-sum-exp (the blocked kernel recomputes the
-    // T x T probabilities in backward), MLP pre- and post-GELU.
-    std::vector<T> x_mid, ln1, ln1_mean, ln1_rstd, ln2, ln2_mean, ln2_rstd, qkv_out, lse, att, h, g;
+    BlockActivations* act = nullptr;
   };
 
   void build_layers();
   void attach_lora(int l, int target, int out_col, std::vector<LoraAdapter<T>>& into);
+  void point_lora_buffers();
+  // One block's forward from resid_[l]; out = resid_[l + 1], or nullptr for a recompute,
+  // which stops after the MLP's GELU and fc2's LoRA u (the backward needs no more of fc2).
+  void block_forward(int l, const MicroBatch& mb, const DropoutContext& ctx, T* out);
   void forward_blocks(const MicroBatch& mb, const DropoutContext& ctx);
   double lm_head_loss(const MicroBatch& mb, double loss_tokens, bool grad);
   void backward_blocks(const MicroBatch& mb, const DropoutContext& ctx);
@@ -89,12 +101,15 @@ class GptModel {
   Communicator& comm_;
   TpDims dims_;
   int max_M_;
+  bool recompute_;
   ParamLayout base_layout_;
   LoraLayout lora_layout_;
   DType dtype_;
   std::vector<T> base_, lora_, lora_grad_;
   std::vector<uint16_t> base_bf16_;
   std::vector<Layer> layers_;
+  std::vector<BlockActivations> acts_;  // n_layer, or 1 with recompute
+  std::vector<T> lora_du_, lora_dx_drop_;  // LoRA backward scratch, shared by all adapters
   // Residual stream at each block's input (n_layer + 1 entries), final LN, scratch.
   std::vector<std::vector<T>> resid_;
   std::vector<T> lnf_, lnf_mean_, lnf_rstd_, dlnf_, dres_, dln_, dqkv_, datt_, dh_, y_, logits_chunk_;

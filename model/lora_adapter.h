@@ -1,7 +1,8 @@
 // One LoRA pair (A, B) attached to a frozen linear layer's output columns
 // [out_col, out_col + N): the PEFT LoraLayer, reduced to what a hand-written backward needs.
-// Holds views into the model's LoRA parameter and gradient buffers and its own saved
-// activations (u, and the dropped-out input when dropout is on).
+// Holds views into the model's LoRA parameter and gradient buffers, into the block's saved
+// activations (u, and the dropped-out input when dropout is on) and into scratch the model
+// shares between all adapters (the backward runs one adapter at a time).
 #pragma once
 #include <vector>
 
@@ -32,15 +33,16 @@ struct LoraAdapter {
   T scale = 0;
   float dropout = 0;
 
-  std::vector<T> u, x_drop, dx_drop, du;  // saved / scratch, sized for the largest M
+  // Saved for backward, [max_M x r] and (with dropout) [max_M x K]; the model points them
+  // into the block's activations, so with train.recompute full every layer shares one set.
+  T* u = nullptr;
+  T* x_drop = nullptr;
+  T* du = nullptr;       // scratch [max_M x r]
+  T* dx_drop = nullptr;  // scratch [max_M x K], with dropout
 
-  void reserve(int max_M) {
-    u.resize(static_cast<size_t>(max_M) * r);
-    du.resize(static_cast<size_t>(max_M) * r);
-    if (dropout > 0) {
-      x_drop.resize(static_cast<size_t>(max_M) * K);
-      dx_drop.resize(static_cast<size_t>(max_M) * K);
-    }
+  // Elements of the saved buffers: u, then x_drop.
+  static size_t saved_size(int max_M, int r, int K, float dropout) {
+    return static_cast<size_t>(max_M) * r + (dropout > 0 ? static_cast<size_t>(max_M) * K : 0);
   }
 
   DropoutKey key(const DropoutContext& ctx) const {
@@ -52,22 +54,32 @@ struct LoraAdapter {
   void forward(T* y, int ldy, const T* x, int M, const DropoutContext& ctx) {
     const T* xa = x;
     if (drops(ctx)) {
-      dropout_forward(x_drop.data(), x, M, K, dropout, key(ctx));
-      xa = x_drop.data();
+      dropout_forward(x_drop, x, M, K, dropout, key(ctx));
+      xa = x_drop;
     }
-    lora_forward(y + out_col, ldy, u.data(), xa, A, B, M, K, N, r, scale);
+    lora_forward(y + out_col, ldy, u, xa, A, B, M, K, N, r, scale);
+  }
+
+  // Only what forward saves for the backward (the dropped-out input and u), adding nothing
+  // to the output: the recompute of a layer whose output the backward does not need.
+  void forward_saved_only(const T* x, int M, const DropoutContext& ctx) {
+    const T* xa = x;
+    if (drops(ctx)) {
+      dropout_forward(x_drop, x, M, K, dropout, key(ctx));
+      xa = x_drop;
+    }
+    lora_down_forward(u, xa, A, M, K, r);
   }
 
   // Accumulates dA, dB; adds this branch's input gradient to dx unless dx is null.
   void backward(T* dx, const T* dy, int ldy, const T* x, int M, const DropoutContext& ctx) {
     if (!drops(ctx)) {
-      lora_backward(dx, dA, dB, du.data(), dy + out_col, ldy, x, u.data(), A, B, M, K, N, r, scale);
+      lora_backward(dx, dA, dB, du, dy + out_col, ldy, x, u, A, B, M, K, N, r, scale);
       return;
     }
-    std::fill(dx_drop.begin(), dx_drop.begin() + static_cast<size_t>(M) * K, T(0));
-    lora_backward(dx ? dx_drop.data() : nullptr, dA, dB, du.data(), dy + out_col, ldy, x_drop.data(), u.data(),
-                  A, B, M, K, N, r, scale);
-    if (dx) dropout_backward(dx, dx_drop.data(), M, K, dropout, key(ctx));
+    std::fill(dx_drop, dx_drop + static_cast<size_t>(M) * K, T(0));
+    lora_backward(dx ? dx_drop : nullptr, dA, dB, du, dy + out_col, ldy, x_drop, u, A, B, M, K, N, r, scale);
+    if (dx) dropout_backward(dx, dx_drop, M, K, dropout, key(ctx));
   }
 
   // W (this rank's [N_total x K] block, its rows from out_col on) += sign * scale * B A.

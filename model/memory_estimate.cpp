@@ -8,7 +8,7 @@
 namespace lora {
 
 MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, int tp, int B, int T,
-                                     int elem_bytes) {
+                                     bool recompute, int elem_bytes) {
   // Everything in 64-bit: the point is to refuse shapes whose sizes overflow 32 bits.
   const uint64_t M = uint64_t(B) * uint64_t(T), d = uint64_t(m.d_model), L = uint64_t(m.n_layer);
   const uint64_t dl = d / tp, ffl = 4 * d / tp, heads_local = uint64_t(m.n_head) / tp;
@@ -25,7 +25,7 @@ MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, 
 
   // LoRA (model/param_layout.cpp lora_layout): a column-parallel pair holds A whole and 1/tp
   // of B's rows, a row-parallel pair 1/tp of A's columns and B whole.
-  uint64_t lora = 0, lora_scratch = 0;
+  uint64_t lora = 0, lora_saved = 0, lora_widest_dropout = 0;
   for (int t = 0; t < kNumTargets; ++t) {
     if (!l.targets[t]) continue;
     int out = 0, in = 0;
@@ -34,17 +34,20 @@ MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, 
     const uint64_t r = uint64_t(l.r), in_local = row ? uint64_t(in) / tp : uint64_t(in);
     const uint64_t out_local = row ? uint64_t(out) : (uint64_t(out) + tp - 1) / tp;
     lora += r * in_local + out_local * r;
-    lora_scratch += 2 * M * r + (l.dropout > 0 ? 2 * M * in_local : 0);  // LoraAdapter::reserve
+    lora_saved += M * r + (l.dropout > 0 ? M * in_local : 0);  // LoraAdapter::saved_size
+    if (l.dropout > 0) lora_widest_dropout = std::max(lora_widest_dropout, in_local);
   }
+  const uint64_t lora_scratch = (lora > 0 ? M * uint64_t(l.r) : 0) + M * lora_widest_dropout;  // du, dx_drop
   est.lora_state = e * 4 * L * lora;  // params, grads, AdamW m, v
 
-  // model/gpt.cpp: residual stream per block input, and per layer the saved activations.
-  const uint64_t per_layer_acts = 3 * M * d + 4 * M + M * 3 * dl + M * dl + uint64_t(B) * heads_local * T +
-                                  2 * M * ffl;
-  est.activations = e * ((L + 1) * M * d + L * per_layer_acts);
+  // model/gpt.cpp: residual stream per block input, and the BlockActivations of every
+  // layer, or of one with recompute.
+  const uint64_t per_block_acts = 3 * M * d + 4 * M + M * 3 * dl + M * dl + uint64_t(B) * heads_local * T +
+                                  2 * M * ffl + lora_saved;
+  est.activations = e * ((L + 1) * M * d + (recompute ? 1 : L) * per_block_acts);
   const uint64_t chunk = std::min<uint64_t>(1024, M);
   est.scratch = e * (5 * M * d + 2 * M + M * 3 * dl + M * dl + M * ffl + chunk * vocab_local + 4 * chunk +
-                     L * lora_scratch);
+                     lora_scratch);
   return est;
 }
 

@@ -14,14 +14,15 @@ struct MemoryEstimate {
   uint64_t frozen_weights = 0;  // this rank's shard of the base
   uint64_t lora_state = 0;      // LoRA parameters, gradients, AdamW m and v
   uint64_t activations = 0;     // kept for backward, per micro-batch of train.micro_batch x train.seq_len
+                                // (with recompute: the block inputs plus one block's worth)
   uint64_t scratch = 0;         // gradients of activations, LM-head chunk, LoRA scratch
   uint64_t total() const { return frozen_weights + lora_state + activations + scratch; }
 };
 
 // One TP rank of a model with `tp` ranks per replica, micro-batches of B sequences of T tokens,
-// element size `elem_bytes` (4 for float).
+// with train.recompute full (`recompute`) or none, element size `elem_bytes` (4 for float).
 MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, int tp, int B, int T,
-                                     int elem_bytes = 4);
+                                     bool recompute = false, int elem_bytes = 4);
 
 // "1.50 GiB", "312.0 MiB", "4096 bytes"
 std::string format_bytes(uint64_t n);

@@ -13,6 +13,7 @@ class OpTimers {
  public:
   bool enabled = false;
   std::map<std::string, double> seconds;  // by op name, e.g. "fwd attention"
+  std::string prefix;  // prepended to the names, e.g. "recompute: " inside a recompute
   void reset() { seconds.clear(); }
 };
 
@@ -20,7 +21,7 @@ class Stopwatch {
  public:
   Stopwatch(OpTimers& t, const char* name) : t_(t), name_(name), start_(t.enabled ? omp_get_wtime() : 0) {}
   ~Stopwatch() {
-    if (t_.enabled) t_.seconds[name_] += omp_get_wtime() - start_;
+    if (t_.enabled) t_.seconds[t_.prefix + name_] += omp_get_wtime() - start_;
   }
   Stopwatch(const Stopwatch&) = delete;
   Stopwatch& operator=(const Stopwatch&) = delete;

@@ -63,6 +63,13 @@ struct RowParallelLinear {
     add_bias(y, b, M, N);
   }
 
+  // A recompute (train.recompute: full) of a layer whose output the backward does not need:
+  // the LoRA branches' saved activations only, no base GEMM and no all-reduce.
+  void recompute_saved(const T* x, int M, const DropoutContext& ctx) {
+    if (!merged)
+      for (auto& a : lora) a.forward_saved_only(x, M, ctx);
+  }
+
   void backward(T* dx, const T* dy, const T* x, int M, const DropoutContext& ctx) {
     linear_backward_input<T>(dx, dy, W, M, K, N, /*accumulate=*/false);
     for (auto& a : lora) a.backward(dx, dy, N, x, M, ctx);

@@ -74,7 +74,8 @@ void check_fits_in_memory(const RunConfig& cfg, Communicator& comm) {
   const int ranks = ranks_on_this_node();
   agree_on_failure<ConfigError>(comm, Group::World, kExitConfig, "fit the run in its node's memory", [&] {
     const TrainConfig& t = cfg.train;
-    const MemoryEstimate e = estimate_model_memory(cfg.model, cfg.lora, cfg.parallel.tp, t.micro_batch, t.seq_len);
+    const MemoryEstimate e = estimate_model_memory(cfg.model, cfg.lora, cfg.parallel.tp, t.micro_batch, t.seq_len,
+                                                   t.recompute == "full");
     const uint64_t have = node_memory_bytes();
     const long double need = static_cast<long double>(e.total()) * ranks;
     if (need <= static_cast<long double>(have)) return;

@@ -68,6 +68,11 @@ struct TrainConfig {
   // A step whose loss or gradient norm is NaN or infinite never updates the parameters:
   // "stop" ends the run (exit 4), "skip" drops the step and counts it (Megatron's behaviour).
   std::string on_nonfinite = "stop";
+  // Activations kept for the backward (DESIGN §8): "none" keeps every block's; "full" keeps
+  // only each block's input and re-runs its forward in the backward (Megatron's full
+  // activation checkpointing): same losses and gradients, bit for bit, for one extra
+  // forward of the blocks.
+  std::string recompute = "none";
 };
 
 struct ParallelConfig {

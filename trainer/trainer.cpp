@@ -70,7 +70,7 @@ void Trainer::setup(bool read_train) {
     if (val_data_) val_sampler_ = std::make_unique<BatchSampler>(*val_data_, t.seq_len, t.seed, /*shuffle=*/false);
   });
 
-  model_ = std::make_unique<GptModel<float>>(m, cfg_.lora, comm_, t.micro_batch, t.seq_len);
+  model_ = std::make_unique<GptModel<float>>(m, cfg_.lora, comm_, t.micro_batch, t.seq_len, t.recompute == "full");
   if (m.init == "file") {
     agree_on_failure<InputError>(comm_, Group::World, kExitBadInput, "read its slice of the base weights", [&] {
       read_base_weights(m.weights_file, model_->base_layout(), model_->dims().tp_rank, model_->base().data(),

@@ -10,6 +10,10 @@ namespace lora {
 template <typename T>
 void lora_forward(T* y, int ldy, T* u, const T* x, const T* A, const T* B, int M, int K, int N, int r, T s);
 
+// u = x A^T alone: what a recompute needs of a layer whose output the backward does not use.
+template <typename T>
+void lora_down_forward(T* u, const T* x, const T* A, int M, int K, int r);
+
 // du = s * dy B;  dB += s * dy^T u;  dA += du^T x;  dx += du A (skipped when dx is null).
 // dA and dB accumulate, so gradient accumulation over micro-batches is free.
 template <typename T>

@@ -5,7 +5,9 @@
 //  - 5 optimizer steps (dropout 0.1, gradient accumulation) give the same losses and the
 //    same gathered LoRA parameters;
 //  - the bytes all-reduced for LoRA gradients are exactly the LoRA gradient bytes, and no
-//    collective ever touches the frozen base weights.
+//    collective ever touches the frozen base weights;
+//  - train.recompute: full gives the same gradients, losses and parameters bit for bit, for
+//    exactly one more TP all-reduce of the block's activations per layer and micro-batch.
 //   mpirun -np 8 --oversubscribe layout_invariance <scratch dir> [fp32|bf16]   (model.dtype)
 // Prints one line per check and "N passed, N failed"; exits non-zero on any failure.
 #include <mpi.h>
@@ -65,7 +67,7 @@ class BaseGuard final : public Communicator {
 
 std::string g_dtype = "fp32";
 
-RunConfig make_config(const std::string& shard, int tp, int dp) {
+RunConfig make_config(const std::string& shard, int tp, int dp, bool recompute) {
   RunConfig c;
   c.model = test::model_shape(2, 4, 32, 61, 16);  // V=61 is padded to 64 at tp=4: padding must never win
   c.model.dtype = g_dtype;
@@ -82,6 +84,7 @@ RunConfig make_config(const std::string& shard, int tp, int dp) {
   c.train.micro_batch = 2;  // 4 micro-batches per step at dp=1, 2 at dp=2
   c.train.seq_len = 16;
   c.train.seed = 17;
+  c.train.recompute = recompute ? "full" : "none";
   c.parallel.tp = tp;
   c.parallel.dp = dp;
   c.output.metrics.clear();
@@ -131,14 +134,18 @@ std::vector<std::vector<float>> one_step_grads(Trainer& t, Communicator& comm, c
 struct Result {
   std::vector<std::vector<float>> grads, params;
   std::vector<double> losses;
-  uint64_t lora_bytes = 0, expected_bytes = 0;
+  uint64_t lora_bytes = 0, expected_bytes = 0, tp_bytes = 0;
+  // What recompute adds: per step, micro-batch and layer, one TP all-reduce of the residual
+  // stream (the attention projection's; fc2's forward is not re-run).
+  uint64_t recompute_tp_bytes = 0;
   bool touched_base = false;
 };
 
-Result run_layout(MPI_Comm world, const std::string& shard_path, const TokenShard& shard, int tp, int dp) {
+Result run_layout(MPI_Comm world, const std::string& shard_path, const TokenShard& shard, int tp, int dp,
+                  bool recompute = false) {
   MpiCommunicator mpi(world, tp, dp);
   BaseGuard comm(mpi);
-  const RunConfig c = make_config(shard_path, tp, dp);
+  const RunConfig c = make_config(shard_path, tp, dp, recompute);
   Result r;
   {
     Trainer grad_trainer(c, comm);
@@ -152,10 +159,15 @@ Result run_layout(MPI_Comm world, const std::string& shard_path, const TokenShar
     const StepStats st = t.train_step();
     r.losses.push_back(st.loss);
     r.lora_bytes = st.lora_grad_bytes;
+    r.tp_bytes += st.tp_bytes;
   }
   const auto& m = t.model();
   const size_t rep = m.lora_layout().replicated_size, total = m.lora_layout().total;
   r.expected_bytes = 4 * ((tp * dp > 1 ? rep : 0) + (dp > 1 ? total - rep : 0));
+  const uint64_t micro_steps = c.train.batch_size / dp / c.train.micro_batch;
+  r.recompute_tp_bytes = tp > 1 ? uint64_t(c.train.steps) * micro_steps * c.model.n_layer * sizeof(float) *
+                                      c.train.micro_batch * c.train.seq_len * c.model.d_model
+                                : 0;
   r.params = gather_all(comm, t.model(), t.model().lora_params());
   r.touched_base |= comm.touched_base;
   return r;
@@ -218,6 +230,11 @@ int main(int argc, char** argv) {
         check(r.lora_bytes == r.expected_bytes, "LoRA-gradient bytes all-reduced == LoRA gradient bytes", tp, dp,
               double(r.lora_bytes));
         check(!r.touched_base, "no collective touched a frozen weight", tp, dp, 0);
+        const Result rc = run_layout(sub, shard_path, shard, tp, dp, /*recompute=*/true);
+        check(rc.losses == r.losses && rc.grads == r.grads && rc.params == r.params,
+              "recompute full: same losses, gradients and parameters, bit for bit", tp, dp, 0);
+        check(rc.tp_bytes == r.tp_bytes + r.recompute_tp_bytes, "recompute full: TP bytes = without + one all-reduce per layer",
+              tp, dp, double(rc.tp_bytes - r.tp_bytes));
         MPI_Comm_free(&sub);
       }
       MPI_Barrier(MPI_COMM_WORLD);

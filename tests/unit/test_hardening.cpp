@@ -62,18 +62,20 @@ namespace {
 // should be close to it; frozen weights and LoRA state exactly.
 TEST(MemoryEstimate, MatchesWhatTheModelAllocates) {
   MpiCommunicator comm(MPI_COMM_SELF, 1, 1);
-  for (int tp_targets = 0; tp_targets < 2; ++tp_targets) {
+  for (int variant = 0; variant < 4; ++variant) {
+    const bool all_targets = variant & 1, recompute = variant & 2;
+    SCOPED_TRACE(std::string(all_targets ? "all targets, dropout" : "q,v") + (recompute ? ", recompute" : ""));
     const ModelConfig m = test::model_shape(3, 4, 128, 1000, 96);
     LoraConfig l;
-    if (tp_targets) {
+    if (all_targets) {
       for (bool& t : l.targets) t = true;
       l.dropout = 0.1f;
     }
     const int B = 3, T = 80;
-    const MemoryEstimate e = estimate_model_memory(m, l, 1, B, T);
+    const MemoryEstimate e = estimate_model_memory(m, l, 1, B, T, recompute);
     g_new_bytes = 0;
     g_counting = true;
-    auto model = std::make_unique<GptModel<float>>(m, l, comm, B, T);
+    auto model = std::make_unique<GptModel<float>>(m, l, comm, B, T, recompute);
     g_counting = false;
     const size_t allocated = g_new_bytes;
     EXPECT_EQ(e.frozen_weights, model->base().size() * sizeof(float));

@@ -5,8 +5,13 @@
 namespace lora {
 
 template <typename T>
-void lora_forward(T* y, int ldy, T* u, const T* x, const T* A, const T* B, int M, int K, int N, int r, T s) {
+void lora_down_forward(T* u, const T* x, const T* A, int M, int K, int r) {
   gemm_split(false, true, M, r, K, T(1), x, K, A, K, T(0), u, r);
+}
+
+template <typename T>
+void lora_forward(T* y, int ldy, T* u, const T* x, const T* A, const T* B, int M, int K, int N, int r, T s) {
+  lora_down_forward(u, x, A, M, K, r);
   gemm_split(false, true, M, N, r, s, u, r, B, r, T(1), y, ldy);
 }
 
@@ -26,6 +31,7 @@ void lora_merge(T* W, const T* A, const T* B, int K, int N, int r, T s) {
 
 #define LORA_INSTANTIATE(T)                                                                           \
   template void lora_forward<T>(T*, int, T*, const T*, const T*, const T*, int, int, int, int, T);   \
+  template void lora_down_forward<T>(T*, const T*, const T*, int, int, int);                         \
   template void lora_backward<T>(T*, T*, T*, T*, const T*, int, const T*, const T*, const T*,        \
                                  const T*, int, int, int, int, T);                                   \
   template void lora_merge<T>(T*, const T*, const T*, int, int, int, T);
