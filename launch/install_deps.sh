@@ -14,8 +14,10 @@ packages=(
   nlohmann-json3-dev                    # JSONL metrics
   libcli11-dev                          # command line
   librandom123-dev                      # Philox counter-based RNG (DESIGN §5)
+  libpcre2-dev                          # the GPT-2 pre-tokenizer's Unicode regex (io/gpt2_pretokenizer.cpp)
   libtcmalloc-minimal4                  # allocator for the benchmark, as the anchors use
   python3-torch python3-numpy python3-h5py  # PyTorch reference tests
+  python3-regex nodejs                  # the two GPT-2 tokenizer references (encoder.py's regex, gpt-3-encoder)
   slurm-wlm munge libpmix-dev           # the real-Slurm test and the sbatch scripts
   clang-14 libclang-rt-14-dev           # libFuzzer targets (tests/fuzz), built with clang
 )
