@@ -47,4 +47,11 @@ double measure_fma_peak_gflops_per_core() {
   return best;
 }
 
+double measure_fma_peak_gflops_all_threads(int threads) {
+  double total = 0;
+#pragma omp parallel num_threads(std::max(threads, 1)) reduction(+ : total)
+  total += measure_fma_peak_gflops_per_core();
+  return total;
+}
+
 }  // namespace lora

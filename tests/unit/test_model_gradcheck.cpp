@@ -8,6 +8,7 @@
 
 #include "comm/mpi_communicator.h"
 #include "gradcheck.h"
+#include "model_test_inputs.h"
 #include "model/gpt.h"
 #include "tests/model_shape.h"
 
@@ -15,33 +16,6 @@ namespace lora::test {
 namespace {
 
 ModelConfig tiny_model() { return model_shape(2, 2, 8, 13, 6); }
-
-LoraConfig all_targets(float dropout) {
-  LoraConfig l;
-  l.r = 2;
-  l.alpha = 3;
-  l.dropout = dropout;
-  std::fill(std::begin(l.targets), std::end(l.targets), true);
-  return l;
-}
-
-struct Batch {
-  std::vector<int32_t> inputs, targets;
-  std::vector<float> mask;
-  MicroBatch micro(int first, int B, int T) const {
-    return MicroBatch{inputs.data() + first * T, targets.data() + first * T, mask.data() + first * T, B, T};
-  }
-};
-
-Batch random_batch(int B, int T, int V) {
-  Batch b;
-  for (int i = 0; i < B * T; ++i) {
-    b.inputs.push_back(static_cast<int32_t>(philox(3, 1, i, 0, 0)[0] % V));
-    b.targets.push_back(static_cast<int32_t>(philox(3, 2, i, 0, 0)[0] % V));
-    b.mask.push_back(i % 4 == 0 ? 0.0f : 1.0f);  // some targets excluded from the loss
-  }
-  return b;
-}
 
 // Overwrites every base weight (padding rows stay zero: V=13 is not padded at tp=1).
 void randomise(std::vector<double>& v, uint32_t stream, double scale) {

@@ -8,36 +8,13 @@
 
 #include "comm/mpi_communicator.h"
 #include "gradcheck.h"
+#include "model_test_inputs.h"
 #include "model/gpt.h"
 #include "model/memory_estimate.h"
 #include "tests/model_shape.h"
 
 namespace lora::test {
 namespace {
-
-LoraConfig every_target(float dropout) {
-  LoraConfig l;
-  l.r = 3;
-  l.alpha = 5;
-  l.dropout = dropout;
-  std::fill(std::begin(l.targets), std::end(l.targets), true);
-  return l;
-}
-
-struct Tokens {
-  std::vector<int32_t> inputs, targets;
-  std::vector<float> mask;
-};
-
-Tokens random_tokens(int n, int V) {
-  Tokens t;
-  for (int i = 0; i < n; ++i) {
-    t.inputs.push_back(static_cast<int32_t>(philox(5, 1, i, 0, 0)[0] % V));
-    t.targets.push_back(static_cast<int32_t>(philox(5, 2, i, 0, 0)[0] % V));
-    t.mask.push_back(i % 3 == 0 ? 0.0f : 1.0f);
-  }
-  return t;
-}
 
 template <typename T>
 struct TrainedRun {
@@ -54,15 +31,14 @@ TrainedRun<T> train_micro_batches(const ModelConfig& mc, const LoraConfig& lc, b
   model.init_base_from_seed(3);
   const auto r = random_vector(model.lora_params().size(), 41, 0.3);
   std::transform(r.begin(), r.end(), model.lora_params().begin(), [](double v) { return static_cast<T>(v); });
-  const Tokens tok = random_tokens(2 * B * Tn, mc.vocab_size);
+  const Batch tok = random_batch(2 * B, Tn, mc.vocab_size);
   TrainedRun<T> out;
   model.zero_grads();
   for (int step = 0; step < 2; ++step)
     for (int i = 0; i < 2; ++i) {
-      const size_t first = static_cast<size_t>(i) * B * Tn;
-      const MicroBatch mb{tok.inputs.data() + first, tok.targets.data() + first, tok.mask.data() + first, B, Tn};
-      out.losses.push_back(
-          model.step(mb, 2.0 * B * Tn, DropoutContext{true, 9, static_cast<uint32_t>(step), uint32_t(first)}, true));
+      const uint32_t first_token = static_cast<uint32_t>(i * B * Tn);
+      out.losses.push_back(model.step(tok.micro(i * B, B, Tn), 2.0 * B * Tn,
+                                      DropoutContext{true, 9, static_cast<uint32_t>(step), first_token}, true));
     }
   out.grads = model.lora_grads();
   return out;
@@ -73,8 +49,8 @@ TEST(Recompute, SameLossesAndGradientsBitForBit) {
   const ModelConfig mc = model_shape(3, 4, 64, 97, 80);
   for (float dropout : {0.0f, 0.1f}) {
     SCOPED_TRACE("dropout " + std::to_string(dropout));
-    const TrainedRun<float> kept = train_micro_batches<float>(mc, every_target(dropout), false, 2, 70);
-    const TrainedRun<float> recomputed = train_micro_batches<float>(mc, every_target(dropout), true, 2, 70);
+    const TrainedRun<float> kept = train_micro_batches<float>(mc, all_targets(dropout, 3, 5), false, 2, 70);
+    const TrainedRun<float> recomputed = train_micro_batches<float>(mc, all_targets(dropout, 3, 5), true, 2, 70);
     EXPECT_EQ(kept.losses, recomputed.losses);
     ASSERT_EQ(kept.grads.size(), recomputed.grads.size());
     EXPECT_TRUE(kept.grads == recomputed.grads) << "LoRA gradients differ with recompute";
@@ -86,15 +62,15 @@ TEST(Recompute, GradientsMatchFiniteDifferences) {
   MpiCommunicator comm(MPI_COMM_SELF, 1, 1);
   const ModelConfig mc = model_shape(2, 2, 8, 13, 6);
   const int T = 5;
-  GptModel<double> model(mc, every_target(0.25f), comm, 1, T, /*recompute=*/true);
+  GptModel<double> model(mc, all_targets(0.25f, 3, 5), comm, 1, T, /*recompute=*/true);
   const auto base = random_vector(model.base().size(), 51, 0.5);
   std::copy(base.begin(), base.end(), model.base().begin());
   for (const auto* name : {"h.0.ln_1.weight", "h.1.ln_2.weight", "ln_f.weight"})  // gains near 1
     for (int j = 0; j < 8; ++j) model.base_tensor(name)[j] += 1.0;
   const auto lora = random_vector(model.lora_params().size(), 52, 0.5);
   std::copy(lora.begin(), lora.end(), model.lora_params().begin());
-  const Tokens tok = random_tokens(T, 13);
-  const MicroBatch mb{tok.inputs.data(), tok.targets.data(), tok.mask.data(), 1, T};
+  const Batch batch = random_batch(1, T, 13);
+  const MicroBatch mb = batch.micro(0, 1, T);
   const DropoutContext ctx{true, 7, 4, 0};
   model.zero_grads();
   model.step(mb, 4, ctx, true);
