@@ -15,6 +15,7 @@
 #include "io/checkpoint_hash.h"
 #include "io/checkpoint_schema.h"
 #include "io/hdf5_util.h"
+#include "io/hf_model_folder.h"
 #include "model/tensor_shards.h"
 #include "trainer/lr_schedule.h"
 
@@ -71,6 +72,19 @@ BaseFingerprint base_fingerprint(const ModelConfig& m) {
   if (m.init == "file") {
     fp.hash = hash_file(m.weights_file);
     fp.description = "init: file " + m.weights_file + " (" + std::to_string(fs::file_size(m.weights_file)) + " bytes)";
+    return fp;
+  }
+  if (m.init == "hf") {  // config.json, then the weight files (the index first when sharded)
+    Hash64 h;
+    uintmax_t bytes = 0;
+    std::vector<std::string> files = HfModelFolder::weight_file_paths(m.path);
+    files.insert(files.begin(), (fs::path(m.path) / "config.json").string());
+    for (const std::string& f : files) {
+      h.add(hash_file(f));
+      bytes += fs::file_size(f);
+    }
+    fp.hash = h.digest();
+    fp.description = "init: hf " + m.path + " (" + std::to_string(files.size()) + " files, " + std::to_string(bytes) + " bytes)";
     return fp;
   }
   // A seeded base is a pure function of these (model/gpt.cpp init_base_from_seed).

@@ -23,6 +23,8 @@
 #include <sstream>
 #include <vector>
 
+#include "io/hf_config.h"
+
 namespace lora {
 namespace {
 
@@ -310,10 +312,11 @@ std::vector<SectionSpec> spec(RunConfig& c) {
         {"vocab_size", number(m.vocab_size, at_least(1))},
         {"context", number(m.context, at_least(1))},
         {"ln_eps", number(m.ln_eps, above(0))},
-        {"init", choice(m.init, {"seed", "file"})},
+        {"init", choice(m.init, {"seed", "file", "hf"})},
         {"init_seed", seed(m.init_seed)},
         {"init_std", number(m.init_std, above(0))},
         {"weights_file", path(m.weights_file, true)},
+        {"path", path(m.path, true)},
         {"dtype", choice(m.dtype, {"fp32", "bf16"})}}},
       {"lora",
        {{"r", number(l.r, closed(1, 64))},
@@ -368,6 +371,28 @@ std::string suggestion(const std::string& typed, const std::vector<std::string>&
       for (const auto& k : s.keys)
         if (k.name == typed && s.name != this_section) near = s.name + "." + k.name;
   return near.empty() ? "" : ", did you mean '" + near + "'?";
+}
+
+// Pass 2a: model.init hf takes the shape from the folder's config.json (InputError when that
+// file is bad); a shape key the YAML also sets must agree with it.
+void adopt_hf_shape(RunConfig& c, const Ctx& ctx) {
+  if (c.model.init != "hf") return;
+  const int line = ctx.line_of({"model.path", "model.init"});
+  if (c.model.path.empty()) ctx.fail(line, "model.path", "model.init is 'hf' but no model.path (an HF model folder) is given", "nothing");
+  std::error_code ec;
+  if (!fs::is_directory(c.model.path, ec))
+    ctx.fail(line, "model.path", "not a folder: " + c.model.path, ctx.raw.count("model.path") ? ctx.raw.at("model.path") : c.model.path);
+  const HfGpt2Shape shape = read_hf_gpt2_config(c.model.path);
+  for (const HfShapeKey& k : kHfShapeKeys) {
+    const std::string key = std::string("model.") + k.yaml_key;
+    const std::string ours = model_shape_value(c.model, k.yaml_key), theirs = hf_shape_value(shape, k.yaml_key);
+    if (ctx.lines.count(key) && ours != theirs)
+      ctx.fail(ctx.line_of({key}), key,
+               "disagrees with " + (fs::path(c.model.path) / "config.json").string() + ", whose " + k.json_key + " is " +
+                   theirs + " (leave the key out: model.init hf takes the shape from config.json)",
+               ours);
+  }
+  apply_hf_shape(shape, c.model);
 }
 
 // Pass 2: keys that must agree with each other.
@@ -562,6 +587,7 @@ RunConfig load_run_config(const std::string& yaml_path) {
     }
   }
 
+  adopt_hf_shape(c, ctx);
   check_consistency(c, ctx);
   check_files(c, ctx);
   return c;

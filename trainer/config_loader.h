@@ -18,7 +18,9 @@
 //
 // Checks run in three passes and stop at the first error: (1) each key in document
 // order: known key, type, range; (2) keys that must agree with each other (d_model
-// and n_head, seq_len and context, batch split, tensor-parallel split, init file);
+// and n_head, seq_len and context, batch split, tensor-parallel split, init file;
+// with model.init hf the shape comes from model.path's config.json, and a shape key the
+// YAML sets too must agree with it);
 // (3) files that must exist (data.train, data.val, model.weights_file when
 // init: file, checkpoint.resume when a path).
 #pragma once

@@ -5,6 +5,7 @@
 #include "comm/mpi_communicator.h"
 #include "io/base_weights.h"
 #include "io/checkpoint.h"
+#include "io/hf_base_weights.h"
 #include "model/gpt.h"
 
 namespace lora {
@@ -22,6 +23,8 @@ void merge_adapter_into_base(const RunConfig& cfg, const std::string& adapter, c
   read_adapter(adapter, cfg, base_fingerprint(cfg.model), model.lora_layout(), 0, model.lora_params().data());
   if (cfg.model.init == "file")
     read_base_weights(cfg.model.weights_file, model.base_layout(), 0, model.base().data());
+  else if (cfg.model.init == "hf")
+    read_hf_base_weights(cfg.model.path, model.base_layout(), 0, model.base().data());
   else
     model.init_base_from_seed(cfg.model.init_seed);
   model.merge_lora(true);

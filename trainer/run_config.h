@@ -14,11 +14,13 @@ struct ModelConfig {
   int vocab_size = 50257;
   int context = 1024;          // learned position table size; train.seq_len must fit
   float ln_eps = 1e-5f;
-  std::string init = "seed";   // "seed": GPT-2 init from init_seed; "file": read weights_file
+  std::string init = "seed";   // "seed": GPT-2 init from init_seed; "file": read weights_file;
+                               // "hf": read the HF GPT-2 folder `path` (shape from its config.json)
   uint64_t init_seed = 1234;
   float init_std = 0.02f;      // GPT-2 / Megatron init_method_std; residual projections get
                                // init_std/sqrt(2*n_layer), positions init_std/2
   std::string weights_file;    // HDF5 base weights (io/base_weights.h), when init == "file"
+  std::string path;            // HF model folder (io/hf_base_weights.h), when init == "hf"
   std::string dtype = "fp32";  // frozen matrices: "fp32" or "bf16" (model/dtype.h)
 };
 

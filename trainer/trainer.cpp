@@ -9,6 +9,7 @@
 
 #include "comm/collective_guard.h"
 #include "io/base_weights.h"
+#include "io/hf_base_weights.h"
 #include "io/input_error.h"
 #include "model/ops/cpu/frozen_gemm.h"
 #include "trainer/config_loader.h"
@@ -76,6 +77,16 @@ void Trainer::setup(bool read_train) {
       read_base_weights(m.weights_file, model_->base_layout(), model_->dims().tp_rank, model_->base().data(),
                         model_->base_bf16().data());
     });
+  } else if (m.init == "hf") {
+    HfReadStats read;
+    agree_on_failure<InputError>(comm_, Group::World, kExitBadInput, "read its slice of the HF base weights", [&] {
+      read = read_hf_base_weights(m.path, model_->base_layout(), model_->dims().tp_rank, model_->base().data(),
+                                  model_->base_bf16().data());
+    });
+    if (is_logger())  // what this rank took from the files: its shard, not the whole checkpoint
+      std::printf("base weights: %s (%s safetensors): read %s of %s on TP rank 0 (%llu pages of 4 KiB)\n",
+                  m.path.c_str(), read.dtypes.c_str(), human_bytes(read.bytes_read).c_str(),
+                  human_bytes(read.file_bytes).c_str(), static_cast<unsigned long long>(read.pages_touched));
   } else {
     model_->init_base_from_seed(m.init_seed);
     agree_on_failure<ConfigError>(comm_, Group::World, kExitConfig, "draw finite base weights", [&] { check_seeded_base(); });

@@ -9,7 +9,7 @@ adapter.h5 of a 3-step run of --fixture-bin, so checkpoints carry whatever seal 
 under test writes), then damages copies of them, one folder per case under DIR/cases, and
 writes DIR/cases.json: a list of records
 
-    {"cls": "yaml|shard|base|checkpoint|cli", "name": ..., "argv": [...], "env": {...},
+    {"cls": "yaml|shard|base|hf|checkpoint|cli", "name": ..., "argv": [...], "env": {...},
      "expect": "reject|accept|accept_or_reject", "rc": [allowed non-zero statuses],
      "names": [substrings the output must contain], "perturb": bool, "why": "..."}
 
@@ -155,6 +155,89 @@ def base_tensors(rng, m=MODEL):
     return out
 
 
+# --- HF safetensors folders (io/safetensors_file.h, io/hf_base_weights.h) ----------------
+
+def hf_tensors(base):
+    """The base tensors under their HF GPT-2 names: Conv1D weights [in, out], vectors [n]."""
+    conv = {"attn.qkv.": "attn.c_attn.", "attn.proj.": "attn.c_proj.", "mlp.fc.": "mlp.c_fc.", "mlp.proj.": "mlp.c_proj."}
+    out = {}
+    for name, v in base.items():
+        hf, transposed = name, False
+        for ours, theirs in conv.items():
+            if ours in name:
+                hf, transposed = name.replace(ours, theirs), name.endswith("weight")
+        if name in ("wte", "wpe"):
+            hf = name + ".weight"
+        out[hf] = v.T.copy() if transposed else (v.reshape(-1).copy() if 1 in v.shape else v.copy())
+    return out
+
+
+def safetensors_bytes(tensors, edit=None, dtype="F32"):
+    """The file as the format says; `edit(header)` may damage the header dict first."""
+    header, blobs, off = {}, [], 0
+    for name in sorted(tensors):
+        b = np.ascontiguousarray(tensors[name], dtype="<f4" if dtype == "F32" else "<f2").tobytes()
+        header[name] = {"dtype": dtype, "shape": list(tensors[name].shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    if edit:
+        edit(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+
+
+def hf_config(m=MODEL):
+    return {"model_type": "gpt2", "n_layer": m["n_layer"], "n_head": m["n_head"], "n_embd": m["d_model"],
+            "vocab_size": m["vocab_size"], "n_positions": m["context"], "layer_norm_epsilon": 1e-5}
+
+
+def st_verdict(data, tensors_needed, model_shapes):
+    """What a correct reader must do with this model.safetensors: 'reject' when the format
+    is violated or a needed tensor is missing, mis-shaped or not a float; 'either' when it
+    is valid (a flipped float may be a NaN, which must be refused, or a finite value)."""
+    if len(data) < 8:
+        return "reject"
+    n = struct.unpack("<Q", data[:8])[0]
+    if n > len(data) - 8:
+        return "reject"
+    try:
+        pairs = json.loads(data[8:8 + n].decode("utf-8"), object_pairs_hook=lambda p: p)
+    except (ValueError, UnicodeDecodeError):
+        return "reject"
+    if not isinstance(pairs, list) or len({k for k, _ in pairs}) != len(pairs):
+        return "reject"
+    size = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4,
+            "U16": 2, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+    spans, entries = [], {}
+    for k, v in pairs:
+        if k == "__metadata__":
+            continue
+        v = dict(v) if isinstance(v, list) else None
+        if not v or not {"dtype", "shape", "data_offsets"} <= set(v) or v["dtype"] not in size:
+            return "reject"
+        sh, off = v["shape"], v["data_offsets"]
+        if not isinstance(sh, list) or any(type(x) is not int or x < 0 for x in sh):
+            return "reject"
+        if not isinstance(off, list) or len(off) != 2 or any(type(x) is not int or x < 0 for x in off):
+            return "reject"
+        if off[0] > off[1] or off[1] > len(data) - 8 - n or int(np.prod(sh, dtype=object)) * size[v["dtype"]] != off[1] - off[0]:
+            return "reject"
+        if off[1] > off[0]:
+            spans.append(tuple(off))
+        entries[k] = v
+    spans.sort()
+    if any(b[0] < a[1] for a, b in zip(spans, spans[1:])):
+        return "reject"
+    for k in tensors_needed:
+        e = entries.get(k)
+        if not e or e["dtype"] not in ("F32", "F16", "BF16") or e["shape"] != list(model_shapes[k]):
+            return "reject"
+    if any(k.startswith("h.") and int(k.split(".")[1]) >= MODEL["n_layer"] for k in entries if k.split(".")[1].isdigit()):
+        return "reject"
+    return "either"
+
+
 def write_h5(path, tensors, dtype=None, **kw):
     import h5py
     with h5py.File(path, "w") as f:
@@ -290,6 +373,91 @@ class Gen:
         for path in list(self.ckpt.values()) + [self.adapter]:
             if not os.path.exists(path):
                 sys.exit(f"generate.py: the fixture run did not write {path}")
+
+    # -- class: HF safetensors folders (model.init: hf) -----------------------------------
+    def hf_case(self, name, why, st=None, config=None, expect="reject", rc=(3,), names=None, mpi=False, over=None,
+                index=None, extra_files=None):
+        d = self.dir("hf", name)
+        folder = os.path.join(d, "gpt2")
+        os.makedirs(folder, exist_ok=True)
+        write(os.path.join(folder, "config.json"), json.dumps(config or hf_config()).encode())
+        if st is not None:
+            write(os.path.join(folder, "model.safetensors"), st)
+        if index is not None:
+            write(os.path.join(folder, "model.safetensors.index.json"), json.dumps(index).encode())
+        for fname, data in (extra_files or {}).items():
+            write(os.path.join(folder, fname), data)
+        o = {"model": {"init": "hf", "path": folder}}
+        for sec, kv in (over or {}).items():
+            o.setdefault(sec, {}).update(kv)
+        if mpi:
+            o.setdefault("parallel", {}).update({"tp": 2, "dp": 1})
+        self.run_cfg("hf", name, o, expect, set(rc), names if names is not None else ["model.safetensors"], mpi=mpi,
+                     perturb=True, why=why)
+
+    def hf_cases(self):
+        T = hf_tensors(self.base_t)
+        good = safetensors_bytes(T)
+        needed = {k: v.shape for k, v in T.items()}
+        victim = "h.0.attn.c_proj.weight"
+        self.hf_case("good", "a good GPT-2 folder", st=good, expect="accept", names=[])
+        self.hf_case("good_f16", "F16 tensors, converted", st=safetensors_bytes(T, dtype="F16"), expect="accept",
+                     names=[])
+        for i, n in enumerate([0, 7, 8, 100] + spread_offsets(self.rng, len(good), 6, lo=120)):
+            self.hf_case(f"truncated_{i:02d}_to_{n}", "model.safetensors cut short", st=good[:n])
+        hlen = struct.unpack("<Q", good[:8])[0]
+        for i, off in enumerate(spread_offsets(self.rng, 8 + hlen, 14) + spread_offsets(self.rng, len(good), 4, lo=8 + hlen)):
+            data = flip(good, off, self.rng.randrange(8))
+            v = st_verdict(data, needed, needed)
+            self.hf_case(f"flip_{i:02d}_at_{off}", f"random bit flip (verdict: {v})", st=data,
+                         expect="reject" if v == "reject" else "accept_or_reject")
+
+        def edited(f):
+            return safetensors_bytes(T, edit=f)
+
+        def setk(key, value):
+            return lambda h: h[victim].__setitem__(key, value)
+
+        for name, edit, why, extra in (
+                ("header_len_beyond_file", None, "header length 2^40", ["header length"]),
+                ("unknown_dtype", setk("dtype", "F24"), "dtype F24", [victim]),
+                ("int_dtype", setk("dtype", "I32"), "dtype I32 (valid safetensors, not a weight)", [victim]),
+                ("shape_times_dtype", setk("shape", [16, 17]), "shape x dtype != byte length", [victim]),
+                ("huge_shape", setk("shape", [2 ** 40, 2 ** 40]), "shape product past 2^64", [victim]),
+                ("negative_offset", setk("data_offsets", [-4, 1020]), "a negative offset", [victim]),
+                ("offsets_out_of_range", setk("data_offsets", [2 ** 50, 2 ** 50 + 1024]), "offsets past the data",
+                 [victim]),
+                ("offsets_2_64", setk("data_offsets", [2 ** 64 - 1024, 2 ** 64]), "offsets beyond uint64", [victim]),
+                ("overlap", lambda h: h[victim].__setitem__("data_offsets", h["h.0.attn.c_attn.bias"]["data_offsets"][:1] +
+                                                            [h["h.0.attn.c_attn.bias"]["data_offsets"][0] + 1024]),
+                 "offsets overlapping another tensor", [victim]),
+                ("shape_disagrees_with_config", setk("shape", [8, 32]), "[8, 32] where config.json gives [16, 16]",
+                 [victim, "config.json"]),
+                ("missing_tensor", lambda h: h.pop("h.0.ln_2.bias"), "a tensor missing", ["h.0.ln_2.bias"]),
+                ("entry_not_object", lambda h: h.__setitem__(victim, [1, 2]), "an entry that is a list", [victim]),
+        ):
+            if name == "header_len_beyond_file":
+                st = struct.pack("<Q", 2 ** 40) + good[8:]
+            else:
+                st = edited(edit)
+            self.hf_case(name, why, st=st, names=["model.safetensors"] + extra)
+        self.hf_case("header_not_json", "header bytes that are not JSON",
+                     st=struct.pack("<Q", 16) + b'{"wte.weight": [' + good[24:])
+        self.hf_case("header_nesting_bomb", "a header of 100000 nested lists",
+                     st=(lambda t: struct.pack("<Q", len(t)) + t)(b"[" * 100000 + b"]" * 100000))
+        nan = {k: v.copy() for k, v in T.items()}
+        nan["h.0.mlp.c_fc.weight"][3, 40] = np.nan
+        self.hf_case("nan_tp2", "NaN in a column-sharded Conv1D weight at tp 2: every rank exit 3",
+                     st=safetensors_bytes(nan), names=["model.safetensors", "h.0.mlp.c_fc.weight"], mpi=True)
+        bad_cfg = dict(hf_config(), n_layer=2)
+        self.hf_case("yaml_disagrees_with_config", "config.json n_layer 2, the YAML's model.n_layer 1: exit 2",
+                     st=good, config=bad_cfg, rc=(2,), names=["model.n_layer", "config.json"])
+        self.hf_case("config_not_json", "config.json cut short", st=good, rc=(3,), names=["config.json"],
+                     extra_files={"config.json": b'{"n_layer": '})
+        self.hf_case("index_escapes_folder", "the index names ../model.safetensors", names=["index.json"],
+                     index={"weight_map": {k: "../model.safetensors" for k in T}})
+        self.hf_case("index_missing_shard", "the index names a shard that is not there", names=["index.json", "b.safetensors"],
+                     index={"weight_map": {k: "b.safetensors" for k in T}})
 
     # -- class 1: YAML --------------------------------------------------------------------
     def yaml_cases(self):
@@ -828,6 +996,7 @@ def generate(work, seed, fixture_bin):
     g.yaml_cases()
     g.shard_cases()
     g.base_cases()
+    g.hf_cases()
     g.ckpt_cases()
     g.cli_cases()
     names = [f"{c['cls']}/{c['name']}" for c in g.cases]

@@ -1,0 +1,41 @@
+// Frozen base weights from a Hugging Face GPT-2 folder (`model.init: hf`, `model.path: DIR`):
+// safetensors, one file or sharded (io/hf_model_folder.h). HF's GPT-2 stores its linear
+// layers as Conv1D, weight [in, out] (c_attn [d, 3d] with [Q | K | V] columns, heads
+// contiguous in each); lora_dist's layout is [out, in] (model/param_layout.h), so each
+// weight is transposed while it is copied, and each TP rank copies only its rows or columns
+// of the file. F32, F16 and BF16 are converted to the layout's type (model.dtype) on the way.
+// io/BASE_WEIGHTS.md has the name map and the figures.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "model/param_layout.h"
+
+namespace lora {
+
+// What one rank took from the folder: the tensor bytes it copied (its shards, plus the
+// replicated tensors, plus its rows of an lm_head.weight checked against wte), the distinct
+// 4 KiB pages of the weight files those bytes lie in (what a page-granular reader must
+// fetch), and the size of the weight files.
+struct HfReadStats {
+  uint64_t bytes_read = 0;
+  uint64_t pages_touched = 0;
+  uint64_t file_bytes = 0;
+  std::string dtypes;  // the tensors' dtypes in the files: "F32", "BF16", "F16+F32"
+};
+
+// Fills this rank's buffers (layout built for its tp; vocabulary padding rows zero), as
+// read_base_weights (io/base_weights.h) does for HDF5. Throws InputError naming the file and
+// the tensor when a tensor is missing, has another shape than config.json gives, a dtype
+// other than F32/F16/BF16, a non-finite value, when lm_head.weight is present and differs
+// from wte on this rank's rows, when the folder holds layers beyond n_layer, and when a file
+// is malformed (io/safetensors_file.h).
+template <typename T>
+HfReadStats read_hf_base_weights(const std::string& dir, const ParamLayout& layout, int tp_rank, T* buffer,
+                                 uint16_t* bf16_buffer = nullptr);
+
+// The HF name of lora_dist tensor `name` ("h.0.attn.qkv.weight" -> "h.0.attn.c_attn.weight")
+// and whether it is a Conv1D weight stored [in, out].
+std::string hf_tensor_name(const std::string& name, bool* transposed);
+
+}  // namespace lora

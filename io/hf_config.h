@@ -1,0 +1,39 @@
+// The shape of a Hugging Face GPT-2 model folder, from its config.json (the keys of
+// transformers' GPT2Config). Only what the model computes is read; keys that would make
+// the folder compute something else than lora_dist's GPT-2 (another activation, a
+// non-default MLP width, per-layer attention scaling, untied embeddings) are refused.
+#pragma once
+#include <string>
+
+#include "trainer/run_config.h"
+
+namespace lora {
+
+struct HfGpt2Shape {
+  int n_layer = 0, n_head = 0, n_embd = 0, vocab_size = 0, n_positions = 0;
+  float layer_norm_epsilon = 1e-5f;
+};
+
+// Reads DIR/config.json. Throws InputError naming the file and the key when it is missing,
+// not JSON, lacks a shape key, holds a non-positive or non-integer size, n_embd % n_head != 0,
+// or sets a key to a value lora_dist does not compute (model_type other than gpt2,
+// activation_function other than gelu_new, n_inner other than null or 4 * n_embd,
+// scale_attn_weights false, scale_attn_by_inverse_layer_idx true, tie_word_embeddings false).
+HfGpt2Shape read_hf_gpt2_config(const std::string& dir);
+
+// The model.* keys the shape fills, with their config.json names, for the YAML cross-check.
+struct HfShapeKey {
+  const char* yaml_key;  // "n_layer", "d_model", ...
+  const char* json_key;  // "n_layer", "n_embd", ...
+};
+inline constexpr HfShapeKey kHfShapeKeys[] = {{"n_layer", "n_layer"},       {"n_head", "n_head"},
+                                              {"d_model", "n_embd"},        {"vocab_size", "vocab_size"},
+                                              {"context", "n_positions"},   {"ln_eps", "layer_norm_epsilon"}};
+
+// The value of shape key `yaml_key` in `m` and in `s`, as text for a message ("768", "1e-05").
+std::string model_shape_value(const ModelConfig& m, const std::string& yaml_key);
+std::string hf_shape_value(const HfGpt2Shape& s, const std::string& yaml_key);
+// Sets m's shape keys from s.
+void apply_hf_shape(const HfGpt2Shape& s, ModelConfig& m);
+
+}  // namespace lora
