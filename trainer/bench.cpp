@@ -14,7 +14,9 @@
 
 #include "model/ops/cpu/frozen_gemm.h"
 #include "model/rng.h"
+#include "trainer/device_presets.h"
 #include "trainer/fma_peak.h"
+#include "trainer/plan.h"
 #include "trainer/trainer.h"
 
 namespace lora {
@@ -34,12 +36,22 @@ double lora_flops_per_token(const ModelConfig& m, const LoraConfig& l, int seq_l
 
 namespace {
 
+size_t synthetic_token_count(const RunConfig& cfg, int steps) {
+  return static_cast<size_t>(steps) * cfg.train.batch_size * cfg.train.seq_len + 1;
+}
+
+// Their bytes in memory as the plan counts data: 4 per token, 4 per shuffled window.
+uint64_t synthetic_token_bytes(const RunConfig& cfg, int steps) {
+  const uint64_t n = synthetic_token_count(cfg, steps);
+  return 4 * n + 4 * ((n - 1) / cfg.train.seq_len);
+}
+
 // Random tokens, all scored: enough windows for every step to see fresh data.
 TokenShard synthetic_tokens(const RunConfig& cfg, int steps) {
   TokenShard s;
   s.path = "<synthetic>";
   s.vocab_size = static_cast<uint32_t>(cfg.model.vocab_size);
-  const size_t n = static_cast<size_t>(steps) * cfg.train.batch_size * cfg.train.seq_len + 1;
+  const size_t n = synthetic_token_count(cfg, steps);
   s.tokens.resize(n);
   for (size_t i = 0; i < n; ++i) s.tokens[i] = philox(cfg.train.seed, 0x42454e43u, 0, i, i >> 32)[0] % s.vocab_size;
   return s;
@@ -71,6 +83,10 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   cfg.train.steps = opt.warmup + opt.steps;
   cfg.data.val.clear();
   cfg.output.metrics.clear();
+  // The plan's peak RSS for this process, printed beside the measured one: the runtime is
+  // measured now, before the model exists, as `lora_dist plan` measures its own.
+  const DeviceSpec cpu = cpu_device(omp_get_max_threads(), comm.size(Group::World), cfg.model.dtype == "bf16",
+                                    cfg.train.micro_batch * cfg.train.seq_len, /*measure_rates=*/false);
   Trainer trainer(cfg, comm, synthetic_tokens(cfg, cfg.train.steps));
   const bool root = comm.rank(Group::World) == 0;
 
@@ -108,6 +124,8 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   const double peak = per_core * threads * ranks;
   double rss = peak_rss_mib();
   comm.all_reduce_max(&rss, 1, Group::World);
+  double planned = make_plan(cfg, cpu, synthetic_token_bytes(cfg, cfg.train.steps)).lora.peak() / 1048576.0;
+  comm.all_reduce_max(&planned, 1, Group::World);
   // Exact bytes of the frozen weights (all matrices in model.dtype, LayerNorms and biases fp32).
   double frozen[2] = {double(trainer.model().frozen_bytes()), double(trainer.model().frozen_matrix_bytes())};
   comm.all_reduce_max(frozen, 2, Group::World);
@@ -125,8 +143,9 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
     std::printf("model FLOP/token: %.4f GFLOP | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (fp32 FMA peak %.1f/core%s x %d cores)\n",
                 flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, per_core,
                 opt.peak_gflops_per_core > 0 ? ", given" : ", measured", threads * ranks);
-    std::printf("peak RSS per rank: %.0f MiB (max over %d ranks), of which frozen weights %.0f MiB\n", rss, ranks,
-                weights_mib);
+    std::printf("peak RSS per rank: %.0f MiB (max over %d ranks), of which frozen weights %.0f MiB; planned %.0f MiB "
+                "(lora_dist plan, %+.1f %%)\n",
+                rss, ranks, weights_mib, planned, 100.0 * (planned - rss) / rss);
     std::printf("frozen weights per rank (max over ranks), model.dtype %s: %.0f bytes = matrices %.0f + LayerNorms and biases %.0f\n",
                 m.dtype.c_str(), frozen[0], frozen[1], frozen[0] - frozen[1]);
     std::printf("frozen-weight GEMMs: %s\n", kernel.c_str());
@@ -145,7 +164,8 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
                             {"vocab_size", m.vocab_size}, {"seq_len", cfg.train.seq_len},
                             {"micro_batch", cfg.train.micro_batch}, {"tp", cfg.parallel.tp}, {"dp", cfg.parallel.dp},
                             {"threads_per_rank", threads}, {"step_ms_median", median}, {"tokens_per_s", tok_s},
-                            {"gflops", gflops}, {"mfu", gflops / peak}, {"peak_gflops", peak}, {"peak_rss_mib", rss}, {"weights_mib", weights_mib},
+                            {"gflops", gflops}, {"mfu", gflops / peak}, {"peak_gflops", peak}, {"peak_rss_mib", rss}, {"planned_peak_rss_mib", planned}, {"weights_mib", weights_mib},
+                            {"recompute", cfg.train.recompute},
                             {"dtype", m.dtype}, {"frozen_bytes", frozen[0]}, {"frozen_matrix_bytes", frozen[1]},
                             {"frozen_gemm_kernel", kernel},
                             {"lora_grad_bytes", last.lora_grad_bytes}, {"tp_activation_bytes", last.tp_bytes}}

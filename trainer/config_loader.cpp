@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "io/hf_config.h"
+#include "trainer/device_presets.h"
 
 namespace lora {
 namespace {
@@ -87,10 +88,19 @@ struct Ctx {
   std::map<std::string, int> lines;         // "model" / "model.n_head" -> 1-based line
   std::map<std::string, std::string> raw;   // path keys as written, before resolving
 
+  std::map<std::string, std::string> overrides;  // "parallel.tp" (and a section they added) -> "parallel.tp=8"
+
   [[noreturn]] void fail(int line, const std::string& key, const std::string& what,
                          const std::string& got) const {
-    throw ConfigError(file + ":" + std::to_string(line) + ": " + key + ": " + what + " (got " +
-                      got + ")");
+    throw ConfigError(where(line, key) + ": " + key + ": " + what + " (got " + got + ")");
+  }
+  // "file:line", or for a value given by --set (line 0) the --set that gave it.
+  std::string where(int line, const std::string& key) const {
+    if (line > 0 || overrides.empty()) return file + ":" + std::to_string(std::max(line, 1));
+    if (auto it = overrides.find(key); it != overrides.end()) return file + ": --set " + it->second;
+    std::string all;
+    for (const auto& [k, o] : overrides) all += (all.empty() ? "" : ", ") + ("--set " + o);
+    return file + " with " + all;
   }
   // The line of the first of `keys` present in the file, else of its section, else 1.
   int line_of(std::initializer_list<std::string> keys) const {
@@ -299,7 +309,7 @@ struct SectionSpec {
   std::vector<KeySpec> keys;
 };
 
-std::vector<SectionSpec> spec(RunConfig& c) {
+std::vector<SectionSpec> spec(RunConfig& c, DeviceConfig& device) {
   auto& m = c.model;
   auto& l = c.lora;
   auto& o = c.optim;
@@ -358,6 +368,9 @@ std::vector<SectionSpec> spec(RunConfig& c) {
         {"keep_last", number(c.checkpoint.keep_last, at_least(1))},
         {"resume", resume(c.checkpoint.resume)}}},
       {"output", {{"dir", path(c.output.dir)}, {"metrics", text(c.output.metrics)}}},
+      {"device",
+       {{"preset", choice(device.preset, device_preset_names())},
+        {"devices_per_node", number(device.devices_per_node, at_least(0))}}},
   };
 }
 
@@ -533,15 +546,49 @@ YAML::Node parse_single_document(const std::string& yaml_path) {
   }
 }
 
+// --set section.key=value over the file's document, before any check: the loader then
+// validates the value like any key of the file. Ctx remembers which keys (and sections) came
+// from the command line, so their messages name the --set instead of a line.
+void apply_overrides(YAML::Node& root, const std::vector<std::string>& overrides, Ctx& ctx) {
+  for (const std::string& o : overrides) {
+    const size_t eq = o.find('='), dot = o.find('.');
+    if (eq == std::string::npos || dot == std::string::npos || dot == 0 || dot + 1 >= eq)
+      throw ConfigError(ctx.file + ": --set " + o + ": expected section.key=value, e.g. --set parallel.tp=8");
+    const std::string section = o.substr(0, dot), key = o.substr(dot + 1, eq - dot - 1), text = o.substr(eq + 1);
+    if (key.find('.') != std::string::npos)
+      throw ConfigError(ctx.file + ": --set " + o + ": a key is section.key, two levels (got " + o.substr(0, eq) + ")");
+    YAML::Node value;
+    try {
+      value = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      throw ConfigError(ctx.file + ": --set " + o + ": the value is not valid YAML: " + e.msg);
+    }
+    if (root.IsNull() || !root.IsDefined()) root = YAML::Node(YAML::NodeType::Map);
+    if (!root.IsMap()) return;  // the loader reports the top level
+    if (!root[section] || root[section].IsNull()) {
+      root[section] = YAML::Node(YAML::NodeType::Map);
+      ctx.overrides[section] = o;
+    }
+    if (!root[section].IsMap()) return;  // the loader reports the section's type
+    root[section][key] = value;
+    ctx.overrides[section + "." + key] = o;
+  }
+}
+
 }  // namespace
 
-RunConfig load_run_config(const std::string& yaml_path) {
+RunConfig load_run_config(const std::string& yaml_path) { return load_run_config(yaml_path, {}, nullptr); }
+
+RunConfig load_run_config(const std::string& yaml_path, const std::vector<std::string>& overrides,
+                          DeviceConfig* device) {
   RunConfig c;
   c.source_path = yaml_path;
-  Ctx ctx{yaml_path, fs::absolute(fs::path(yaml_path)).parent_path(), {}, {}};
+  Ctx ctx{yaml_path, fs::absolute(fs::path(yaml_path)).parent_path(), {}, {}, {}};
 
-  const YAML::Node root = parse_single_document(yaml_path);
-  std::vector<SectionSpec> sections = spec(c);
+  YAML::Node root = parse_single_document(yaml_path);
+  apply_overrides(root, overrides, ctx);
+  DeviceConfig ignored;
+  std::vector<SectionSpec> sections = spec(c, device ? *device : ignored);
   std::vector<std::string> section_names;
   for (const auto& s : sections) section_names.push_back(s.name);
 
@@ -552,7 +599,7 @@ RunConfig load_run_config(const std::string& yaml_path) {
   std::set<std::string> seen;
   for (const auto& sec : root) {
     const std::string name = sec.first.IsScalar() ? sec.first.Scalar() : show(sec.first);
-    const int line = sec.first.Mark().line + 1;
+    const int line = ctx.overrides.count(name) ? 0 : sec.first.Mark().line + 1;
     auto spec_it = std::find_if(sections.begin(), sections.end(),
                                 [&](const SectionSpec& s) { return s.name == name; });
     if (spec_it == sections.end())
@@ -572,7 +619,7 @@ RunConfig load_run_config(const std::string& yaml_path) {
     for (const auto& kv : sec.second) {
       const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : show(kv.first);
       const std::string label = name + "." + key;
-      const int kline = kv.first.Mark().line + 1;
+      const int kline = ctx.overrides.count(label) ? 0 : kv.first.Mark().line + 1;
       auto key_it = std::find_if(spec_it->keys.begin(), spec_it->keys.end(),
                                  [&](const KeySpec& k) { return k.name == key; });
       if (key_it == spec_it->keys.end()) {

@@ -26,6 +26,7 @@
 #pragma once
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "trainer/run_config.h"
 
@@ -43,5 +44,19 @@ struct ConfigError : std::runtime_error {
 
 // Throws ConfigError on the first problem found.
 RunConfig load_run_config(const std::string& yaml_path);
+
+// The optional `device:` section: the device `lora_dist plan` plans for (trainer/plan.h).
+// Every command accepts it; only plan reads it (a run uses the machine it runs on).
+struct DeviceConfig {
+  std::string preset = "cpu";  // trainer/device_presets.h: cpu, a100-80gb, h100-80gb, h200-141gb
+  int devices_per_node = 0;    // ranks per node; 0 = the preset's (8 for the GPU presets)
+};
+
+// The same, with `overrides` ("section.key=value", plan's --set) applied over the file's
+// document before any check, so an override is validated like a key of the file and a
+// message about it names it ("--set parallel.tp=3") instead of a line. A value is read as
+// YAML: lora.targets=[q,v] is a list. `device`, when not null, receives the device section.
+RunConfig load_run_config(const std::string& yaml_path, const std::vector<std::string>& overrides,
+                          DeviceConfig* device = nullptr);
 
 }  // namespace lora

@@ -2,6 +2,7 @@
 //   mpirun -np N lora_dist --yaml run.yaml
 //   mpirun -np N lora_dist bench --yaml run.yaml [--steps 5 --warmup 2]
 //   lora_dist merge --yaml run.yaml --adapter out/adapter.h5 --out merged.h5
+//   lora_dist plan --yaml run.yaml [--set parallel.tp=8 ...] [--device h100-80gb] [--json] [--search]
 //
 // Exit status (every rank returns the same one; README "Errors and exit codes"):
 //   0   the run finished: final checkpoint and <output.dir>/adapter.h5 written
@@ -34,7 +35,9 @@
 #include "trainer/blas_kernels.h"
 #include "trainer/config_loader.h"
 #include "trainer/memory_check.h"
+#include "trainer/device_presets.h"
 #include "trainer/merge.h"
+#include "trainer/plan_command.h"
 #include "trainer/preemption.h"
 #include "trainer/trainer.h"
 
@@ -154,6 +157,30 @@ int main(int argc, char** argv) {
   merge_cmd->add_option("--out", merge.out, "merged base weights to write (model.init: file)")
       ->required()
       ->check(kInExistingFolder);
+  lora::PlanOptions plan;
+  CLI::App* plan_cmd = app.add_subcommand(
+      "plan", "per-rank memory, FLOPs, collective bytes and step time of a run on a device, LoRA beside full "
+              "fine-tuning, without launching it");
+  plan_cmd->add_option("--yaml", plan.yaml, "the run's config (plus an optional device: {preset: NAME} section)")
+      ->required();
+  plan_cmd->add_option("--set", plan.set, "section.key=value over the file, checked like the file's keys (repeatable)")
+      ->type_name("KEY=VALUE");
+  const std::vector<std::string> presets = lora::device_preset_names();
+  plan_cmd->add_option("--device", plan.device, "device preset, over the file's device.preset (default cpu)")
+      ->check(CLI::IsMember(presets));
+  plan_cmd->add_flag("--json", plan.json, "print JSON (bytes, FLOPs, seconds) instead of the table");
+  plan_cmd->add_flag("--search", plan.search,
+                     "also plan every tp (1, 2, 4, ... n_head) with fp32/bf16 and recompute none/full, and name "
+                     "the smallest layout that fits");
+  plan_cmd->footer(
+      "Example: GPT-3 175B with LoRA r 4 on q, v at T 2048, micro-batch 1 on 8 H100s:\n"
+      "  lora_dist plan --yaml launch/examples/gpt3_175b_lora.yaml --device h100-80gb \\\n"
+      "      --set parallel.tp=8 --set model.dtype=bf16 --set train.recompute=full\n"
+      "prints the bytes per rank (frozen shard, LoRA state, activations kept in each recompute mode,\n"
+      "transient and runtime buffers, the peak), the FLOPs and collective bytes of a step, an estimated\n"
+      "step time, the same for full fine-tuning beside them, and whether the run fits the device;\n"
+      "--search tries every tp with fp32/bf16 and recompute none/full and names the smallest that fits.\n"
+      "The cpu preset is this machine, measured (FMA peak, memory, the process's runtime baseline).");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -163,8 +190,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "lora_dist: command line: %s\nRun with --help for more information.\n", e.what());
     return kExitUsage;
   }
-  const bool is_bench = bench_cmd->parsed(), is_merge = merge_cmd->parsed();
-  if (!is_bench && !is_merge && yaml.empty()) {
+  const bool is_bench = bench_cmd->parsed(), is_merge = merge_cmd->parsed(), is_plan = plan_cmd->parsed();
+  if (!is_bench && !is_merge && !is_plan && yaml.empty()) {
     std::fprintf(stderr, "lora_dist: --yaml run.yaml is required\n%s", app.help().c_str());
     return kExitUsage;
   }
@@ -175,7 +202,9 @@ int main(int argc, char** argv) {
   lora::install_preemption_handlers();  // after MPI_Init, which may install handlers of its own
   int rc = 0;
   try {
-    rc = run(is_bench ? bench.yaml : is_merge ? merge.yaml : yaml, is_bench ? &bench : nullptr,
+    // One process plans for tp x dp ranks; under mpirun the other ranks have nothing to do.
+    if (is_plan) rc = world_rank() == 0 ? lora::run_plan(plan) : 0;
+    else rc = run(is_bench ? bench.yaml : is_merge ? merge.yaml : yaml, is_bench ? &bench : nullptr,
              is_merge ? &merge : nullptr);
   } catch (const lora::ConfigError& e) {
     // Every rank reads the same file and fails the same way (or agreed to: collective_guard.h),
