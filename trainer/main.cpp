@@ -37,6 +37,7 @@
 #include "trainer/memory_check.h"
 #include "trainer/device_presets.h"
 #include "trainer/merge.h"
+#include "trainer/prepare.h"
 #include "trainer/plan_command.h"
 #include "trainer/preemption.h"
 #include "trainer/trainer.h"
@@ -157,6 +158,27 @@ int main(int argc, char** argv) {
   merge_cmd->add_option("--out", merge.out, "merged base weights to write (model.init: file)")
       ->required()
       ->check(kInExistingFolder);
+  lora::PrepareOptions prep;
+  CLI::App* prepare_cmd = app.add_subcommand(
+      "prepare", "tokenize JSONL prompt/completion examples (loss on the completion and <|endoftext|>) or plain "
+                 "text (loss on every token) into token shards; one process, no mpirun");
+  prepare_cmd->add_option("--tokenizer", prep.tokenizer, "folder with the GPT-2 vocab.json and merges.txt")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  prepare_cmd->add_option("--input", prep.inputs, "training files: *.jsonl examples, anything else plain text")
+      ->required()
+      ->check(CLI::ExistingFile);
+  prepare_cmd->add_option("--val", prep.val_inputs, "validation files (same kinds)")->check(CLI::ExistingFile);
+  prepare_cmd->add_option("--val-fraction", prep.val_fraction,
+                          "hold out this share of the inputs instead: JSONL examples drawn by --seed, text files' ends")
+      ->check(CLI::Range(0.0, 0.99));
+  prepare_cmd->add_option("--out", prep.out_train, "training shard to write")->required()->check(kInExistingFolder);
+  prepare_cmd->add_option("--out-val", prep.out_val, "validation shard to write")->check(kInExistingFolder);
+  prepare_cmd->add_option("--seq-len", prep.seq_len, "train.seq_len: an example longer than seq_len + 1 tokens is cut")
+      ->check(CLI::Range(1, 1 << 30));
+  prepare_cmd->add_option("--overlong", prep.overlong, "truncate (default) or drop an example longer than that")
+      ->check(CLI::IsMember({"truncate", "drop"}));
+  prepare_cmd->add_option("--seed", prep.seed, "which JSONL examples go to validation (default 42)");
   lora::PlanOptions plan;
   CLI::App* plan_cmd = app.add_subcommand(
       "plan", "per-rank memory, FLOPs, collective bytes and step time of a run on a device, LoRA beside full "
@@ -190,6 +212,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "lora_dist: command line: %s\nRun with --help for more information.\n", e.what());
     return kExitUsage;
   }
+  if (prepare_cmd->parsed()) return lora::prepare_command(prep);  // no MPI: one process's work
   const bool is_bench = bench_cmd->parsed(), is_merge = merge_cmd->parsed(), is_plan = plan_cmd->parsed();
   if (!is_bench && !is_merge && !is_plan && yaml.empty()) {
     std::fprintf(stderr, "lora_dist: --yaml run.yaml is required\n%s", app.help().c_str());
