@@ -100,6 +100,8 @@ PlanVerdict verdict(const PlanMemory& mem, const DeviceSpec& dev, int ranks, boo
   v.advice = advice_for(v.largest_term, mem, bf16);
   v.runner_up = terms[1].second;
   v.runner_up_advice = advice_for(v.runner_up, mem, bf16);
+  v.largest_bytes = terms[0].first;
+  v.runner_up_bytes = terms[1].first;
   return v;
 }
 

@@ -85,6 +85,7 @@ struct PlanVerdict {
   std::string largest_term;    // the term with the most bytes
   std::string advice;          // what lowers it
   std::string runner_up, runner_up_advice;  // the next largest: two terms often break it together
+  uint64_t largest_bytes = 0, runner_up_bytes = 0;
 };
 
 struct Plan {

@@ -44,7 +44,7 @@ class Table {
   void heading(const std::string& text) { out_ << text << "\n"; }
   void row(const std::string& label, const std::string& lora, const std::string& full = "") {
     char buf[256];
-    std::snprintf(buf, sizeof buf, "  %-54s %16s %18s\n", label.c_str(), lora.c_str(), full.c_str());
+    std::snprintf(buf, sizeof buf, "  %-62s %16s %18s\n", label.c_str(), lora.c_str(), full.c_str());
     out_ << buf;
   }
   void line(const std::string& text) { out_ << "  " << text << "\n"; }
@@ -62,9 +62,14 @@ std::string verdict_text(const Plan& p, const PlanVerdict& v, const char* what) 
   s << bytes_text(v.need) << (v.fits ? " of " : " > ") << bytes_text(v.have) << " ("
     << (d.is_cpu ? "this node's memory" : d.name + " memory") << ", "
     << int(100.0 * double(v.need) / double(v.have) + 0.5) << " %)";
-  if (!v.fits)
-    s << "; the largest terms are " << v.largest_term << " (" << v.advice << ") and " << v.runner_up << " ("
-      << v.runner_up_advice << ")";
+  if (!v.fits) {
+    s << "; the largest terms are " << v.largest_term << " " << bytes_text(v.largest_bytes);
+    if (v.advice == v.runner_up_advice)
+      s << " and " << v.runner_up << " " << bytes_text(v.runner_up_bytes) << ": " << v.advice;
+    else
+      s << ": " << v.advice << "; " << v.runner_up << " " << bytes_text(v.runner_up_bytes) << ": "
+        << v.runner_up_advice;
+  }
   return s.str();
 }
 
@@ -98,7 +103,7 @@ std::string plan_table(const Plan& p) {
                 t.recompute.c_str(), d.name.c_str(), d.description.c_str());
   tab.heading(buf);
 
-  tab.heading("memory per rank                                                    LoRA   full fine-tuning");
+  tab.heading("memory per rank                                                            LoRA   full fine-tuning");
   tab.row("base weights (" + m.dtype + " matrices, fp32 vectors)", bytes_text(lo.weights), bytes_text(fu.weights));
   tab.row(std::string("trainable parameters (full: fp32 master of bf16 weights)"), bytes_text(lo.trainable),
           bytes_text(fu.trainable));
@@ -129,7 +134,7 @@ std::string plan_table(const Plan& p) {
   tab.line(verdict_text(p, p.verdict_full, "full fine-tuning"));
   tab.heading("");
 
-  tab.heading("per optimizer step                                                 LoRA   full fine-tuning");
+  tab.heading("per optimizer step                                                         LoRA   full fine-tuning");
   tab.row("FLOPs, forward (whole job)", flops_text(p.flops_lora.forward), flops_text(p.flops_full.forward));
   tab.row("FLOPs, input gradients", flops_text(p.flops_lora.input_grads), flops_text(p.flops_full.input_grads));
   tab.row("FLOPs, weight gradients (LoRA dA, dB / every weight)", flops_text(p.flops_lora.weight_grads),
@@ -245,8 +250,11 @@ std::string search_table(const Plan& p, const std::vector<LayoutTrial>& rows) {
   s << buf;
   const LayoutTrial* chosen = nullptr;
   for (const LayoutTrial& r : rows) {
+    // A TP group wider than a node runs its per-layer all-reduces over the network.
+    const std::string where = !p.device.is_cpu && r.tp > p.device.devices_per_node ? ", TP group crosses nodes" : "";
     std::snprintf(buf, sizeof buf, "  %4d  %-5s %-9s %12s  %s\n", r.tp, r.dtype.c_str(), r.recompute.c_str(),
-                  bytes_text(r.peak).c_str(), r.fits ? "fits" : ("does not fit (largest: " + r.largest_term + ")").c_str());
+                  bytes_text(r.peak).c_str(),
+                  (r.fits ? "fits" + where : "does not fit (largest: " + r.largest_term + where + ")").c_str());
     s << buf;
     if (!chosen && r.fits && r.dtype == p.cfg.model.dtype && r.recompute == p.cfg.train.recompute) chosen = &r;
   }
