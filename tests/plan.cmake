@@ -2,7 +2,8 @@
 # answer end to end, and bad input (exit 2 with a message naming what is wrong).
 
 # Collective bytes equal to bench's, byte for byte, and peak RSS within 10 %, at tp 1/2 x
-# dp 1/2, recompute none/full, fp32/bf16, on two shapes where activations dominate.
+# dp 1/2, recompute none/full, fp32/bf16, on two shapes where activations dominate (the
+# cases are listed in plan_vs_bench.py).
 add_test(NAME plan.vs_bench
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/plan/plan_vs_bench.py $<TARGET_FILE:lora_dist> ${MPIRUN}
           ${CMAKE_CURRENT_BINARY_DIR}/plan_vs_bench)
