@@ -456,6 +456,37 @@ class Gen:
                      extra_files={"config.json": b'{"n_layer": '})
         self.hf_case("index_escapes_folder", "the index names ../model.safetensors", names=["index.json"],
                      index={"weight_map": {k: "../model.safetensors" for k in T}})
+        # lora_dist prepare: JSONL and tokenizer files from anywhere (trainer/prepare.h).
+        tok = os.path.join(self.fx, "gpt2_tokenizer")
+        if not os.path.isdir(tok):
+            os.makedirs(tok)
+            data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "gpt2_bpe")
+            shutil.copy(os.path.join(data, "encoder.json"), os.path.join(tok, "vocab.json"))
+            shutil.copy(os.path.join(data, "vocab.bpe"), os.path.join(tok, "merges.txt"))
+        for name, text, expect, rc, names, why in (
+                ("prepare_good", b'{"prompt": "a", "completion": " b"}\n{"prompt": "c", "completion": " d"}\n',
+                 "accept", (), [], "two good examples"),
+                ("prepare_bad_json_line", b'{"prompt": "a", "completion": " b"}\n{"prompt": "a", "completion": \n',
+                 "reject", (3,), ["x.jsonl:2"], "line 2 is cut short"),
+                ("prepare_not_utf8", b'{"prompt": "caf\xe9", "completion": " b"}\n', "reject", (3,), ["x.jsonl:1"],
+                 "latin-1 bytes in a JSON string"),
+                ("prepare_nul_bytes", b"\0" * 64, "reject", (3,), ["x.jsonl:1"], "NUL bytes"),
+                ("prepare_empty", b"", "reject", (3,), ["x.jsonl"], "an empty file")):
+            d = self.dir("hf", name)
+            src = write(os.path.join(d, "x.jsonl"), text)
+            self.add("hf", name, ["{bin}", "prepare", "--tokenizer", tok, "--input", src, "--out",
+                                  os.path.join(d, "train.bin")], expect, rc, names, why=why)
+        bad_tok = os.path.join(self.dir("hf", "prepare_bad_merges"), "tok")
+        os.makedirs(bad_tok, exist_ok=True)
+        shutil.copy(os.path.join(tok, "vocab.json"), bad_tok)
+        with open(os.path.join(tok, "merges.txt"), "rb") as f:
+            merges = f.read()
+        cut = merges.index(b"\n", 5000) + 1  # between two lines
+        write(os.path.join(bad_tok, "merges.txt"), merges[:cut] + "Ġt he re\n".encode() + merges[cut:])
+        src = write(os.path.join(bad_tok, "..", "x.jsonl"), b'{"prompt": "a", "completion": " b"}\n')
+        self.add("hf", "prepare_bad_merges", ["{bin}", "prepare", "--tokenizer", bad_tok, "--input", src, "--out",
+                                              os.path.join(bad_tok, "..", "train.bin")], "reject", (3,),
+                 ["merges.txt:"], why="a merges.txt line of three symbols")
         self.hf_case("index_missing_shard", "the index names a shard that is not there", names=["index.json", "b.safetensors"],
                      index={"weight_map": {k: "b.safetensors" for k in T}})
 
