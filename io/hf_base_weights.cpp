@@ -155,7 +155,6 @@ int64_t copy_rank_slice(const HfTensorRef& ref, const TensorSpec& s, bool transp
       }
     }
   }
-  (void)cols;
   return bad;
 }
 
