@@ -97,12 +97,27 @@ float value(const std::string& name, uint64_t o, uint64_t i) {
 
 ModelConfig small() { return test::model_shape(2, 4, 8, 13, 5); }  // V=13 is padded to 16 at tp=4
 
+// HF GPT-2's name for a lora_dist tensor and whether it is a Conv1D weight stored [in, out],
+// written out here rather than taken from the library, so that the test checks its mapping.
+std::string hf_name(const std::string& ours, bool* conv1d) {
+  static const std::pair<std::string, std::string> kParts[] = {
+      {"attn.qkv.", "attn.c_attn."}, {"attn.proj.", "attn.c_proj."}, {"mlp.fc.", "mlp.c_fc."}, {"mlp.proj.", "mlp.c_proj."}};
+  *conv1d = false;
+  if (ours == "wte" || ours == "wpe") return ours + ".weight";
+  for (const auto& [a, b] : kParts)
+    if (ours.find(a) != std::string::npos) {
+      *conv1d = ours.substr(ours.size() - 6) == "weight";
+      return ours.substr(0, ours.find(a)) + b + ours.substr(ours.find(a) + a.size());
+    }
+  return ours;
+}
+
 // The model of small() as an HF GPT-2 folder: Conv1D weights [in, out], vectors [n].
 std::map<std::string, StTensor> gpt2_tensors(const ModelConfig& m, const std::string& dtype, const std::string& prefix) {
   std::map<std::string, StTensor> out;
   for (const TensorSpec& s : base_layout(m, 1).tensors) {
     bool transposed = false;
-    const std::string hf = hf_tensor_name(s.name, &transposed);
+    const std::string hf = hf_name(s.name, &transposed);
     std::vector<float> v;
     const bool vec = s.rows == 1 || s.cols == 1;
     if (transposed)
