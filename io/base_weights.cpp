@@ -4,13 +4,13 @@
 // value a rank reads must be finite. io/BASE_WEIGHTS.md documents what is accepted.
 #include "io/base_weights.h"
 
-#include <mpi.h>
 
 #include <cstdio>
 #include <filesystem>
 
 #include "io/atomic_h5_file.h"
 #include "io/file_seal.h"
+#include "io/first_process.h"
 #include "io/h5_probe.h"
 #include "io/h5_tensor_slice.h"
 #include "io/input_error.h"
@@ -64,15 +64,6 @@ std::string type_name(hid_t type) {
 bool is_readable_float(hid_t type) {
   const size_t bytes = H5Tget_size(type);
   return H5Tget_class(type) == H5T_FLOAT && (bytes == 2 || bytes == 4 || bytes == 8);
-}
-
-// One process of a job says what it converted: world rank 0, or the only process.
-bool is_first_process() {
-  int initialized = 0, finalized = 0, rank = 0;
-  MPI_Initialized(&initialized);
-  MPI_Finalized(&finalized);
-  if (initialized && !finalized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank == 0;
 }
 
 // "lora_dist: note: base.h5: converted to float32 on reading: float64: wte, wpe (2 tensors)"

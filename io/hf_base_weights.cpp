@@ -5,7 +5,6 @@
 // then stored in the layout's type.
 #include "io/hf_base_weights.h"
 
-#include <mpi.h>
 
 #include <cmath>
 #include <cstdio>
@@ -13,6 +12,7 @@
 #include <set>
 
 #include "io/hf_model_folder.h"
+#include "io/first_process.h"
 #include "io/input_error.h"
 
 namespace lora {
@@ -169,14 +169,6 @@ void check_no_extra_layers(const HfModelFolder& folder, const ParamLayout& layou
       throw InputError(ref.file->path() + ": tensor '" + ref.stored_name + "' is of layer " + std::to_string(l) +
                        ", but config.json gives n_layer = " + std::to_string(n_layer));
   }
-}
-
-bool is_first_process() {
-  int initialized = 0, finalized = 0, rank = 0;
-  MPI_Initialized(&initialized);
-  MPI_Finalized(&finalized);
-  if (initialized && !finalized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  return rank == 0;
 }
 
 bool is_ignored_buffer(const std::string& name) {
