@@ -2,6 +2,7 @@
 //   mpirun -np N lora_dist --yaml run.yaml
 //   mpirun -np N lora_dist bench --yaml run.yaml [--steps 5 --warmup 2]
 //   lora_dist merge --yaml run.yaml --adapter out/adapter.h5 --out merged.h5
+//   lora_dist export --yaml run.yaml --adapter out/adapter.h5 --peft peft_adapter/
 //   lora_dist plan --yaml run.yaml [--set parallel.tp=8 ...] [--device h100-80gb] [--json] [--search]
 //
 // Exit status (every rank returns the same one; README "Errors and exit codes"):
@@ -36,6 +37,7 @@
 #include "trainer/config_loader.h"
 #include "trainer/memory_check.h"
 #include "trainer/device_presets.h"
+#include "trainer/export.h"
 #include "trainer/merge.h"
 #include "trainer/prepare.h"
 #include "trainer/plan_command.h"
@@ -179,6 +181,21 @@ int main(int argc, char** argv) {
   prepare_cmd->add_option("--overlong", prep.overlong, "truncate (default) or drop an example longer than that")
       ->check(CLI::IsMember({"truncate", "drop"}));
   prepare_cmd->add_option("--seed", prep.seed, "which JSONL examples go to validation (default 42)");
+  lora::ExportOptions exp;
+  CLI::App* export_cmd = app.add_subcommand(
+      "export", "write a trained adapter as a Hugging Face PEFT LoRA adapter for GPT-2 (adapter_config.json + "
+                "adapter_model.safetensors); one process, no mpirun");
+  export_cmd->add_option("--yaml", exp.yaml, "the run's config: base model and LoRA settings")->required();
+  // Not CLI::ExistingFile: a missing adapter is an unusable input (exit 3, named), as in a run.
+  export_cmd->add_option("--adapter", exp.adapter, "adapter.h5 or a checkpoint")->required();
+  export_cmd->add_option("--peft", exp.peft, "folder to write (must not exist, or be empty)")->required();
+  export_cmd->footer(
+      "q, k and v become one adapter on GPT-2's fused attn.c_attn: A = [A_q; A_k; A_v] stacked, B\n"
+      "block-structured with zeros, rank and alpha in rank_pattern/alpha_pattern so the scale is\n"
+      "unchanged; o, fc1, fc2 become attn.c_proj, mlp.c_fc, mlp.c_proj (fan_in_fan_out: true).\n"
+      "The folder appears only once both files are complete. Example:\n"
+      "  lora_dist export --yaml run.yaml --adapter out/adapter.h5 --peft out/peft\n"
+      "  # python: PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(\"gpt2\"), \"out/peft\")");
   lora::PlanOptions plan;
   CLI::App* plan_cmd = app.add_subcommand(
       "plan", "per-rank memory, FLOPs, collective bytes and step time of a run on a device, LoRA beside full "
@@ -213,6 +230,7 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   if (prepare_cmd->parsed()) return lora::prepare_command(prep);  // no MPI: one process's work
+  if (export_cmd->parsed()) return lora::export_command(exp);     // the same
   const bool is_bench = bench_cmd->parsed(), is_merge = merge_cmd->parsed(), is_plan = plan_cmd->parsed();
   if (!is_bench && !is_merge && !is_plan && yaml.empty()) {
     std::fprintf(stderr, "lora_dist: --yaml run.yaml is required\n%s", app.help().c_str());

@@ -1,0 +1,336 @@
+#include "io/peft_adapter.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <stdexcept>
+
+#include "io/input_error.h"
+#include "io/json_preview.h"
+#include "io/safetensors_file.h"
+#include "io/safetensors_writer.h"
+
+namespace lora {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr const char* kConfig = "adapter_config.json";
+constexpr const char* kWeights = "adapter_model.safetensors";
+constexpr int kQkv[3] = {kQ, kK, kV};
+
+// GPT-2's module (under transformer.h.N.) that target t lives in.
+const char* module_of(int t) {
+  switch (t) {
+    case kO: return "attn.c_proj";
+    case kFc1: return "mlp.c_fc";
+    case kFc2: return "mlp.c_proj";
+    default: return "attn.c_attn";
+  }
+}
+// Its target_modules entry: PEFT matches a list entry as a suffix after a '.', and "c_proj"
+// alone would also pick the other c_proj.
+const char* target_entry(int t) { return t <= kV ? "c_attn" : module_of(t); }
+
+std::string tensor_key(int layer, const char* module, char factor) {
+  return "base_model.model.transformer.h." + std::to_string(layer) + "." + module + ".lora_" + factor + ".weight";
+}
+
+int qkv_targets(const LoraConfig& lc) { return lc.targets[kQ] + lc.targets[kK] + lc.targets[kV]; }
+
+// A whole number as a JSON integer (PEFT's config types r and lora_alpha as int), else a double.
+json number(double v) { return v == std::floor(v) && std::fabs(v) < 1e15 ? json(static_cast<int64_t>(v)) : json(v); }
+
+// The alpha of c_attn with n of q, k, v stacked: alpha_c / (n r) = alpha / r, or with rslora
+// alpha_c / sqrt(n r) = alpha / sqrt(r).
+double fused_alpha(const LoraConfig& lc, int n) { return lc.rslora ? lc.alpha * std::sqrt(double(n)) : double(lc.alpha) * n; }
+
+json config_json(const LoraConfig& lc, const std::string& base_model) {
+  json targets = json::array();
+  // Entries in a fixed order, c_attn once.
+  if (qkv_targets(lc)) targets.push_back("c_attn");
+  for (int t : {kO, kFc1, kFc2})
+    if (lc.targets[t]) targets.push_back(target_entry(t));
+  json rank_pattern = json::object(), alpha_pattern = json::object();
+  const int n = qkv_targets(lc);
+  if (n > 1) {  // the same key in both: PEFT looks the module up once for the pair
+    rank_pattern["c_attn"] = n * lc.r;
+    alpha_pattern["c_attn"] = number(fused_alpha(lc, n));
+  }
+  // Only keys PEFT 0.7's LoraConfig accepts: older releases refuse an unknown key.
+  return json{{"peft_type", "LORA"},
+              {"task_type", "CAUSAL_LM"},
+              {"base_model_name_or_path", base_model.empty() ? json(nullptr) : json(base_model)},
+              {"revision", nullptr},
+              {"inference_mode", true},
+              {"r", lc.r},
+              {"lora_alpha", number(lc.alpha)},
+              {"lora_dropout", lc.dropout},
+              {"target_modules", targets},
+              {"fan_in_fan_out", true},
+              {"bias", "none"},
+              {"use_rslora", lc.rslora},
+              {"modules_to_save", nullptr},
+              {"init_lora_weights", true},
+              {"layers_to_transform", nullptr},
+              {"layers_pattern", nullptr},
+              {"rank_pattern", rank_pattern},
+              {"alpha_pattern", alpha_pattern}};
+}
+
+void fsync_path(const fs::path& p, int flags) {
+  const int fd = ::open(p.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error(p.string() + ": cannot open to fsync: " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) throw std::runtime_error(p.string() + ": fsync failed: " + std::strerror(errno));
+}
+
+const float* tensor_of(const LoraLayout& layout, const std::vector<float>& params, const std::string& name) {
+  return params.data() + layout.at(name).offset;
+}
+
+}  // namespace
+
+void write_peft_adapter(const std::string& dir, const LoraConfig& lc, const ModelConfig& m, const LoraLayout& layout,
+                        const std::vector<float>& params, const std::string& base_model) {
+  const fs::path out = fs::path(dir).lexically_normal();
+  std::error_code ec;
+  if (fs::exists(out, ec) && !(fs::is_directory(out, ec) && fs::is_empty(out, ec)))
+    throw std::runtime_error(out.string() + ": exists and is not an empty folder; choose a new one or remove it");
+  const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
+  const fs::path tmp = parent / ("." + out.filename().string() + ".tmp." + std::to_string(::getpid()));
+  fs::remove_all(tmp, ec);
+  if (!fs::create_directory(tmp, ec))
+    throw std::runtime_error(out.string() + ": cannot write the adapter there: cannot create " + tmp.string() + ": " +
+                             ec.message());
+  try {
+    std::vector<StWriteTensor> tensors;
+    const int d = m.d_model, r = lc.r, n = qkv_targets(lc);
+    for (int l = 0; l < m.n_layer; ++l) {
+      if (n > 0) {  // fused c_attn: A [n r, d] stacked, B [3d, n r] block-structured
+        StWriteTensor A{tensor_key(l, "attn.c_attn", 'A'), {uint64_t(n) * r, uint64_t(d)}, {}};
+        StWriteTensor B{tensor_key(l, "attn.c_attn", 'B'), {3 * uint64_t(d), uint64_t(n) * r}, {}};
+        B.data.assign(size_t(3) * d * n * r, 0.0f);
+        int slot = 0;
+        for (int j = 0; j < 3; ++j) {
+          const int t = kQkv[j];
+          if (!lc.targets[t]) continue;
+          const float* a = tensor_of(layout, params, lora_pair_name(l, t) + "A");  // [r, d]
+          const float* b = tensor_of(layout, params, lora_pair_name(l, t) + "B");  // [d, r]
+          A.data.insert(A.data.end(), a, a + size_t(r) * d);
+          for (int row = 0; row < d; ++row)
+            for (int k = 0; k < r; ++k) B.data[(size_t(j) * d + row) * n * r + size_t(slot) * r + k] = b[size_t(row) * r + k];
+          ++slot;
+        }
+        tensors.push_back(std::move(A));
+        tensors.push_back(std::move(B));
+      }
+      for (int t : {kO, kFc1, kFc2}) {
+        if (!lc.targets[t]) continue;
+        int o = 0, in = 0;
+        lora_target_shape(m, t, &o, &in);
+        const float* a = tensor_of(layout, params, lora_pair_name(l, t) + "A");
+        const float* b = tensor_of(layout, params, lora_pair_name(l, t) + "B");
+        tensors.push_back({tensor_key(l, module_of(t), 'A'), {uint64_t(r), uint64_t(in)}, {a, a + size_t(r) * in}});
+        tensors.push_back({tensor_key(l, module_of(t), 'B'), {uint64_t(o), uint64_t(r)}, {b, b + size_t(o) * r}});
+      }
+    }
+    write_safetensors_f32((tmp / kWeights).string(), tensors);
+    {
+      std::ofstream f(tmp / kConfig);
+      f << config_json(lc, base_model).dump(2) << "\n";
+      f.close();
+      if (!f) throw std::runtime_error((tmp / kConfig).string() + ": write failed");
+    }
+    fsync_path(tmp / kConfig, O_RDONLY);
+    fsync_path(tmp, O_RDONLY | O_DIRECTORY);
+    // rename() replaces an empty folder; a non-empty one (filled since the check) makes it fail.
+    if (std::rename(tmp.c_str(), out.c_str()) != 0)
+      throw std::runtime_error(out.string() + ": cannot move the finished adapter there from " + tmp.string() + ": " +
+                               std::strerror(errno));
+    fsync_path(parent, O_RDONLY | O_DIRECTORY);
+  } catch (const std::filesystem::filesystem_error& e) {
+    fs::remove_all(tmp, ec);
+    throw std::runtime_error(out.string() + ": cannot write the adapter: " + e.what());
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+namespace {
+
+// PEFT's lookup of a module's r and lora_alpha: the first key of rank_pattern, then of
+// alpha_pattern, that matches ".*\.KEY$" against the module's name, then that key in each
+// pattern, else the global value.
+void module_rank_alpha(const json& cfg, const std::string& module_name, const std::string& file, int* r, double* alpha) {
+  *r = cfg["r"].get<int>();
+  *alpha = cfg["lora_alpha"].get<double>();
+  std::string key;
+  for (const char* pattern : {"rank_pattern", "alpha_pattern"}) {
+    if (!cfg.contains(pattern) || cfg[pattern].is_null()) continue;
+    if (!cfg[pattern].is_object()) throw InputError(file + ": " + pattern + " must be an object");
+    for (const auto& [k, v] : cfg[pattern].items()) {
+      (void)v;
+      if (!key.empty()) break;
+      try {
+        if (std::regex_match(module_name, std::regex(".*\\." + k))) key = k;
+      } catch (const std::regex_error&) {
+        throw InputError(file + ": " + pattern + " key '" + k + "' is not a regular expression");
+      }
+    }
+  }
+  if (key.empty()) return;
+  if (cfg.contains("rank_pattern") && cfg["rank_pattern"].is_object() && cfg["rank_pattern"].contains(key)) {
+    if (!cfg["rank_pattern"][key].is_number_integer())
+      throw InputError(file + ": rank_pattern['" + key + "'] must be an integer");
+    *r = cfg["rank_pattern"][key].get<int>();
+  }
+  if (cfg.contains("alpha_pattern") && cfg["alpha_pattern"].is_object() && cfg["alpha_pattern"].contains(key)) {
+    if (!cfg["alpha_pattern"][key].is_number())
+      throw InputError(file + ": alpha_pattern['" + key + "'] must be a number");
+    *alpha = cfg["alpha_pattern"][key].get<double>();
+  }
+}
+
+json read_config(const std::string& file) {
+  std::ifstream f(file);
+  if (!f) throw InputError(file + ": cannot open: " + std::strerror(errno));
+  json cfg;
+  try {
+    cfg = json::parse(f);
+  } catch (const json::exception& e) {
+    throw InputError(file + ": not valid JSON: " + e.what());
+  }
+  if (!cfg.is_object()) throw InputError(file + ": not a JSON object");
+  auto need = [&](const char* key, bool ok, const char* what) {
+    if (!cfg.contains(key) || !ok) throw InputError(file + ": '" + key + "' must be " + what);
+  };
+  need("peft_type", cfg.contains("peft_type") && cfg["peft_type"] == "LORA", "\"LORA\"");
+  need("r", cfg.contains("r") && cfg["r"].is_number_integer() && cfg["r"].get<int64_t>() > 0, "an integer > 0");
+  need("lora_alpha", cfg.contains("lora_alpha") && cfg["lora_alpha"].is_number(), "a number");
+  need("fan_in_fan_out", cfg.contains("fan_in_fan_out") && cfg["fan_in_fan_out"] == true,
+       "true (GPT-2's Conv1D layers; lora_dist reads GPT-2 adapters only)");
+  need("target_modules", cfg.contains("target_modules") && cfg["target_modules"].is_array(), "a list of module names");
+  if (cfg.contains("bias") && cfg["bias"] != "none")
+    throw InputError(file + ": bias " + json_preview(cfg["bias"]) + ": lora_dist trains no biases (\"none\" only)");
+  return cfg;
+}
+
+// The F32 tensor `key` of shape [rows, cols].
+const float* find_tensor(const SafetensorsFile& st, const std::string& key, uint64_t rows, uint64_t cols) {
+  const SafetensorsTensor* t = st.find(key);
+  if (!t) throw InputError(st.path() + ": no tensor '" + key + "'");
+  if (t->dtype != StDtype::F32)
+    throw InputError(st.path() + ": tensor '" + key + "' is " + st_dtype_name(t->dtype) + "; only F32 adapters are read");
+  if (t->shape != std::vector<uint64_t>{rows, cols})
+    throw InputError(st.path() + ": tensor '" + key + "' has shape " + t->shape_str() + ", expected [" +
+                     std::to_string(rows) + ", " + std::to_string(cols) + "]");
+  return reinterpret_cast<const float*>(t->data);
+}
+
+}  // namespace
+
+void read_peft_adapter(const std::string& dir, const LoraConfig& lc, const ModelConfig& m, const LoraLayout& layout,
+                       std::vector<float>& params) {
+  const std::string cfg_file = (fs::path(dir) / kConfig).string();
+  const json cfg = read_config(cfg_file);
+  const bool rslora = cfg.contains("use_rslora") && cfg["use_rslora"] == true;
+  if (rslora != lc.rslora)
+    throw InputError(cfg_file + ": use_rslora is " + (rslora ? "true" : "false") + ", this run's lora.rslora " +
+                     (lc.rslora ? "true" : "false"));
+  // The modules the adapter targets must be exactly the run's.
+  std::vector<std::string> want;
+  if (qkv_targets(lc)) want.push_back("c_attn");
+  for (int t : {kO, kFc1, kFc2})
+    if (lc.targets[t]) want.push_back(target_entry(t));
+  std::vector<std::string> got;
+  for (const auto& e : cfg["target_modules"]) {
+    if (!e.is_string()) throw InputError(cfg_file + ": target_modules holds " + json_preview(e) + ", not a name");
+    std::string s = e.get<std::string>();
+    if (s == "mlp.c_proj" || s == "attn.c_proj" || s == "c_attn" || s == "mlp.c_fc") got.push_back(s);
+    else if (s == "attn.c_attn") got.push_back("c_attn");
+    else if (s == "c_fc") got.push_back("mlp.c_fc");
+    else throw InputError(cfg_file + ": target_modules entry '" + s + "' does not name one GPT-2 layer lora_dist can train");
+  }
+  std::sort(got.begin(), got.end());
+  std::vector<std::string> sorted_want = want;
+  std::sort(sorted_want.begin(), sorted_want.end());
+  if (got != sorted_want)
+    throw InputError(cfg_file + ": target_modules " + json_preview(cfg["target_modules"]) + " do not fit lora.targets " +
+                     lc.target_list());
+
+  const SafetensorsFile st((fs::path(dir) / kWeights).string());
+  params.assign(layout.total, 0.0f);
+  const int d = m.d_model, r = lc.r, n = qkv_targets(lc);
+  auto scale_of = [&](const char* module, int* mr) {
+    double alpha = 0;
+    module_rank_alpha(cfg, std::string("transformer.h.0.") + module, cfg_file, mr, &alpha);
+    const double s = rslora ? alpha / std::sqrt(double(*mr)) : alpha / *mr;
+    if (std::fabs(s - lc.scale()) > 1e-6 * std::fabs(lc.scale()))
+      throw InputError(cfg_file + ": " + module + ": scale " + std::to_string(s) + " (lora_alpha " + std::to_string(alpha) +
+                       ", r " + std::to_string(*mr) + ") differs from this run's " + std::to_string(lc.scale()));
+  };
+  for (int l = 0; l < m.n_layer; ++l) {
+    if (n > 0) {
+      int R = 0;
+      scale_of("attn.c_attn", &R);
+      // Stacked (lora_dist's export, R = n r) or one A shared by q, k, v (PEFT's own, R = r).
+      const bool stacked = R == n * r;
+      if (!stacked && R != r)
+        throw InputError(cfg_file + ": attn.c_attn has rank " + std::to_string(R) + "; this run needs " +
+                         std::to_string(r) + " or " + std::to_string(n * r) + " (q, k, v stacked)");
+      const float* A = find_tensor(st, tensor_key(l, "attn.c_attn", 'A'), R, d);
+      const float* B = find_tensor(st, tensor_key(l, "attn.c_attn", 'B'), 3 * uint64_t(d), R);
+      int slot = 0;
+      for (int j = 0; j < 3; ++j) {
+        const int t = kQkv[j];
+        const int first = stacked && lc.targets[t] ? slot * r : -1;  // this block's columns
+        for (int row = 0; row < d; ++row)
+          for (int c = 0; c < R; ++c) {
+            const float b = B[(size_t(j) * d + row) * R + c];
+            const bool mine = lc.targets[t] && (!stacked || (c >= first && c < first + r));
+            if (!mine && b != 0.0f)
+              throw InputError(st.path() + ": tensor '" + tensor_key(l, "attn.c_attn", 'B') + "': element [" +
+                               std::to_string(j * d + row) + ", " + std::to_string(c) + "] is " + std::to_string(b) +
+                               "; with lora.targets " + lc.target_list() + " it must be 0 (it does not fit the targets)");
+          }
+        if (!lc.targets[t]) continue;
+        float* a = params.data() + layout.at(lora_pair_name(l, t) + "A").offset;
+        float* b = params.data() + layout.at(lora_pair_name(l, t) + "B").offset;
+        const int c0 = stacked ? first : 0;
+        std::copy(A + size_t(c0) * d, A + size_t(c0 + r) * d, a);
+        for (int row = 0; row < d; ++row)
+          for (int k = 0; k < r; ++k) b[size_t(row) * r + k] = B[(size_t(j) * d + row) * R + c0 + k];
+        ++slot;
+      }
+    }
+    for (int t : {kO, kFc1, kFc2}) {
+      if (!lc.targets[t]) continue;
+      int R = 0, o = 0, in = 0;
+      scale_of(module_of(t), &R);
+      if (R != r)
+        throw InputError(cfg_file + ": " + module_of(t) + " has rank " + std::to_string(R) + ", this run's lora.r is " +
+                         std::to_string(r));
+      lora_target_shape(m, t, &o, &in);
+      const float* A = find_tensor(st, tensor_key(l, module_of(t), 'A'), r, in);
+      const float* B = find_tensor(st, tensor_key(l, module_of(t), 'B'), o, r);
+      std::copy(A, A + size_t(r) * in, params.data() + layout.at(lora_pair_name(l, t) + "A").offset);
+      std::copy(B, B + size_t(o) * r, params.data() + layout.at(lora_pair_name(l, t) + "B").offset);
+    }
+  }
+  for (const TensorSpec& s : layout.tensors) check_finite(params.data() + s.offset, s.local_size(), st.path(), s.name);
+}
+
+}  // namespace lora

@@ -1,0 +1,223 @@
+"""`lora_dist export --peft` checked against PEFT's documented semantics, without peft.
+
+For each case (LoRA targets, rslora) a random 2-layer HF GPT-2 folder (tests/hf/gpt2_folder.py)
+is fine-tuned for a few steps with model.init: hf, then:
+  1. the adapter is exported; adapter_config.json holds only keys PEFT 0.7's LoraConfig knows,
+     fan_in_fan_out true, and the safetensors file (parsed here by hand) exactly the
+     base_model.model.transformer.h.N.<module>.lora_{A,B}.weight tensors;
+  2. round trip: peft_roundtrip_driver reads the PEFT folder back into lora_dist's pairs and
+     finds them bit-identical to adapter.h5;
+  3. the PEFT files are applied as PEFT does to the base's Conv1D weights [in, out]:
+     W += (B @ A * scale).T (fan_in_fan_out), scale = lora_alpha / r (use_rslora:
+     lora_alpha / sqrt(r)) with r and lora_alpha looked up per module in rank_pattern /
+     alpha_pattern the way PEFT's _create_and_replace does; the result must equal the weights
+     `lora_dist merge` writes from adapter.h5 (rel. < 1e-5, and the update itself rel. < 1e-4);
+  4. bad input: a missing or damaged adapter is exit 3 naming it; a folder that cannot be
+     written or is not empty is exit 2 and leaves nothing behind; a PEFT c_attn whose B is
+     not zero outside the targeted q/k/v blocks is refused by the reader (exit 3).
+usage: peft_export_test.py --bin lora_dist --driver peft_roundtrip_driver --work DIR --data demo_train.bin
+"""
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hf"))
+import gpt2_folder  # noqa: E402
+
+# PEFT 0.7's LoraConfig and PeftConfig fields: a key outside these makes from_pretrained fail there.
+PEFT07_KEYS = {"peft_type", "task_type", "base_model_name_or_path", "revision", "inference_mode", "auto_mapping",
+               "r", "target_modules", "lora_alpha", "lora_dropout", "fan_in_fan_out", "bias", "use_rslora",
+               "modules_to_save", "init_lora_weights", "layers_to_transform", "layers_pattern", "rank_pattern",
+               "alpha_pattern", "megatron_config", "megatron_core", "loftq_config"}
+MODULES = {"attn.c_attn": "attn.qkv.weight", "attn.c_proj": "attn.proj.weight", "mlp.c_fc": "mlp.fc.weight",
+           "mlp.c_proj": "mlp.proj.weight"}
+CASES = {"qv": (["q", "v"], False), "all_rslora": (["q", "k", "v", "o", "fc1", "fc2"], True),
+         "k_fc2": (["k", "fc2"], False)}
+SHAPE = {"n_layer": 2, "n_head": 2, "n_embd": 32, "vocab_size": 256, "n_positions": 64}
+
+
+def read_safetensors(path):
+    """{name: float64 array} from the format's bytes; F32 only (what export writes)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        assert e["dtype"] == "F32", (name, e["dtype"])
+        b, end = e["data_offsets"]
+        out[name] = np.frombuffer(raw[8 + n + b:8 + n + end], dtype="<f4").reshape(e["shape"]).astype(np.float64)
+    return header, out
+
+
+def peft_rank_alpha(cfg, module_key):
+    """PEFT's _create_and_replace: the first rank_pattern, then alpha_pattern key matching
+    '.*\\.KEY$' against the module's full name picks both values."""
+    keys = list(cfg.get("rank_pattern") or {}) + list(cfg.get("alpha_pattern") or {})
+    key = next((k for k in keys if re.match(rf".*\.{k}$", module_key)), module_key)
+    return (cfg.get("rank_pattern") or {}).get(key, cfg["r"]), (cfg.get("alpha_pattern") or {}).get(key, cfg["lora_alpha"])
+
+
+def run(cmd, **kw):
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300, **kw)
+
+
+def rel(got, want):
+    return float(np.linalg.norm(got - want) / np.linalg.norm(want))
+
+
+def check(cond, msg):
+    if not cond:
+        print("FAIL:", msg)
+        sys.exit(1)
+
+
+def one_case(a, name, targets, rslora):
+    work = os.path.join(a.work, name)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    folder = os.path.join(work, "gpt2")
+    cfg = gpt2_folder.config_json(**SHAPE)
+    tensors = gpt2_folder.random_gpt2(cfg, seed=7)
+    gpt2_folder.write_folder(folder, cfg, tensors)
+    yaml = os.path.join(work, "run.yaml")
+    with open(yaml, "w") as f:
+        f.write(f"""model: {{init: hf, path: {folder}}}
+lora: {{r: 4, alpha: 8, rslora: {str(rslora).lower()}, targets: [{", ".join(targets)}]}}
+optim: {{lr: 2.0e-2, warmup_steps: 0, decay: constant}}
+data: {{train: {a.data}}}
+train: {{steps: 4, batch_size: 4, micro_batch: 4, seq_len: 32, log_every: 1}}
+output: {{dir: {work}/out}}
+""")
+    r = run([a.bin, "--yaml", yaml])
+    check(r.returncode == 0, f"{name}: training failed\n{r.stdout}{r.stderr}")
+    adapter = os.path.join(work, "out", "adapter.h5")
+    peft = os.path.join(work, "peft")
+    r = run([a.bin, "export", "--yaml", yaml, "--adapter", adapter, "--peft", peft])
+    check(r.returncode == 0, f"{name}: export failed\n{r.stdout}{r.stderr}")
+    print(r.stdout.strip())
+    check(sorted(os.listdir(peft)) == ["adapter_config.json", "adapter_model.safetensors"], f"{name}: {os.listdir(peft)}")
+    check(not [p for p in os.listdir(work) if ".tmp" in p], f"{name}: a temporary folder was left: {os.listdir(work)}")
+
+    # 1. the files
+    with open(os.path.join(peft, "adapter_config.json")) as f:
+        pc = json.load(f)
+    check(set(pc) <= PEFT07_KEYS, f"{name}: keys PEFT 0.7 does not know: {set(pc) - PEFT07_KEYS}")
+    check(pc["peft_type"] == "LORA" and pc["fan_in_fan_out"] is True and pc["bias"] == "none"
+          and pc["use_rslora"] is rslora and pc["r"] == 4, f"{name}: {pc}")
+    header, st = read_safetensors(os.path.join(peft, "adapter_model.safetensors"))
+    check(header["__metadata__"] == {"format": "pt"}, f"{name}: metadata {header['__metadata__']}")
+    n_qkv = sum(t in targets for t in "qkv")
+    mods = (["attn.c_attn"] if n_qkv else []) + [m for t, m in (("o", "attn.c_proj"), ("fc1", "mlp.c_fc"),
+                                                                  ("fc2", "mlp.c_proj")) if t in targets]
+    want_names = {f"base_model.model.transformer.h.{l}.{m}.lora_{f}.weight" for l in range(2) for m in mods for f in "AB"}
+    check(set(st) == want_names, f"{name}: tensors {sorted(st)} != {sorted(want_names)}")
+    print(f"{name}: config {json.dumps({k: pc[k] for k in ('r', 'lora_alpha', 'target_modules', 'rank_pattern', 'alpha_pattern', 'use_rslora')})}")
+
+    # 2. round trip through lora_dist's reader
+    r = run([a.driver, yaml, adapter, peft])
+    check(r.returncode == 0 and r.stdout.startswith("identical"), f"{name}: round trip\n{r.stdout}{r.stderr}")
+    print(f"{name}: round trip: {r.stdout.strip()}")
+
+    # 3. PEFT's semantics on the Conv1D weights == lora_dist merge
+    merged = os.path.join(work, "merged.h5")
+    r = run([a.bin, "merge", "--yaml", yaml, "--adapter", adapter, "--out", merged])
+    check(r.returncode == 0, f"{name}: merge failed\n{r.stdout}{r.stderr}")
+    import h5py
+    worst_w = worst_d = 0.0
+    with h5py.File(merged, "r") as h:
+        for l in range(2):
+            for m, ours in MODULES.items():
+                W0 = tensors[f"h.{l}.{m}.weight"].double().numpy()  # Conv1D [in, out]
+                W = W0.copy()
+                if m in mods:
+                    rr, alpha = peft_rank_alpha(pc, f"transformer.h.{l}.{m}")
+                    scale = alpha / math.sqrt(rr) if pc["use_rslora"] else alpha / rr
+                    A = st[f"base_model.model.transformer.h.{l}.{m}.lora_A.weight"]
+                    B = st[f"base_model.model.transformer.h.{l}.{m}.lora_B.weight"]
+                    check(A.shape[0] == rr and B.shape[1] == rr, f"{name}: {m}: rank {rr} vs A {A.shape}, B {B.shape}")
+                    W = W0 + (B @ A * scale).T  # fan_in_fan_out: the delta transposed onto [in, out]
+                got = np.asarray(h[f"h.{l}.{ours}"], np.float64).T  # merge writes [out, in]
+                worst_w = max(worst_w, rel(got, W))
+                if m in mods:
+                    worst_d = max(worst_d, rel(got - W0, W - W0))
+                else:
+                    check(np.array_equal(got, W0.astype(np.float32).astype(np.float64)), f"{name}: {m} changed")
+    print(f"{name}: PEFT semantics vs lora_dist merge: weights rel {worst_w:.2e}, update rel {worst_d:.2e}")
+    check(worst_w < 1e-5 and worst_d < 1e-4, f"{name}: merged weights differ (rel {worst_w:.2e}, update {worst_d:.2e})")
+    return yaml, adapter, peft, work
+
+
+def bad_inputs(a, yaml, adapter, peft, work):
+    def refused(cmd, code, *needles):
+        r = run(cmd)
+        out = r.stdout + r.stderr
+        check(r.returncode == code and all(n in out for n in needles),
+              f"{cmd}: exit {r.returncode}, expected {code} with {needles}\n{out}")
+        print(f"refused (exit {code}): {out.strip().splitlines()[-1]}")
+
+    exp = [a.bin, "export", "--yaml", yaml, "--adapter"]
+    missing = os.path.join(work, "nope.h5")
+    refused(exp + [missing, "--peft", os.path.join(work, "p1")], 3, missing)
+    damaged = os.path.join(work, "damaged.h5")
+    with open(adapter, "rb") as f:
+        raw = bytearray(f.read())
+    raw[len(raw) // 2] ^= 0x10
+    with open(damaged, "wb") as f:
+        f.write(raw)
+    refused(exp + [damaged, "--peft", os.path.join(work, "p2")], 3, damaged)
+    check(not os.path.exists(os.path.join(work, "p1")) and not os.path.exists(os.path.join(work, "p2")),
+          "a refused export left its folder")
+    blocker = os.path.join(work, "a_file")
+    open(blocker, "w").close()
+    refused(exp + [adapter, "--peft", os.path.join(blocker, "peft")], 2, os.path.join(blocker, "peft"), "cannot")
+    refused(exp + [adapter, "--peft", peft], 2, peft, "not an empty folder")
+    check(not [p for p in os.listdir(work) if ".tmp" in p], f"a temporary folder was left: {os.listdir(work)}")
+
+    # A B with a non-zero entry in k's rows (k not targeted in the qv case) does not fit.
+    bad = os.path.join(work, "peft_bad")
+    shutil.copytree(peft, bad)
+    path = os.path.join(bad, "adapter_model.safetensors")
+    header, _ = read_safetensors(path)
+    key = "base_model.model.transformer.h.1.attn.c_attn.lora_B.weight"
+    with open(path, "r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        rows, cols = header[key]["shape"]
+        f.seek(8 + n + header[key]["data_offsets"][0] + 4 * (SHAPE["n_embd"] + 3) * cols)  # row d+3: k's block
+        f.write(struct.pack("<f", 0.5))
+    r = run([a.driver, yaml, adapter, bad])
+    check(r.returncode == 3 and key in r.stderr and "must be 0" in r.stderr, f"off-block B accepted\n{r.stdout}{r.stderr}")
+    print(f"refused (exit 3): {r.stderr.strip()}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--driver", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--cases", default=",".join(CASES))
+    a = ap.parse_args()
+    a.work, a.data = os.path.abspath(a.work), os.path.abspath(a.data)
+    first = None
+    for name in a.cases.split(","):
+        res = one_case(a, name, *CASES[name])
+        first = first or res
+    bad_inputs(a, *first)
+    print("ok")
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    main()
