@@ -75,7 +75,7 @@ json config_json(const LoraConfig& lc, const std::string& base_model) {
               {"inference_mode", true},
               {"r", lc.r},
               {"lora_alpha", number(lc.alpha)},
-              {"lora_dropout", lc.dropout},
+              {"lora_dropout", std::round(double(lc.dropout) * 1e6) / 1e6},  // 0.05, not float's 0.0500000007
               {"target_modules", targets},
               {"fan_in_fan_out", true},
               {"bias", "none"},
