@@ -1,6 +1,6 @@
 // The devices `lora_dist plan` can plan for: what one rank's device offers (memory, peak
 // FLOP/s per dtype, link bandwidths). The GPU figures are published ones (sources in
-// device_presets.cpp); `cpu` is this machine, measured when asked for.
+// gpu_presets.cpp); `cpu` is this machine, measured when asked for.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -35,8 +35,11 @@ struct DeviceSpec {
   int threads_per_rank = 1;  // cpu: OpenMP threads each rank runs (the peak counts them)
 };
 
-// Names of the presets, in the order `--help` lists them.
+// Names of the presets, in the order `--help` lists them (trainer/gpu_presets.cpp).
 std::vector<std::string> device_preset_names();
+
+// The GPU presets, published figures (sources in trainer/gpu_presets.cpp).
+const std::vector<DeviceSpec>& gpu_presets();
 
 // A preset by name; `cpu` measures this machine (FMA peak, ~0.3 s; the process's runtime
 // after warming the libraries with `threads` threads on GEMMs of `rows` rows, a micro-batch's
