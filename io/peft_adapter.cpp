@@ -23,7 +23,9 @@ namespace lora {
 namespace {
 
 namespace fs = std::filesystem;
-using json = nlohmann::json;
+// ordered: the config is written in a readable order, and read in the file's order, which is
+// the order PEFT tries rank_pattern / alpha_pattern keys in.
+using json = nlohmann::ordered_json;
 
 constexpr const char* kConfig = "adapter_config.json";
 constexpr const char* kWeights = "adapter_model.safetensors";
@@ -267,9 +269,12 @@ void read_peft_adapter(const std::string& dir, const LoraConfig& lc, const Model
   std::sort(got.begin(), got.end());
   std::vector<std::string> sorted_want = want;
   std::sort(sorted_want.begin(), sorted_want.end());
-  if (got != sorted_want)
-    throw InputError(cfg_file + ": target_modules " + json_preview(cfg["target_modules"]) + " do not fit lora.targets " +
-                     lc.target_list());
+  if (got != sorted_want) {
+    std::string names;  // known names only (checked above), so short
+    for (size_t i = 0; i < got.size() && i < 8; ++i) names += (i ? ", " : "") + got[i];
+    throw InputError(cfg_file + ": target_modules [" + names + (got.size() > 8 ? ", ..." : "") +
+                     "] do not fit lora.targets " + lc.target_list());
+  }
 
   const SafetensorsFile st((fs::path(dir) / kWeights).string());
   params.assign(layout.total, 0.0f);

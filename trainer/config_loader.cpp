@@ -333,7 +333,8 @@ std::vector<SectionSpec> spec(RunConfig& c, DeviceConfig& device) {
         {"alpha", number(l.alpha, above(0))},
         {"rslora", boolean(l.rslora)},
         {"dropout", number(l.dropout, half_open(0, 1))},
-        {"targets", targets(l.targets)}}},
+        {"targets", targets(l.targets)},
+        {"init_from", path(l.init_from, true)}}},
       {"optim",
        {{"lr", number(o.lr, above(0))},
         {"weight_decay", number(o.weight_decay, at_least(0))},
@@ -475,6 +476,10 @@ void check_files(const RunConfig& c, const Ctx& ctx) {
   need("data.train", c.data.train, false);
   if (!c.data.val.empty()) need("data.val", c.data.val, false);
   if (c.model.init == "file") need("model.weights_file", c.model.weights_file, false);
+  if (!c.lora.init_from.empty() && !fs::is_directory(c.lora.init_from))
+    ctx.fail(ctx.line_of({"lora.init_from"}), "lora.init_from",
+             "not a folder (a PEFT adapter: adapter_config.json + adapter_model.safetensors): " + c.lora.init_from,
+             ctx.raw.count("lora.init_from") ? ctx.raw.at("lora.init_from") : c.lora.init_from);
   if (c.checkpoint.resume != "none" && c.checkpoint.resume != "auto")
     need("checkpoint.resume", c.checkpoint.resume, true);
 }

@@ -38,6 +38,9 @@ struct LoraConfig {
   bool rslora = false;          // scale alpha/sqrt(r) instead of alpha/r
   float dropout = 0.0f;         // on the input of A only
   bool targets[kNumTargets] = {true, false, true, false, false, false};  // the paper's q,v
+  std::string init_from;        // a PEFT adapter folder (io/peft_adapter.h) the pairs start from
+                                // instead of kaiming A / zero B; empty: none. A resumed
+                                // checkpoint still wins: this is step 0's state only.
   float scale() const;          // alpha/r or alpha/sqrt(r)
   std::string target_list() const;  // "q,v": the enabled targets in layout order
 };

@@ -14,6 +14,7 @@
 #include "model/ops/cpu/frozen_gemm.h"
 #include "trainer/config_loader.h"
 #include "trainer/grad_sync.h"
+#include "trainer/lora_init_from.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/preemption.h"
 
@@ -92,6 +93,12 @@ void Trainer::setup(bool read_train) {
     agree_on_failure<ConfigError>(comm_, Group::World, kExitConfig, "draw finite base weights", [&] { check_seeded_base(); });
   }
   model_->init_lora(t.seed);
+  if (!cfg_.lora.init_from.empty()) {  // step 0's pairs from a PEFT adapter; a resume overrides them
+    agree_on_failure<InputError>(comm_, Group::World, kExitBadInput, "read lora.init_from", [&] {
+      load_lora_init_from(cfg_, model_->lora_layout(), model_->dims().tp_rank, model_->lora_params().data());
+    });
+    if (is_logger()) std::printf("lora: pairs initialised from the PEFT adapter %s\n", cfg_.lora.init_from.c_str());
+  }
   if (is_logger())  // the run's first line: what the frozen weights are and which kernel multiplies them
     std::printf("model: %s frozen weights, %zu bytes on TP rank 0; frozen-weight GEMMs: %s\n", m.dtype.c_str(),
                 model_->frozen_bytes(), frozen_gemm_kernel(model_->dtype()).c_str());

@@ -14,7 +14,10 @@ is fine-tuned for a few steps with model.init: hf, then:
      `lora_dist merge` writes from adapter.h5 (rel. < 1e-5, and the update itself rel. < 1e-4);
   4. bad input: a missing or damaged adapter is exit 3 naming it; a folder that cannot be
      written or is not empty is exit 2 and leaves nothing behind; a PEFT c_attn whose B is
-     not zero outside the targeted q/k/v blocks is refused by the reader (exit 3).
+     not zero outside the targeted q/k/v blocks is refused by the reader (exit 3);
+  5. lora.init_from: the exported folder loaded at tp 2 gives the first step the loss of the
+     merged base (model.init: file) at tp 1 (rel. < 1e-5), not the base's own; a folder for
+     other targets is exit 3, a path that is not a folder exit 2.
 usage: peft_export_test.py --bin lora_dist --driver peft_roundtrip_driver --work DIR --data demo_train.bin
 """
 import argparse
@@ -201,6 +204,47 @@ def bad_inputs(a, yaml, adapter, peft, work):
     print(f"refused (exit 3): {r.stderr.strip()}")
 
 
+def first_loss(out_dir):
+    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
+        return next(r["loss"] for r in map(json.loads, f) if r.get("type") == "train")
+
+
+def init_from(a, yaml, adapter, peft, work, other_peft):
+    """lora.init_from: the exported folder, loaded at tp 2, must give the first step the loss
+    of the merged base (init: file, B = 0) at tp 1, which is not the base's own loss."""
+    with open(yaml) as f:
+        text = f.read()
+    y2 = os.path.join(work, "init_from.yaml")
+    with open(y2, "w") as f:
+        f.write(text.replace("targets: [", f"init_from: {peft}, targets: [").replace("steps: 4", "steps: 1")
+                .replace(f"{work}/out", f"{work}/out_init") + "parallel: {tp: 2}\n")
+    r = run(["mpirun", "--oversubscribe", "--allow-run-as-root", "-np", "2", a.bin, "--yaml", y2])
+    check(r.returncode == 0 and "initialised from the PEFT adapter" in r.stdout, f"init_from run\n{r.stdout}{r.stderr}")
+    y4 = os.path.join(work, "merged_base.yaml")
+    shape = "n_layer: 2, n_head: 2, d_model: 32, vocab_size: 256, context: 64, ln_eps: 1.0e-5"
+    with open(y4, "w") as f:
+        f.write(text.replace(f"model: {{init: hf, path: {work}/gpt2}}",
+                             f"model: {{init: file, weights_file: {work}/merged.h5, {shape}}}")
+                .replace("steps: 4", "steps: 1").replace(f"{work}/out", f"{work}/out_merged"))
+    r = run([a.bin, "--yaml", y4])
+    check(r.returncode == 0, f"merged-base run\n{r.stdout}{r.stderr}")
+    got, want, base = first_loss(f"{work}/out_init"), first_loss(f"{work}/out_merged"), first_loss(f"{work}/out")
+    print(f"init_from: first loss {got:.7f} at tp 2; merged base {want:.7f}; the base without the adapter {base:.7f}")
+    check(abs(got - want) <= 1e-5 * abs(want) and abs(base - want) > 1e-3 * abs(want),
+          f"init_from: loss {got} vs merged {want} (base {base})")
+    # A folder for other targets does not fit; a path that is not a folder is a config error.
+    for dst, code, needle in ((other_peft, 3, "do not fit lora.targets"), (os.path.join(work, "none"), 2, "lora.init_from")):
+        with open(y2) as f:
+            t2 = f.read()
+        y3 = os.path.join(work, "init_bad.yaml")
+        with open(y3, "w") as f:
+            f.write(t2.replace(f"init_from: {peft}", f"init_from: {dst}").replace("parallel: {tp: 2}\n", ""))
+        r = run([a.bin, "--yaml", y3])
+        out = r.stdout + r.stderr
+        check(r.returncode == code and needle in out, f"init_from {dst}: exit {r.returncode}\n{out}")
+        print(f"refused (exit {code}): {out.strip().splitlines()[-1]}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -210,11 +254,13 @@ def main():
     ap.add_argument("--cases", default=",".join(CASES))
     a = ap.parse_args()
     a.work, a.data = os.path.abspath(a.work), os.path.abspath(a.data)
-    first = None
+    done = {}
     for name in a.cases.split(","):
-        res = one_case(a, name, *CASES[name])
-        first = first or res
+        done[name] = one_case(a, name, *CASES[name])
+    first = next(iter(done.values()))
     bad_inputs(a, *first)
+    if len(done) > 1:
+        init_from(a, *first, list(done.values())[-1][2])  # k,fc2: other targets
     print("ok")
 
 
