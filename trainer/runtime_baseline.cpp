@@ -20,31 +20,26 @@ extern "C" void openblas_set_num_threads(int);
 
 namespace lora {
 
-uint64_t current_rss_bytes() {
+namespace {
+// A "Vm...:  N kB" field of /proc/self/status, in bytes; 0 where /proc is missing.
+uint64_t proc_status_bytes(const char* field) {
   std::ifstream in("/proc/self/status");
   std::string line;
+  const size_t n = std::char_traits<char>::length(field);
   while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) {
-      std::istringstream fields(line.substr(6));
+    if (line.compare(0, n, field) == 0) {
+      std::istringstream fields(line.substr(n));
       uint64_t kib = 0;
       fields >> kib;
       return kib * 1024;
     }
   return 0;
 }
+}  // namespace
 
-uint64_t peak_rss_bytes() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmHWM:", 0) == 0) {
-      std::istringstream fields(line.substr(6));
-      uint64_t kib = 0;
-      fields >> kib;
-      return kib * 1024;
-    }
-  return 0;
-}
+uint64_t current_rss_bytes() { return proc_status_bytes("VmRSS:"); }
+
+uint64_t peak_rss_bytes() { return proc_status_bytes("VmHWM:"); }
 
 namespace {
 
