@@ -17,7 +17,8 @@ is fine-tuned for a few steps with model.init: hf, then:
      not zero outside the targeted q/k/v blocks is refused by the reader (exit 3);
   5. lora.init_from: the exported folder loaded at tp 2 gives the first step the loss of the
      merged base (model.init: file) at tp 1 (rel. < 1e-5), not the base's own; a folder for
-     other targets is exit 3, a path that is not a folder exit 2.
+     other targets is exit 3, a path that is not a folder exit 2; PEFT's own layout (one
+     rank-r A shared by q, k, v in c_attn) loads too and equals the adapter merged in Python.
 usage: peft_export_test.py --bin lora_dist --driver peft_roundtrip_driver --work DIR --data demo_train.bin
 """
 import argparse
@@ -245,6 +246,41 @@ def init_from(a, yaml, adapter, peft, work, other_peft):
         print(f"refused (exit {code}): {out.strip().splitlines()[-1]}")
 
 
+def peft_own_layout(a, yaml, work):
+    """PEFT's own c_attn adapter (one rank-r A shared by q, k, v; B dense in Q's and V's rows,
+    zero in K's), made here as PEFT saves it, read by lora.init_from into a q,v run: the first
+    loss equals that of an HF folder whose c_attn has (B A * alpha/r).T added in Python."""
+    cfg = gpt2_folder.config_json(**SHAPE)
+    tensors = gpt2_folder.random_gpt2(cfg, seed=7)
+    d, g = SHAPE["n_embd"], torch.Generator().manual_seed(3)
+    own, merged = os.path.join(work, "peft_own"), dict(tensors)
+    os.makedirs(own, exist_ok=True)
+    st = {}
+    for l in range(SHAPE["n_layer"]):
+        A, B = torch.randn(4, d, generator=g) * 0.2, torch.randn(3 * d, 4, generator=g) * 0.2
+        B[d:2 * d] = 0  # k is not targeted
+        key = f"base_model.model.transformer.h.{l}.attn.c_attn"
+        st[key + ".lora_A.weight"], st[key + ".lora_B.weight"] = A, B
+        merged[f"h.{l}.attn.c_attn.weight"] = tensors[f"h.{l}.attn.c_attn.weight"] + (B @ A * (8 / 4)).T
+    gpt2_folder.write_safetensors(os.path.join(own, "adapter_model.safetensors"), st, "F32")
+    with open(os.path.join(own, "adapter_config.json"), "w") as f:
+        json.dump({"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 4, "lora_alpha": 8, "lora_dropout": 0.0,
+                   "target_modules": ["c_attn"], "fan_in_fan_out": True, "bias": "none"}, f)
+    gpt2_folder.write_folder(os.path.join(work, "gpt2_own_merged"), cfg, merged)
+    with open(yaml) as f:
+        text = f.read().replace("steps: 4", "steps: 1")
+    for name, t in (("own", text.replace("targets: [", f"init_from: {own}, targets: [")),
+                    ("own_ref", text.replace(f"{work}/gpt2", f"{work}/gpt2_own_merged"))):
+        y = os.path.join(work, f"{name}.yaml")
+        with open(y, "w") as f:
+            f.write(t.replace(f"{work}/out", f"{work}/out_{name}"))
+        r = run([a.bin, "--yaml", y])
+        check(r.returncode == 0, f"{name} run\n{r.stdout}{r.stderr}")
+    got, want, base = first_loss(f"{work}/out_own"), first_loss(f"{work}/out_own_ref"), first_loss(f"{work}/out")
+    print(f"PEFT's own rank-r c_attn via init_from: first loss {got:.7f}; merged in Python {want:.7f}; base {base:.7f}")
+    check(abs(got - want) <= 1e-5 * abs(want) and abs(base - want) > 1e-3 * abs(want), "PEFT's own layout")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -261,6 +297,8 @@ def main():
     bad_inputs(a, *first)
     if len(done) > 1:
         init_from(a, *first, list(done.values())[-1][2])  # k,fc2: other targets
+    if "qv" in done:
+        peft_own_layout(a, done["qv"][0], done["qv"][3])
     print("ok")
 
 
