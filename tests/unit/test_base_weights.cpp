@@ -25,6 +25,7 @@
 #include "model/rng.h"
 #include "model/tensor_shards.h"
 #include "tests/model_shape.h"
+#include "unique_temp_path.h"
 
 namespace lora {
 namespace {
@@ -33,7 +34,7 @@ namespace fs = std::filesystem;
 
 ModelConfig small() { return test::model_shape(2, 4, 8, 13, 5); }  // V=13 is padded to 16 at tp=4
 
-std::string temp_file(const char* name) { return (fs::path(testing::TempDir()) / name).string(); }
+std::string temp_file(const char* name) { return test::unique_temp_path(name).string(); }
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

@@ -11,6 +11,7 @@
 
 #include "io/gpt2_tokenizer.h"
 #include "io/input_error.h"
+#include "unique_temp_path.h"
 
 namespace lora {
 namespace {
@@ -57,7 +58,7 @@ struct Files {
   std::string vocab, merges;
 };
 Files write_small(const std::string& name, const std::string& merges_text, const std::function<void(nlohmann::json&)>& edit = nullptr) {
-  Files f{fs::path(testing::TempDir()) / ("tok_" + name), "", ""};
+  Files f{test::unique_temp_path("tok_" + name), "", ""};
   fs::create_directories(f.dir);
   nlohmann::json v = nlohmann::json::object();
   int id = 0, n = 0;

@@ -20,6 +20,7 @@
 #include "model/tensor_shards.h"
 #include "tests/model_shape.h"
 #include "trainer/config_loader.h"
+#include "unique_temp_path.h"
 
 namespace lora {
 namespace {
@@ -30,7 +31,7 @@ using json = nlohmann::json;
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 fs::path fresh_dir(const std::string& name) {
-  const fs::path d = fs::path(testing::TempDir()) / ("hf_" + name);
+  const fs::path d = test::unique_temp_path("hf_" + name);
   fs::remove_all(d);
   fs::create_directories(d);
   return d;

@@ -16,6 +16,7 @@
 #include "tests/model_shape.h"
 #include "trainer/adamw.h"
 #include "trainer/merge.h"
+#include "unique_temp_path.h"
 
 namespace lora {
 namespace {
@@ -34,7 +35,7 @@ RunConfig config(const fs::path& dir) {
 }
 
 TEST(Merge, MergedWeightsGiveTheAdaptedLogits) {
-  const fs::path dir = fs::path(testing::TempDir()) / "merge_test";
+  const fs::path dir = test::unique_temp_path("merge_test");
   fs::create_directories(dir);
   RunConfig cfg = config(dir);
   MpiCommunicator comm(MPI_COMM_SELF, 1, 1);
@@ -89,7 +90,7 @@ namespace {
 class MergeRefusal : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(testing::TempDir()) / "merge_refusal";
+    dir_ = test::unique_temp_path("merge_refusal");
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     cfg_ = config(dir_);

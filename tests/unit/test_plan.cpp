@@ -72,7 +72,9 @@ TEST(Plan175B, SmallestH100LayoutIsTp8Bf16Recompute) {
   const LayoutTrial* first = nullptr;
   for (const LayoutTrial& r : rows) {
     SCOPED_TRACE("tp " + std::to_string(r.tp) + " " + r.dtype + " recompute " + r.recompute);
-    if (r.tp < 8) EXPECT_FALSE(r.fits);
+    if (r.tp < 8) {
+      EXPECT_FALSE(r.fits);
+    }
     if (r.fits && !first) first = &r;
   }
   ASSERT_NE(first, nullptr);

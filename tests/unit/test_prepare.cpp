@@ -12,6 +12,7 @@
 #include "io/input_error.h"
 #include "io/token_shard.h"
 #include "trainer/prepare.h"
+#include "unique_temp_path.h"
 
 namespace lora {
 namespace {
@@ -20,7 +21,7 @@ namespace fs = std::filesystem;
 const fs::path kData = fs::path(LORA_SOURCE_DIR) / "tests/data/gpt2_bpe";
 
 fs::path dir_for(const std::string& name) {
-  const fs::path d = fs::path(testing::TempDir()) / ("prepare_" + name);
+  const fs::path d = test::unique_temp_path("prepare_" + name);
   fs::remove_all(d);
   fs::create_directories(d / "tok");
   fs::copy_file(kData / "encoder.json", d / "tok/vocab.json");

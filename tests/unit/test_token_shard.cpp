@@ -11,13 +11,14 @@
 #include <vector>
 
 #include "io/token_shard.h"
+#include "unique_temp_path.h"
 
 namespace lora {
 namespace {
 
-// testing::TempDir() is shared by everyone on the machine, so names carry the pid.
+// Per-process scratch names (unique_temp_path.h): TempDir() is shared by every test process.
 std::string temp_path(const std::string& name) {
-  return testing::TempDir() + "lora_shard_" + std::to_string(getpid()) + "_" + name;
+  return test::unique_temp_path("shard_" + name).string();
 }
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
