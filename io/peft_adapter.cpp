@@ -13,6 +13,7 @@
 #include <regex>
 #include <stdexcept>
 
+#include "io/atomic_folder.h"
 #include "io/input_error.h"
 #include "io/json_preview.h"
 #include "io/safetensors_file.h"
@@ -90,14 +91,6 @@ json config_json(const LoraConfig& lc, const std::string& base_model) {
               {"alpha_pattern", alpha_pattern}};
 }
 
-void fsync_path(const fs::path& p, int flags) {
-  const int fd = ::open(p.c_str(), flags | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error(p.string() + ": cannot open to fsync: " + std::strerror(errno));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) throw std::runtime_error(p.string() + ": fsync failed: " + std::strerror(errno));
-}
-
 const float* tensor_of(const LoraLayout& layout, const std::vector<float>& params, const std::string& name) {
   return params.data() + layout.at(name).offset;
 }
@@ -106,17 +99,7 @@ const float* tensor_of(const LoraLayout& layout, const std::vector<float>& param
 
 void write_peft_adapter(const std::string& dir, const LoraConfig& lc, const ModelConfig& m, const LoraLayout& layout,
                         const std::vector<float>& params, const std::string& base_model) {
-  const fs::path out = fs::path(dir).lexically_normal();
-  std::error_code ec;
-  if (fs::exists(out, ec) && !(fs::is_directory(out, ec) && fs::is_empty(out, ec)))
-    throw std::runtime_error(out.string() + ": exists and is not an empty folder; choose a new one or remove it");
-  const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
-  const fs::path tmp = parent / ("." + out.filename().string() + ".tmp." + std::to_string(::getpid()));
-  fs::remove_all(tmp, ec);
-  if (!fs::create_directory(tmp, ec))
-    throw std::runtime_error(out.string() + ": cannot write the adapter there: cannot create " + tmp.string() + ": " +
-                             ec.message());
-  try {
+  write_folder_atomically(dir, "the adapter", [&](const fs::path& tmp) {
     std::vector<StWriteTensor> tensors;
     const int d = m.d_model, r = lc.r, n = qkv_targets(lc);
     for (int l = 0; l < m.n_layer; ++l) {
@@ -148,27 +131,12 @@ void write_peft_adapter(const std::string& dir, const LoraConfig& lc, const Mode
         tensors.push_back({tensor_key(l, module_of(t), 'B'), {uint64_t(o), uint64_t(r)}, {b, b + size_t(o) * r}});
       }
     }
-    write_safetensors_f32((tmp / kWeights).string(), tensors);
-    {
-      std::ofstream f(tmp / kConfig);
-      f << config_json(lc, base_model).dump(2) << "\n";
-      f.close();
-      if (!f) throw std::runtime_error((tmp / kConfig).string() + ": write failed");
-    }
-    fsync_path(tmp / kConfig, O_RDONLY);
-    fsync_path(tmp, O_RDONLY | O_DIRECTORY);
-    // rename() replaces an empty folder; a non-empty one (filled since the check) makes it fail.
-    if (std::rename(tmp.c_str(), out.c_str()) != 0)
-      throw std::runtime_error(out.string() + ": cannot move the finished adapter there from " + tmp.string() + ": " +
-                               std::strerror(errno));
-    fsync_path(parent, O_RDONLY | O_DIRECTORY);
-  } catch (const std::filesystem::filesystem_error& e) {
-    fs::remove_all(tmp, ec);
-    throw std::runtime_error(out.string() + ": cannot write the adapter: " + e.what());
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
-  }
+    write_safetensors((tmp / kWeights).string(), tensors);
+    std::ofstream f(tmp / kConfig);
+    f << config_json(lc, base_model).dump(2) << "\n";
+    f.close();
+    if (!f) throw std::runtime_error((tmp / kConfig).string() + ": write failed");
+  });
 }
 
 namespace {

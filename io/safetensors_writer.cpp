@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "model/dtype.h"
+
 namespace lora {
 
 namespace {
@@ -22,9 +24,32 @@ void write_all(int fd, const void* p, size_t n, const std::string& path) {
   }
 }
 
+// float -> IEEE half, round to nearest even; beyond the range inf, NaN stays NaN.
+uint16_t float_to_f16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
+  const uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return sign | 0x7e00u;   // NaN
+  if (a >= 0x477ff000u) return sign | 0x7c00u;  // rounds to >= 65520: inf
+  if (a < 0x38800000u) {                        // below 2^-14: subnormal half (or zero)
+    if (a < 0x33000000u) return sign;           // below half of the smallest subnormal 2^-25
+    const uint32_t e = a >> 23, m = (a & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126 - e;  // 14..24: value = m * 2^(e-150), half unit 2^-24
+    uint32_t h = m >> shift;
+    const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1u))) ++h;
+    return sign | static_cast<uint16_t>(h);
+  }
+  uint32_t h = ((a >> 13) - (112u << 10));  // rebias the exponent 127 -> 15
+  const uint32_t rem = a & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // may carry into the exponent: right
+  return sign | static_cast<uint16_t>(h);
+}
+
 }  // namespace
 
-void write_safetensors_f32(const std::string& path, const std::vector<StWriteTensor>& tensors) {
+void write_safetensors(const std::string& path, const std::vector<StWriteTensor>& tensors) {
   static_assert(sizeof(float) == 4, "F32 is IEEE single precision");
   // The format is little-endian; this project only builds for little-endian hosts (x86-64,
   // aarch64), so the floats are written as they lie in memory.
@@ -37,8 +62,11 @@ void write_safetensors_f32(const std::string& path, const std::vector<StWriteTen
       throw std::invalid_argument(path + ": tensor '" + t.name + "' has " + std::to_string(t.data.size()) +
                                   " values for " + std::to_string(n) + " elements");
     if (header.contains(t.name)) throw std::invalid_argument(path + ": tensor '" + t.name + "' written twice");
-    header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + 4 * n}}};
-    offset += 4 * n;
+    if (t.dtype != StDtype::F32 && t.dtype != StDtype::BF16 && t.dtype != StDtype::F16)
+      throw std::invalid_argument(path + ": tensor '" + t.name + "': cannot write dtype " + st_dtype_name(t.dtype));
+    const uint64_t eb = st_dtype_bytes(t.dtype);
+    header[t.name] = {{"dtype", st_dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + eb * n}}};
+    offset += eb * n;
   }
   header["__metadata__"] = {{"format", "pt"}};  // what transformers/PEFT write; loaders check it
   std::string text = header.dump();
@@ -51,7 +79,17 @@ void write_safetensors_f32(const std::string& path, const std::vector<StWriteTen
   try {
     write_all(fd, len, 8, path);
     write_all(fd, text.data(), text.size(), path);
-    for (const StWriteTensor& t : tensors) write_all(fd, t.data.data(), 4 * t.data.size(), path);
+    std::vector<uint16_t> half;
+    for (const StWriteTensor& t : tensors) {
+      if (t.dtype == StDtype::F32) {
+        write_all(fd, t.data.data(), 4 * t.data.size(), path);
+        continue;
+      }
+      half.resize(t.data.size());
+      for (size_t i = 0; i < t.data.size(); ++i)
+        half[i] = t.dtype == StDtype::BF16 ? float_to_bf16(t.data[i]) : float_to_f16(t.data[i]);
+      write_all(fd, half.data(), 2 * half.size(), path);
+    }
     if (::fsync(fd) != 0) throw std::runtime_error(path + ": fsync failed: " + std::strerror(errno));
   } catch (...) {
     ::close(fd);

@@ -13,3 +13,17 @@ add_test(NAME peft.export
           --work ${CMAKE_BINARY_DIR}/peft_export --data ${PROJECT_SOURCE_DIR}/data/demo_train.bin)
 set_tests_properties(peft.export PROPERTIES LABELS "peft;hf;torch" TIMEOUT 300
   ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMP_NUM_THREADS=1")
+
+# `lora_dist export --merged DIR` (issue 12, point 5): tests/peft/merged_export_test.py trains an
+# F32 HF folder (every target), a BF16 one with the `transformer.` prefix (q,v), an F16 one
+# (k,fc2) and a seeded base (o,fc1), exports each merged: exactly GPT2LMHeadModel's tensor names in the base's dtype
+# and config.json's GPT-2 keys; the Conv1D weights equal W0 + (s B A).T from adapter.h5 (F32
+# rel. < 1e-6; BF16/F16 the float32 sum rounded once); loaded back with model.init: hf the folder
+# gives the first step the loss of the adapter model (rel. < 1e-5 in F32); a non-empty folder,
+# a missing adapter and neither --peft nor --merged are refused.
+add_test(NAME peft.export_merged
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/peft/merged_export_test.py
+          --bin $<TARGET_FILE:lora_dist> --work ${CMAKE_BINARY_DIR}/merged_export
+          --data ${PROJECT_SOURCE_DIR}/data/demo_train.bin)
+set_tests_properties(peft.export_merged PROPERTIES LABELS "peft;hf;torch" TIMEOUT 300
+  ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMP_NUM_THREADS=1")

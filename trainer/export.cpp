@@ -1,6 +1,9 @@
 #include "trainer/export.h"
 
+#include <mpi.h>
+
 #include <cstdio>
+#include <filesystem>
 #include <vector>
 
 #include "io/checkpoint.h"
@@ -8,6 +11,7 @@
 #include "io/peft_adapter.h"
 #include "model/param_layout.h"
 #include "trainer/config_loader.h"
+#include "trainer/merge.h"
 
 namespace lora {
 
@@ -18,11 +22,43 @@ int export_command(const ExportOptions& o) {
     std::vector<float> params(layout.total);
     // Verified as merge and resume verify it: seal, model shape, base, r, targets, scale, finite.
     read_adapter(o.adapter, cfg, base_fingerprint(cfg.model), layout, 0, params.data());
-    write_peft_adapter(o.peft, cfg.lora, cfg.model, layout, params, cfg.model.init == "hf" ? cfg.model.path : "");
-    std::printf("exported %s (%zu LoRA tensors, targets %s, r %d) -> %s/adapter_config.json, "
-                "%s/adapter_model.safetensors (PEFT LoRA, GPT-2 modules)\n",
-                o.adapter.c_str(), layout.tensors.size(), cfg.lora.target_list().c_str(), cfg.lora.r, o.peft.c_str(),
-                o.peft.c_str());
+    // Both folders checked before either is written: a refused --merged leaves no --peft behind.
+    for (const std::string& dir : {o.peft, o.merged}) {
+      std::error_code ec;
+      if (!dir.empty() && std::filesystem::exists(dir, ec) &&
+          !(std::filesystem::is_directory(dir, ec) && std::filesystem::is_empty(dir, ec)))
+        throw std::runtime_error(std::filesystem::path(dir).lexically_normal().string() +
+                                 ": exists and is not an empty folder; choose a new one or remove it");
+    }
+    if (!o.peft.empty()) {
+      write_peft_adapter(o.peft, cfg.lora, cfg.model, layout, params, cfg.model.init == "hf" ? cfg.model.path : "");
+      std::printf("exported %s (%zu LoRA tensors, targets %s, r %d) -> %s/adapter_config.json, "
+                  "%s/adapter_model.safetensors (PEFT LoRA, GPT-2 modules)\n",
+                  o.adapter.c_str(), layout.tensors.size(), cfg.lora.target_list().c_str(), cfg.lora.r, o.peft.c_str(),
+                  o.peft.c_str());
+    }
+    if (!o.merged.empty()) {
+      // The merge builds the model on a one-rank communicator: MPI, as a singleton (no mpirun).
+      int inited = 0;
+      MPI_Initialized(&inited);
+      if (!inited) MPI_Init(nullptr, nullptr);
+      struct Finalize {
+        bool own;
+        ~Finalize() {
+          if (own) MPI_Finalize();
+        }
+      } fin{!inited};
+      const std::string dtypes = export_merged_hf(cfg, o.adapter, o.merged);
+      const std::string from = cfg.model.init == "hf" ? "the dtype of " + cfg.model.path + "'s weight files"
+                                                      : "model.init: " + cfg.model.init + " bases are float32";
+      std::printf("merged %s (W0 + s B A, targets %s, scale %g) into the base -> %s/model.safetensors, "
+                  "%s/config.json (HF GPT-2, GPT2LMHeadModel names; use it with model.init: hf or "
+                  "GPT2LMHeadModel.from_pretrained)\n",
+                  o.adapter.c_str(), cfg.lora.target_list().c_str(), double(cfg.lora.scale()), o.merged.c_str(),
+                  o.merged.c_str());
+      std::printf("note: merged weights stored as %s (%s); merged in fp32%s\n", dtypes.c_str(), from.c_str(),
+                  dtypes == "F32" ? "" : " and rounded once, so an update below that dtype's resolution of W0 is lost");
+    }
     return 0;
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "lora_dist: config error: %s\n", e.what());

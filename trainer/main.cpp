@@ -2,7 +2,7 @@
 //   mpirun -np N lora_dist --yaml run.yaml
 //   mpirun -np N lora_dist bench --yaml run.yaml [--steps 5 --warmup 2]
 //   lora_dist merge --yaml run.yaml --adapter out/adapter.h5 --out merged.h5
-//   lora_dist export --yaml run.yaml --adapter out/adapter.h5 --peft peft_adapter/
+//   lora_dist export --yaml run.yaml --adapter out/adapter.h5 --peft peft_adapter/ [--merged merged_hf/]
 //   lora_dist plan --yaml run.yaml [--set parallel.tp=8 ...] [--device h100-80gb] [--json] [--search]
 //
 // Exit status (every rank returns the same one; README "Errors and exit codes"):
@@ -184,18 +184,28 @@ int main(int argc, char** argv) {
   lora::ExportOptions exp;
   CLI::App* export_cmd = app.add_subcommand(
       "export", "write a trained adapter as a Hugging Face PEFT LoRA adapter for GPT-2 (adapter_config.json + "
-                "adapter_model.safetensors); one process, no mpirun");
+                "adapter_model.safetensors) and/or the base with it merged as an HF GPT-2 folder (model.safetensors + "
+                "config.json); one process, no mpirun");
   export_cmd->add_option("--yaml", exp.yaml, "the run's config: base model and LoRA settings")->required();
   // Not CLI::ExistingFile: a missing adapter is an unusable input (exit 3, named), as in a run.
   export_cmd->add_option("--adapter", exp.adapter, "adapter.h5 or a checkpoint")->required();
-  export_cmd->add_option("--peft", exp.peft, "folder to write (must not exist, or be empty)")->required();
+  export_cmd->add_option("--peft", exp.peft, "PEFT adapter folder to write (must not exist, or be empty)");
+  export_cmd->add_option(
+      "--merged", exp.merged,
+      "HF GPT-2 folder to write with W0 + s B A folded in, in the base's dtype (must not exist, or be empty)");
   export_cmd->footer(
       "q, k and v become one adapter on GPT-2's fused attn.c_attn: A = [A_q; A_k; A_v] stacked, B\n"
       "block-structured with zeros, rank and alpha in rank_pattern/alpha_pattern so the scale is\n"
       "unchanged; o, fc1, fc2 become attn.c_proj, mlp.c_fc, mlp.c_proj (fan_in_fan_out: true).\n"
-      "The folder appears only once both files are complete. Example:\n"
+      "--merged writes model.safetensors (transformer.h.N.attn.c_attn.weight [in, out] Conv1D, biases,\n"
+      "ln_*, wte, wpe; lm_head tied) and config.json (n_layer, n_head, n_embd, vocab_size, n_positions,\n"
+      "layer_norm_epsilon, gpt2, gelu_new): no LoRA code needed. Its dtype is the base's as loaded: an HF\n"
+      "base's files' (F32, BF16, F16), F32 for a seeded or HDF5 base; the merge is done in fp32.\n"
+      "Each folder appears only once its files are complete. Examples:\n"
       "  lora_dist export --yaml run.yaml --adapter out/adapter.h5 --peft out/peft\n"
-      "  # python: PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(\"gpt2\"), \"out/peft\")");
+      "  # python: PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(\"gpt2\"), \"out/peft\")\n"
+      "  lora_dist export --yaml run.yaml --adapter out/adapter.h5 --merged out/merged\n"
+      "  # python: GPT2LMHeadModel.from_pretrained(\"out/merged\"); lora_dist: model: {init: hf, path: out/merged}");
   lora::PlanOptions plan;
   CLI::App* plan_cmd = app.add_subcommand(
       "plan", "per-rank memory, FLOPs, collective bytes and step time of a run on a device, LoRA beside full "
@@ -230,7 +240,14 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   if (prepare_cmd->parsed()) return lora::prepare_command(prep);  // no MPI: one process's work
-  if (export_cmd->parsed()) return lora::export_command(exp);     // the same
+  if (export_cmd->parsed()) {  // the same (--merged starts a one-process MPI itself: trainer/export.cpp)
+    if (exp.peft.empty() && exp.merged.empty()) {
+      std::fprintf(stderr, "lora_dist: command line: export: --peft DIR, --merged DIR or both are required\n"
+                           "Run with --help for more information.\n");
+      return kExitUsage;
+    }
+    return lora::export_command(exp);
+  }
   const bool is_bench = bench_cmd->parsed(), is_merge = merge_cmd->parsed(), is_plan = plan_cmd->parsed();
   if (!is_bench && !is_merge && !is_plan && yaml.empty()) {
     std::fprintf(stderr, "lora_dist: --yaml run.yaml is required\n%s", app.help().c_str());
