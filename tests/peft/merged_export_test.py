@@ -29,7 +29,6 @@ import math
 import os
 import shutil
 import struct
-import subprocess
 import sys
 
 import h5py
@@ -38,8 +37,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hf"))
 import gpt2_folder  # noqa: E402
+from peft_test_util import SHAPE, check, rel, run  # noqa: E402
 
-SHAPE = {"n_layer": 2, "n_head": 2, "n_embd": 32, "vocab_size": 256, "n_positions": 64}
 CONV1D = {"attn.c_attn": "qkv", "attn.c_proj": "o", "mlp.c_fc": "fc1", "mlp.c_proj": "fc2"}
 CASES = {"f32": ("F32", "", ["q", "k", "v", "o", "fc1", "fc2"]), "bf16": ("BF16", "transformer.", ["q", "v"]),
          "f16": ("F16", "", ["k", "fc2"]), "seed": (None, None, ["o", "fc1"])}
@@ -73,20 +72,6 @@ def read_safetensors(path):
 def rounded(x, dtype):
     """float64 -> float32 -> BF16 or F16 (round to nearest even), as float64."""
     return torch.from_numpy(np.asarray(x, np.float32)).to(gpt2_folder.DTYPES[dtype]).to(torch.float64).numpy()
-
-
-def run(cmd, **kw):
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300, **kw)
-
-
-def rel(got, want):
-    return float(np.linalg.norm(got - want) / np.linalg.norm(want))
-
-
-def check(cond, msg):
-    if not cond:
-        print("FAIL:", msg)
-        sys.exit(1)
 
 
 def first_loss(out_dir):

@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import struct
-import subprocess
 import sys
 
 import numpy as np
@@ -36,6 +35,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hf"))
 import gpt2_folder  # noqa: E402
+from peft_test_util import SHAPE, check, rel, run  # noqa: E402
 
 # PEFT 0.7's LoraConfig and PeftConfig fields: a key outside these makes from_pretrained fail there.
 PEFT07_KEYS = {"peft_type", "task_type", "base_model_name_or_path", "revision", "inference_mode", "auto_mapping",
@@ -46,7 +46,6 @@ MODULES = {"attn.c_attn": "attn.qkv.weight", "attn.c_proj": "attn.proj.weight", 
            "mlp.c_proj": "mlp.proj.weight"}
 CASES = {"qv": (["q", "v"], False), "all_rslora": (["q", "k", "v", "o", "fc1", "fc2"], True),
          "k_fc2": (["k", "fc2"], False)}
-SHAPE = {"n_layer": 2, "n_head": 2, "n_embd": 32, "vocab_size": 256, "n_positions": 64}
 
 
 def read_safetensors(path):
@@ -71,20 +70,6 @@ def peft_rank_alpha(cfg, module_key):
     keys = list(cfg.get("rank_pattern") or {}) + list(cfg.get("alpha_pattern") or {})
     key = next((k for k in keys if re.match(rf".*\.{k}$", module_key)), module_key)
     return (cfg.get("rank_pattern") or {}).get(key, cfg["r"]), (cfg.get("alpha_pattern") or {}).get(key, cfg["lora_alpha"])
-
-
-def run(cmd, **kw):
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300, **kw)
-
-
-def rel(got, want):
-    return float(np.linalg.norm(got - want) / np.linalg.norm(want))
-
-
-def check(cond, msg):
-    if not cond:
-        print("FAIL:", msg)
-        sys.exit(1)
 
 
 def one_case(a, name, targets, rslora):
