@@ -5,7 +5,7 @@
 #pragma once
 #include <string>
 
-#include "trainer/run_config.h"
+#include "model/config.h"
 
 namespace lora {
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "model/param_layout.h"
-#include "trainer/run_config.h"
+#include "model/config.h"
 
 namespace lora {
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "trainer/run_config.h"
+#include "model/config.h"
 
 namespace lora {
 

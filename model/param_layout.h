@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "model/dtype.h"
-#include "trainer/run_config.h"
+#include "model/config.h"
 
 namespace lora {
 

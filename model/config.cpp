@@ -1,4 +1,4 @@
-#include "trainer/run_config.h"
+#include "model/config.h"
 
 #include <cmath>
 

@@ -1,0 +1,48 @@
+// The model's own configuration: its shape and base weights (model:) and its LoRA pairs
+// (lora:), as read from run.yaml. They live with the layer that uses them, so model/ and io/
+// need no trainer header; trainer/run_config.h gathers them with the other sections.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace lora {
+
+struct ModelConfig {
+  int n_layer = 12;
+  int n_head = 12;
+  int d_model = 768;
+  int vocab_size = 50257;
+  int context = 1024;          // learned position table size; train.seq_len must fit
+  float ln_eps = 1e-5f;
+  std::string init = "seed";   // "seed": GPT-2 init from init_seed; "file": read weights_file;
+                               // "hf": read the HF GPT-2 folder `path` (shape from its config.json)
+  uint64_t init_seed = 1234;
+  float init_std = 0.02f;      // GPT-2 / Megatron init_method_std; residual projections get
+                               // init_std/sqrt(2*n_layer), positions init_std/2
+  std::string weights_file;    // HDF5 base weights (io/base_weights.h), when init == "file"
+  std::string path;            // HF model folder (io/hf_base_weights.h), when init == "hf"
+  std::string dtype = "fp32";  // frozen matrices: "fp32" or "bf16" (model/dtype.h)
+};
+
+// Which linear layers carry a LoRA pair (DESIGN §4). q, k, v are separate
+// pairs inside the fused QKV projection.
+enum LoraTarget : int { kQ = 0, kK, kV, kO, kFc1, kFc2, kNumTargets };
+inline const char* lora_target_name(int t) {
+  static const char* names[kNumTargets] = {"q", "k", "v", "o", "fc1", "fc2"};
+  return names[t];
+}
+
+struct LoraConfig {
+  int r = 8;
+  float alpha = 16.0f;
+  bool rslora = false;          // scale alpha/sqrt(r) instead of alpha/r
+  float dropout = 0.0f;         // on the input of A only
+  bool targets[kNumTargets] = {true, false, true, false, false, false};  // the paper's q,v
+  std::string init_from;        // a PEFT adapter folder (io/peft_adapter.h) the pairs start from
+                                // instead of kaiming A / zero B; empty: none. A resumed
+                                // checkpoint still wins: this is step 0's state only.
+  float scale() const;          // alpha/r or alpha/sqrt(r)
+  std::string target_list() const;  // "q,v": the enabled targets in layout order
+};
+
+}  // namespace lora
