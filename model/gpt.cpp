@@ -246,7 +246,7 @@ void GptModel<T>::merge_lora(bool merged) {
 }
 
 template <typename T>
-void GptModel<T>::block_forward(int l, const MicroBatch& mb, const DropoutContext& ctx, T* out) {
+void GptModel<T>::block_forward(int l, const MicroBatch& mb, const DropoutContext& ctx, T* out, KvCache<T>* cache) {
   const int M = mb.B * mb.Tn, d = dims_.d;
   const size_t Md = static_cast<size_t>(M) * d;
   Layer& L = layers_[l];
@@ -262,7 +262,13 @@ void GptModel<T>::block_forward(int l, const MicroBatch& mb, const DropoutContex
   }
   {
     Stopwatch t(timers_, "fwd attention");
-    attention_forward(A.att.data(), A.lse.data(), A.qkv_out.data(), mb.B, mb.Tn, dims_.local_heads, dims_.head_dim);
+    if (cache) {
+      cache->append(l, A.qkv_out.data(), M);
+      attention_forward_cached(A.att.data(), A.qkv_out.data(), 3 * dims_.dl, cache->k[l].data(), cache->v[l].data(), M,
+                               cache->length, dims_.local_heads, dims_.head_dim);
+    } else {
+      attention_forward(A.att.data(), A.lse.data(), A.qkv_out.data(), mb.B, mb.Tn, dims_.local_heads, dims_.head_dim);
+    }
   }
   {
     Stopwatch t(timers_, "fwd attn proj (+lora, tp all-reduce)");
@@ -290,9 +296,9 @@ void GptModel<T>::block_forward(int l, const MicroBatch& mb, const DropoutContex
 }
 
 template <typename T>
-void GptModel<T>::forward_blocks(const MicroBatch& mb, const DropoutContext& ctx) {
-  const int M = mb.B * mb.Tn, d = dims_.d;
-  if (M > max_M_ || mb.Tn > mc_.context)
+void GptModel<T>::forward_blocks(const MicroBatch& mb, const DropoutContext& ctx, KvCache<T>* cache) {
+  const int M = mb.B * mb.Tn, d = dims_.d, pos0 = cache ? cache->length : 0;
+  if (M > max_M_ || pos0 + mb.Tn > mc_.context)
     throw std::runtime_error("micro-batch " + std::to_string(mb.B) + "x" + std::to_string(mb.Tn) +
                              " exceeds the allocated activations");
   const size_t Md = static_cast<size_t>(M) * d;
@@ -301,9 +307,9 @@ void GptModel<T>::forward_blocks(const MicroBatch& mb, const DropoutContext& ctx
     Stopwatch t(timers_, "fwd embedding (+tp all-reduce)");
     embedding_forward<T>(x0, mb.inputs, weight("wte"), dims_.vocab_start, dims_.vocab_local, M, d);
     reduce_from_tp_region(comm_, x0, Md);  // vocab-parallel embedding: each row came from one TP rank
-    add_positions<T>(x0, weight("wpe"), mb.B, mb.Tn, d);
+    add_positions<T>(x0, weight("wpe"), mb.B, mb.Tn, d, pos0);
   }
-  for (int l = 0; l < mc_.n_layer; ++l) block_forward(l, mb, ctx, resid_[l + 1].data());
+  for (int l = 0; l < mc_.n_layer; ++l) block_forward(l, mb, ctx, resid_[l + 1].data(), cache);
   Stopwatch t(timers_, "fwd layernorm");
   layernorm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), resid_[mc_.n_layer].data(),
                     base_tensor("ln_f.weight"), base_tensor("ln_f.bias"), M, d, mc_.ln_eps);
@@ -406,6 +412,20 @@ void GptModel<T>::logits(const MicroBatch& mb, std::vector<T>& out) {
   out.resize(static_cast<size_t>(M) * dims_.vocab_local);
   linear_forward<T>(out.data(), lnf_.data(), weight("wte"), nullptr, M, dims_.d,
                  dims_.vocab_local);
+}
+
+template <typename T>
+void GptModel<T>::extend(const int32_t* tokens, int n, KvCache<T>& cache, std::vector<T>& logits_local) {
+  if (n < 1 || cache.length + n > cache.capacity)
+    throw std::length_error("extend: " + std::to_string(n) + " tokens after " + std::to_string(cache.length) +
+                            " do not fit the KV cache's " + std::to_string(cache.capacity) + " positions");
+  const MicroBatch mb{tokens, nullptr, nullptr, 1, n};
+  forward_blocks(mb, DropoutContext{}, &cache);
+  cache.length += n;
+  Stopwatch t(timers_, "lm head (last token)");
+  logits_local.resize(dims_.vocab_local);
+  linear_forward<T>(logits_local.data(), lnf_.data() + static_cast<size_t>(n - 1) * dims_.d, weight("wte"), nullptr, 1,
+                    dims_.d, dims_.vocab_local);
 }
 
 template class GptModel<float>;

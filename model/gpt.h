@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "model/kv_cache.h"
 #include "model/op_timers.h"
 #include "model/param_layout.h"
 #include "model/parallel_linear.h"
@@ -46,6 +47,13 @@ class GptModel {
   // This rank's vocabulary slice of the logits [B*Tn x vocab_local] (padding columns
   // included); for tests and inference.
   void logits(const MicroBatch& mb, std::vector<T>& out);
+
+  // Incremental decoding (lora_dist generate): appends n tokens of one sequence at positions
+  // cache.length .. cache.length+n-1 to `cache` and writes this rank's vocabulary slice of
+  // the last token's logits [vocab_local] to `logits_local`. Same TP collectives as a
+  // forward; the model must have been built with max_B * max_T >= n.
+  void extend(const int32_t* tokens, int n, KvCache<T>& cache, std::vector<T>& logits_local);
+  KvCache<T> make_kv_cache(int capacity) const { return KvCache<T>(mc_.n_layer, capacity, dims_.dl); }
 
   void zero_grads();
   void merge_lora(bool merged);  // W0 += s B A (true) or -= (false)
@@ -91,8 +99,10 @@ class GptModel {
   void point_lora_buffers();
   // One block's forward from resid_[l]; out = resid_[l + 1], or nullptr for a recompute,
   // which stops after the MLP's GELU and fc2's LoRA u (the backward needs no more of fc2).
-  void block_forward(int l, const MicroBatch& mb, const DropoutContext& ctx, T* out);
-  void forward_blocks(const MicroBatch& mb, const DropoutContext& ctx);
+  // With a KV cache (one sequence) the new k, v rows are appended and attention reads the
+  // cache; cache->length is advanced by the caller once every layer has run.
+  void block_forward(int l, const MicroBatch& mb, const DropoutContext& ctx, T* out, KvCache<T>* cache = nullptr);
+  void forward_blocks(const MicroBatch& mb, const DropoutContext& ctx, KvCache<T>* cache = nullptr);
   double lm_head_loss(const MicroBatch& mb, double loss_tokens, bool grad);
   void backward_blocks(const MicroBatch& mb, const DropoutContext& ctx);
 

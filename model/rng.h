@@ -11,7 +11,7 @@
 namespace lora {
 
 // What a draw is for; part of the counter so the streams never overlap.
-enum class RngPurpose : uint32_t { BaseInit = 1, LoraInit = 2, Dropout = 3 };
+enum class RngPurpose : uint32_t { BaseInit = 1, LoraInit = 2, Dropout = 3, Sampling = 4 };
 
 inline std::array<uint32_t, 4> philox(uint64_t seed, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3) {
   r123::Philox4x32 gen;
@@ -29,6 +29,13 @@ inline double uniform_element(uint64_t seed, RngPurpose purpose, uint32_t tensor
   const auto r = philox(seed, static_cast<uint32_t>(purpose), tensor, static_cast<uint32_t>(index),
                         static_cast<uint32_t>(index >> 32));
   return (2.0 * uniform01(r[0]) - 1.0) * bound;
+}
+
+// Draw `index` of stream `stream`, uniform on [0, 1) with 53 random bits.
+inline double uniform01_double(uint64_t seed, RngPurpose purpose, uint32_t stream, uint64_t index) {
+  const auto r = philox(seed, static_cast<uint32_t>(purpose), stream, static_cast<uint32_t>(index),
+                        static_cast<uint32_t>(index >> 32));
+  return (static_cast<double>(r[0] >> 5) * 67108864.0 + static_cast<double>(r[1] >> 6)) * (1.0 / 9007199254740992.0);
 }
 
 // Element `index` of tensor `tensor` drawn from N(0, std^2) (Box-Muller on two draws).

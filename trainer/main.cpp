@@ -4,6 +4,7 @@
 //   lora_dist merge --yaml run.yaml --adapter out/adapter.h5 --out merged.h5
 //   lora_dist export --yaml run.yaml --adapter out/adapter.h5 --peft peft_adapter/ [--merged merged_hf/]
 //   lora_dist plan --yaml run.yaml [--set parallel.tp=8 ...] [--device h100-80gb] [--json] [--search]
+//   mpirun -np N lora_dist generate --yaml run.yaml [--adapter out/adapter.h5] --prompt "..." [sampling]
 //
 // Exit status (every rank returns the same one; README "Errors and exit codes"):
 //   0   the run finished: final checkpoint and <output.dir>/adapter.h5 written
@@ -38,6 +39,7 @@
 #include "trainer/memory_check.h"
 #include "trainer/device_presets.h"
 #include "trainer/export.h"
+#include "trainer/generate.h"
 #include "trainer/merge.h"
 #include "trainer/prepare.h"
 #include "trainer/plan_command.h"
@@ -77,7 +79,8 @@ struct MergeOptions {
   std::string yaml, adapter, out;
 };
 
-int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOptions* merge) {
+int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOptions* merge,
+        const lora::GenerateOptions* generate) {
   lora::RunConfig cfg = lora::load_run_config(yaml);
   if (merge) {  // one process's work; extra ranks have nothing to do
     if (world_rank() == 0) {
@@ -93,6 +96,10 @@ int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOpt
   // From here on no collective may block forever (a lost link, a dead host).
   lora::Watchdog watchdog(cfg.parallel.timeout_s, world_rank(), [](int code) { MPI_Abort(MPI_COMM_WORLD, code); });
   comm.set_watchdog(&watchdog);
+  if (generate) {
+    lora::run_generate(cfg, comm, *generate);
+    return 0;
+  }
   lora::check_fits_in_memory(cfg, comm);
   if (bench) return lora::run_bench(cfg, comm, *bench, &watchdog);
   lora::Trainer trainer(cfg, comm);
@@ -132,6 +139,37 @@ const CLI::Validator kInExistingFolder(
       return "";
     },
     "FILE");
+
+const CLI::Validator kNonNegativeFinite(
+    [](const std::string& s) -> std::string {
+      char* end = nullptr;
+      const double v = std::strtod(s.c_str(), &end);
+      if (s.empty() || *end != '\0') return "not a number: " + s;
+      return std::isfinite(v) && v >= 0 ? "" : "must be a finite number >= 0, got " + s;
+    },
+    "NUMBER");
+const CLI::Validator kProbability(
+    [](const std::string& s) -> std::string {
+      char* end = nullptr;
+      const double v = std::strtod(s.c_str(), &end);
+      if (s.empty() || *end != '\0') return "not a number: " + s;
+      return v > 0 && v <= 1 ? "" : "must be in (0, 1], got " + s;
+    },
+    "P");
+
+// "\n", "\t" and "\\" in a --stop string, so that a newline can be given without $'...'.
+std::string unescape(const std::string& s) {
+  std::string r;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\\' || i + 1 == s.size()) {
+      r += s[i];
+      continue;
+    }
+    const char c = s[++i];
+    r += c == 'n' ? '\n' : c == 't' ? '\t' : c;
+  }
+  return r;
+}
 
 }  // namespace
 
@@ -230,6 +268,47 @@ int main(int argc, char** argv) {
       "step time, the same for full fine-tuning beside them, and whether the run fits the device;\n"
       "--search tries every tp with fp32/bf16 and recompute none/full and names the smallest that fits.\n"
       "The cpu preset is this machine, measured (FMA peak, memory, the process's runtime baseline).");
+  lora::GenerateOptions gen;
+  CLI::App* gen_cmd = app.add_subcommand(
+      "generate", "continue a prompt with the base model, with or without a trained adapter, under the config's "
+                  "tp x dp layout (mpirun -np tp*dp); greedy or sampled (temperature, top-k, top-p, seed), KV cache");
+  gen_cmd->add_option("--yaml", gen.yaml, "the run's config: base model, LoRA settings, parallel.tp and dp")->required();
+  CLI::Option* adapter_opt =
+      gen_cmd->add_option("--adapter", gen.adapter, "a trained adapter: adapter.h5 or a checkpoint of this config");
+  gen_cmd->add_option("--peft", gen.peft, "or a PEFT LoRA adapter folder that fits lora.targets")->excludes(adapter_opt);
+  gen_cmd->add_option("--tokenizer", gen.tokenizer,
+                      "folder with vocab.json + merges.txt (GPT-2 BPE), or \"bytes\" for byte-level models; "
+                      "default: model.path of a model.init: hf config");
+  CLI::Option* prompt_opt = gen_cmd->add_option("--prompt", gen.prompt, "the prompt text (<|endoftext|> is the token)");
+  gen_cmd->add_option("--prompt-file", gen.prompt_file, "or read the prompt from this file (- : standard input)")
+      ->excludes(prompt_opt);
+  gen_cmd->add_option("--max-new-tokens", gen.max_new_tokens, "at most this many new tokens (default 64)")
+      ->check(CLI::Range(1, 1 << 20));
+  gen_cmd->add_option("--temperature", gen.sampling.temperature, "0 (default): greedy; otherwise sample from "
+                                                                  "softmax(logits / temperature)")
+      ->check(kNonNegativeFinite);
+  gen_cmd->add_option("--top-k", gen.sampling.top_k, "sample among the k most likely tokens (0, default: all)")
+      ->check(CLI::Range(0, 1 << 30));
+  gen_cmd->add_option("--top-p", gen.sampling.top_p,
+                      "sample among the fewest most likely tokens whose probability reaches p (default 1: all)")
+      ->check(kProbability);
+  gen_cmd->add_option("--seed", gen.sampling.seed, "seed of the draws (default 0): same seed, same text");
+  std::vector<std::string> stops;
+  gen_cmd->add_option("--stop", stops, "stop once the text ends with this string (repeatable; \\n is a newline)");
+  gen_cmd->add_flag("--ignore-eot", gen.ignore_eot, "do not stop at <|endoftext|>");
+  gen_cmd->add_option("--json", gen.json, "append a JSON record (prompt and new token ids, text, timings) to this file")
+      ->check(kInExistingFolder);
+  gen_cmd->footer(
+      "The continuation goes to standard output as it is generated (the prompt is not repeated); a\n"
+      "summary line (tokens, why it stopped, prefill time, decode tokens/s, KV cache bytes) to\n"
+      "standard error. Sampling follows Hugging Face's generate: temperature, then top-k, then top-p,\n"
+      "then one draw keyed by (seed, step), so every TP rank draws the same token (checked each step).\n"
+      "Examples:\n"
+      "  mpirun -np 4 lora_dist generate --yaml launch/examples/demo.yaml --adapter out/demo/adapter.h5 \\\n"
+      "      --tokenizer bytes --prompt $'reverse: lemon\\n=> ' --stop '\\n'\n"
+      "  mpirun -np 2 lora_dist generate --yaml run.yaml --peft out/peft --prompt \"The capital of France is\" \\\n"
+      "      --temperature 0.8 --top-k 40 --top-p 0.95 --seed 1 --max-new-tokens 100\n"
+      "The config's parallel.tp x dp must equal the number of ranks; dp replicas generate the same text.");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -248,8 +327,17 @@ int main(int argc, char** argv) {
     }
     return lora::export_command(exp);
   }
-  const bool is_bench = bench_cmd->parsed(), is_merge = merge_cmd->parsed(), is_plan = plan_cmd->parsed();
-  if (!is_bench && !is_merge && !is_plan && yaml.empty()) {
+  const bool is_bench = bench_cmd->parsed(), is_merge = merge_cmd->parsed(), is_plan = plan_cmd->parsed(),
+             is_generate = gen_cmd->parsed();
+  if (is_generate) {
+    if (gen.prompt.empty() && gen.prompt_file.empty() && !prompt_opt->count()) {
+      std::fprintf(stderr, "lora_dist: command line: generate: --prompt TEXT or --prompt-file FILE is required\n"
+                           "Run with --help for more information.\n");
+      return kExitUsage;
+    }
+    for (const std::string& s : stops) gen.stop.push_back(unescape(s));
+  }
+  if (!is_bench && !is_merge && !is_plan && !is_generate && yaml.empty()) {
     std::fprintf(stderr, "lora_dist: --yaml run.yaml is required\n%s", app.help().c_str());
     return kExitUsage;
   }
@@ -262,8 +350,8 @@ int main(int argc, char** argv) {
   try {
     // One process plans for tp x dp ranks; under mpirun the other ranks have nothing to do.
     if (is_plan) rc = world_rank() == 0 ? lora::run_plan(plan) : 0;
-    else rc = run(is_bench ? bench.yaml : is_merge ? merge.yaml : yaml, is_bench ? &bench : nullptr,
-             is_merge ? &merge : nullptr);
+    else rc = run(is_bench ? bench.yaml : is_merge ? merge.yaml : is_generate ? gen.yaml : yaml,
+                  is_bench ? &bench : nullptr, is_merge ? &merge : nullptr, is_generate ? &gen : nullptr);
   } catch (const lora::ConfigError& e) {
     // Every rank reads the same file and fails the same way (or agreed to: collective_guard.h),
     // so no collective is pending.

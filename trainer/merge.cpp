@@ -16,6 +16,7 @@
 #include "io/hf_model_folder.h"
 #include "io/safetensors_writer.h"
 #include "model/gpt.h"
+#include "trainer/load_base.h"
 
 namespace lora {
 
@@ -39,12 +40,7 @@ std::unique_ptr<MergedModel> merged_model(const RunConfig& cfg, const std::strin
   // The adapter is checked against the base of this config (shape, fingerprint), its own
   // LoRA settings and every tensor's shape before anything is merged.
   read_adapter(adapter, cfg, base_fingerprint(cfg.model), model.lora_layout(), 0, model.lora_params().data());
-  if (cfg.model.init == "file")
-    read_base_weights(cfg.model.weights_file, model.base_layout(), 0, model.base().data());
-  else if (cfg.model.init == "hf")
-    read_hf_base_weights(cfg.model.path, model.base_layout(), 0, model.base().data());
-  else
-    model.init_base_from_seed(cfg.model.init_seed);
+  load_frozen_base(cfg, model, m->self, /*log=*/nullptr);
   model.merge_lora(true);
   return m;
 }

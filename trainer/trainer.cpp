@@ -8,12 +8,11 @@
 #include <thread>
 
 #include "comm/collective_guard.h"
-#include "io/base_weights.h"
-#include "io/hf_base_weights.h"
 #include "io/input_error.h"
 #include "model/ops/cpu/frozen_gemm.h"
 #include "trainer/config_loader.h"
 #include "trainer/grad_sync.h"
+#include "trainer/load_base.h"
 #include "trainer/lora_init_from.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/preemption.h"
@@ -39,13 +38,6 @@ void fail_if_asked(int rank, int step) {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
 }
 
-std::string human_bytes(uint64_t n) {
-  char buf[32];
-  if (n < 1024) std::snprintf(buf, sizeof buf, "%llu bytes", static_cast<unsigned long long>(n));
-  else if (n < (1u << 20)) std::snprintf(buf, sizeof buf, "%.1f KiB", n / 1024.0);
-  else std::snprintf(buf, sizeof buf, "%.1f MiB", n / 1048576.0);
-  return buf;
-}
 }  // namespace
 
 Trainer::Trainer(const RunConfig& cfg, Communicator& comm) : cfg_(cfg), comm_(comm) { setup(/*read_train=*/true); }
@@ -73,25 +65,7 @@ void Trainer::setup(bool read_train) {
   });
 
   model_ = std::make_unique<GptModel<float>>(m, cfg_.lora, comm_, t.micro_batch, t.seq_len, t.recompute == "full");
-  if (m.init == "file") {
-    agree_on_failure<InputError>(comm_, Group::World, kExitBadInput, "read its slice of the base weights", [&] {
-      read_base_weights(m.weights_file, model_->base_layout(), model_->dims().tp_rank, model_->base().data(),
-                        model_->base_bf16().data());
-    });
-  } else if (m.init == "hf") {
-    HfReadStats read;
-    agree_on_failure<InputError>(comm_, Group::World, kExitBadInput, "read its slice of the HF base weights", [&] {
-      read = read_hf_base_weights(m.path, model_->base_layout(), model_->dims().tp_rank, model_->base().data(),
-                                  model_->base_bf16().data());
-    });
-    if (is_logger())  // what this rank took from the files: its shard, not the whole checkpoint
-      std::printf("base weights: %s (%s safetensors): read %s of %s on TP rank 0 (%llu pages of 4 KiB)\n",
-                  m.path.c_str(), read.dtypes.c_str(), human_bytes(read.bytes_read).c_str(),
-                  human_bytes(read.file_bytes).c_str(), static_cast<unsigned long long>(read.pages_touched));
-  } else {
-    model_->init_base_from_seed(m.init_seed);
-    agree_on_failure<ConfigError>(comm_, Group::World, kExitConfig, "draw finite base weights", [&] { check_seeded_base(); });
-  }
+  load_frozen_base(cfg_, *model_, comm_, is_logger() ? stdout : nullptr);
   model_->init_lora(t.seed);
   if (!cfg_.lora.init_from.empty()) {  // step 0's pairs from a PEFT adapter; a resume overrides them
     agree_on_failure<InputError>(comm_, Group::World, kExitBadInput, "read lora.init_from", [&] {
@@ -112,18 +86,6 @@ void Trainer::setup(bool read_train) {
     if (is_logger() && !cfg_.output.metrics.empty())
       metrics_.open((std::filesystem::path(cfg_.output.dir) / cfg_.output.metrics).string());
   });
-}
-
-void Trainer::check_seeded_base() {
-  const ModelConfig& m = cfg_.model;
-  for (const TensorSpec& s : model_->base_layout().tensors) {
-    if (model_->first_nonfinite_in(s) == s.local_size()) continue;
-    char std_text[32];
-    std::snprintf(std_text, sizeof std_text, "%g", m.init_std);
-    throw ConfigError(cfg_.source_path + ": model.init_std: " + std_text +
-                      " draws non-finite base weights (first in tensor '" + s.name +
-                      "'); GPT-2 uses 0.02");
-  }
 }
 
 MicroBatch Trainer::load(const BatchSampler& sampler, uint64_t first, int n) {

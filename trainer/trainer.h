@@ -80,7 +80,6 @@ class Trainer {
   };
 
   void setup(bool read_train);  // read_train: data.train too (not given to the constructor)
-  void check_seeded_base();     // ConfigError when model.init_std draws non-finite weights
   // What to do with a step whose loss or gradient norm is not finite; throws NonFiniteError
   // for train.on_nonfinite: stop.
   void handle_nonfinite(const StepStats& s);

@@ -24,4 +24,13 @@ template <typename T>
 void attention_backward(T* dqkv, const T* datt, const T* qkv, const T* att, const T* lse, int B, int Tn, int Hl,
                         int hd);
 
+// Incremental decoding with a KV cache: n new query rows of one sequence, at positions
+// pos0 .. pos0+n-1, attend over the keys and values of positions 0 .. pos0+n-1 in the cache
+// (the new rows' own k and v already appended). q has row stride ldq (the fused qkv's
+// 3*Hl*hd); k_cache, v_cache are [capacity x Hl*hd]; att is [n x Hl*hd]. No backward: the
+// cache serves generation only.
+template <typename T>
+void attention_forward_cached(T* att, const T* q, int ldq, const T* k_cache, const T* v_cache, int n, int pos0, int Hl,
+                              int hd);
+
 }  // namespace lora

@@ -12,8 +12,9 @@ namespace lora {
 template <typename T>
 void embedding_forward(T* x, const int32_t* tokens, WeightArg<T> wte_local, int v0, int Vl, int M, int d);
 
-// x[b, t, :] += wpe[t, :] for B sequences of Tn tokens.
+// x[b, t, :] += wpe[pos0 + t, :] for B sequences of Tn tokens whose first is at position
+// pos0 (0 in training; the cache's length when decoding with a KV cache).
 template <typename T>
-void add_positions(T* x, WeightArg<T> wpe, int B, int Tn, int d);
+void add_positions(T* x, WeightArg<T> wpe, int B, int Tn, int d, int pos0);
 
 }  // namespace lora

@@ -96,6 +96,39 @@ def write_folder(folder, cfg, tensors, dtype="F32", shards=1, prefix="", tied_he
         json.dump({"metadata": {"total_size": 0}, "weight_map": weight_map}, f, indent=2)
 
 
+def read_safetensors(path):
+    """(header, {name: (dtype, float64 array)}) from the format's bytes: F32, BF16, F16."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b, end = e["data_offsets"]
+        blob = raw[8 + n + b:8 + n + end]
+        if e["dtype"] == "F32":
+            a = np.frombuffer(blob, dtype="<f4").astype(np.float64)
+        elif e["dtype"] == "F16":
+            a = np.frombuffer(blob, dtype="<f2").astype(np.float64)
+        elif e["dtype"] == "BF16":  # the high half of a float32
+            a = (np.frombuffer(blob, dtype="<u2").astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+        else:
+            raise AssertionError(f"{path}: {name}: unexpected dtype {e['dtype']}")
+        assert a.size == math.prod(e["shape"]), f"{path}: {name}: {a.size} values for shape {e['shape']}"
+        out[name] = (e["dtype"], a.reshape(e["shape"]))
+    return header, out
+
+
+def read_folder(folder):
+    """The float32 tensors of an HF GPT-2 folder's model.safetensors, names without the
+    `transformer.` prefix and without a tied lm_head.weight (what gpt2_logits takes)."""
+    _, st = read_safetensors(os.path.join(folder, "model.safetensors"))
+    return {k[len("transformer."):] if k.startswith("transformer.") else k: torch.from_numpy(v).to(torch.float32)
+            for k, (_, v) in st.items() if k != "lm_head.weight"}
+
+
 def stored(tensors, dtype):
     """The values as the folder holds them (rounded to F16/BF16), as float64."""
     return {k: v.to(DTYPES[dtype]).to(torch.float64) for k, v in tensors.items()}

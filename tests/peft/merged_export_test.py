@@ -25,10 +25,8 @@ usage: merged_export_test.py --bin lora_dist --work DIR --data demo_train.bin
 """
 import argparse
 import json
-import math
 import os
 import shutil
-import struct
 import sys
 
 import h5py
@@ -42,31 +40,6 @@ from peft_test_util import SHAPE, check, rel, run  # noqa: E402
 CONV1D = {"attn.c_attn": "qkv", "attn.c_proj": "o", "mlp.c_fc": "fc1", "mlp.c_proj": "fc2"}
 CASES = {"f32": ("F32", "", ["q", "k", "v", "o", "fc1", "fc2"]), "bf16": ("BF16", "transformer.", ["q", "v"]),
          "f16": ("F16", "", ["k", "fc2"]), "seed": (None, None, ["o", "fc1"])}
-
-
-def read_safetensors(path):
-    """(header, {name: (dtype, float64 array)}) from the format's bytes: F32, BF16, F16."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        b, end = e["data_offsets"]
-        blob = raw[8 + n + b:8 + n + end]
-        if e["dtype"] == "F32":
-            a = np.frombuffer(blob, dtype="<f4").astype(np.float64)
-        elif e["dtype"] == "F16":
-            a = np.frombuffer(blob, dtype="<f2").astype(np.float64)
-        elif e["dtype"] == "BF16":  # the high half of a float32
-            a = (np.frombuffer(blob, dtype="<u2").astype(np.uint32) << 16).view(np.float32).astype(np.float64)
-        else:
-            raise AssertionError(f"{name}: unexpected dtype {e['dtype']}")
-        check(a.size == math.prod(e["shape"]), f"{path}: {name}: {a.size} values for shape {e['shape']}")
-        out[name] = (e["dtype"], a.reshape(e["shape"]))
-    return header, out
 
 
 def rounded(x, dtype):
@@ -126,7 +99,7 @@ def one_case(a, name, dtype, prefix, targets):
                  "tie_word_embeddings": True, "layer_norm_epsilon": 1e-5, **SHAPE}.items():
         check(mc.get(k) == v, f"{name}: config.json {k} = {mc.get(k)!r}, expected {v!r}")
     check(mc.get("torch_dtype") == {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}[want_dtype], f"{name}: torch_dtype {mc}")
-    header, st = read_safetensors(os.path.join(merged, "model.safetensors"))
+    header, st = gpt2_folder.read_safetensors(os.path.join(merged, "model.safetensors"))
     check(header.get("__metadata__") == {"format": "pt"}, f"{name}: metadata {header.get('__metadata__')}")
     names = set(gpt2_folder.random_gpt2(cfg, seed=0))
     check(set(st) == {"transformer." + k for k in names}, f"{name}: tensors {sorted(set(st) ^ {'transformer.' + k for k in names})}")

@@ -49,19 +49,10 @@ CASES = {"qv": (["q", "v"], False), "all_rslora": (["q", "k", "v", "o", "fc1", "
 
 
 def read_safetensors(path):
-    """{name: float64 array} from the format's bytes; F32 only (what export writes)."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        assert e["dtype"] == "F32", (name, e["dtype"])
-        b, end = e["data_offsets"]
-        out[name] = np.frombuffer(raw[8 + n + b:8 + n + end], dtype="<f4").reshape(e["shape"]).astype(np.float64)
-    return header, out
+    """{name: float64 array}; export writes F32 only."""
+    header, st = gpt2_folder.read_safetensors(path)
+    assert {d for d, _ in st.values()} <= {"F32"}, (path, {d for d, _ in st.values()})
+    return header, {k: v for k, (_, v) in st.items()}
 
 
 def peft_rank_alpha(cfg, module_key):

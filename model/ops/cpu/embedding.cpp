@@ -22,11 +22,11 @@ void embedding_forward(T* x, const int32_t* tokens, WeightArg<T> wte_local, int 
 }
 
 template <typename T>
-void add_positions(T* x, WeightArg<T> wpe, int B, int Tn, int d) {
+void add_positions(T* x, WeightArg<T> wpe, int B, int Tn, int d, int pos0) {
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < B * Tn; ++i) {
     T* row = x + static_cast<size_t>(i) * d;
-    const size_t p = static_cast<size_t>(i % Tn) * d;
+    const size_t p = static_cast<size_t>(pos0 + i % Tn) * d;
     if (wpe.is_bf16())
       for (int j = 0; j < d; ++j) row[j] += static_cast<T>(bf16_to_float(wpe.bf16()[p + j]));
     else
@@ -36,7 +36,7 @@ void add_positions(T* x, WeightArg<T> wpe, int B, int Tn, int d) {
 
 template void embedding_forward<float>(float*, const int32_t*, WeightView<float>, int, int, int, int);
 template void embedding_forward<double>(double*, const int32_t*, WeightView<double>, int, int, int, int);
-template void add_positions<float>(float*, WeightView<float>, int, int, int);
-template void add_positions<double>(double*, WeightView<double>, int, int, int);
+template void add_positions<float>(float*, WeightView<float>, int, int, int, int);
+template void add_positions<double>(double*, WeightView<double>, int, int, int, int);
 
 }  // namespace lora
