@@ -13,6 +13,7 @@ deterministic: the same --seed gives byte-identical files.
 Shard format: see io/token_shard.h (a 64-byte "LDTOKENS" header, tokens, mask).
 """
 import argparse
+import json
 import os
 import random
 import struct
@@ -104,6 +105,9 @@ def main():
     ap.add_argument("--out-dir", default=here)
     ap.add_argument("--train-tokens", type=int, default=83_000)
     ap.add_argument("--val-tokens", type=int, default=5_000)
+    ap.add_argument("--jsonl", type=int, default=2000,
+                    help="examples in demo_tasks.jsonl, the same tasks as prompt/completion pairs for "
+                         "`lora_dist prepare` (0: do not write it)")
     args = ap.parse_args()
 
     # Train and val draw from separate generators, so changing one size leaves
@@ -118,6 +122,16 @@ def main():
         write_shard(path, tokens, mask, token_bytes)
         print(f"{path}: {len(tokens)} tokens, {sum(mask)} scored, "
               f"uint{8 * token_bytes}, {os.path.getsize(path)} bytes")
+    if args.jsonl:
+        # A third generator: the shards above stay byte for byte what they were. The completion
+        # has no newline: prepare ends each example with <|endoftext|>.
+        rng = random.Random(args.seed * 2 + 2)
+        path = os.path.join(args.out_dir, "demo_tasks.jsonl")
+        with open(path, "w") as f:
+            for _ in range(args.jsonl):
+                prompt, answer = rng.choice(TASKS)(rng)
+                f.write(json.dumps({"prompt": prompt + "\n=> ", "completion": answer}) + "\n")
+        print(f"{path}: {args.jsonl} prompt/completion examples, {os.path.getsize(path)} bytes")
 
 
 if __name__ == "__main__":

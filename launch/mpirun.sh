@@ -3,6 +3,7 @@
 #
 #   launch/mpirun.sh -n 4 run.yaml                 # 4 ranks; -n defaults to tp*dp of run.yaml
 #   launch/mpirun.sh -n 4 run.yaml -- --extra-lora_dist-args
+#   launch/mpirun.sh run.yaml -- generate --adapter out/adapter.h5 --prompt "..."   # bench too
 #   MPIRUN_ARGS="--hostfile hosts" launch/mpirun.sh -n 8 run.yaml
 #
 # - OMP_NUM_THREADS per rank = usable cores / ranks (at least 1), unless already set.
@@ -22,7 +23,7 @@
 set -uo pipefail
 
 say() { printf 'mpirun.sh: %s\n' "$*" >&2; }
-usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 np="" yaml="" extra=()
 while (($#)); do
@@ -98,9 +99,11 @@ trap 'forward USR1' USR1
 interrupt() { nsig=$((nsig + 1)); [[ -n $child ]] && kill -INT "$child" 2>/dev/null; }
 trap interrupt INT
 
-say "$np ranks x OMP_NUM_THREADS=$OMP_NUM_THREADS ($cores cores): ${MPIRUN:-mpirun} ${args[*]} $bin --yaml $yaml ${extra[*]}"
+sub=()  # a subcommand goes before --yaml: lora_dist generate --yaml run.yaml ...
+if [[ ${extra[0]:-} == generate || ${extra[0]:-} == bench ]]; then sub=("${extra[0]}"); extra=("${extra[@]:1}"); fi
+say "$np ranks x OMP_NUM_THREADS=$OMP_NUM_THREADS ($cores cores): ${MPIRUN:-mpirun} ${args[*]} $bin ${sub[*]} --yaml $yaml ${extra[*]}"
 # setsid: mpirun gets its own process group and session (see the TERM note at the top).
-setsid "${MPIRUN:-mpirun}" "${args[@]}" "$bin" --yaml "$yaml" "${extra[@]}" &
+setsid "${MPIRUN:-mpirun}" "${args[@]}" "$bin" "${sub[@]}" --yaml "$yaml" "${extra[@]}" &
 child=$!
 while :; do
   n=$nsig

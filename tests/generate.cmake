@@ -9,3 +9,11 @@ add_test(NAME generate.gpt2_greedy_and_sampling
           --bpe ${CMAKE_CURRENT_LIST_DIR}/data/gpt2_bpe --data ${PROJECT_SOURCE_DIR}/data/demo_train.bin)
 set_tests_properties(generate.gpt2_greedy_and_sampling PROPERTIES LABELS "generate;hf;torch;mpi" TIMEOUT 600 PROCESSORS 2
   ENVIRONMENT "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMP_NUM_THREADS=1")
+
+# The README's walk-through (launch/hf_walkthrough.sh) end to end on a small random GPT-2
+# folder: prepare, training at tp 2, export --peft and --merged, generate with the adapter and
+# with the merged folder alone; each step must succeed and leave its files.
+add_test(NAME generate.hf_walkthrough
+  COMMAND bash -c "bash '${PROJECT_SOURCE_DIR}/launch/hf_walkthrough.sh' small && for f in train.bin val.bin run/adapter.h5 peft/adapter_config.json peft/adapter_model.safetensors merged/model.safetensors merged/config.json; do test -s \"$HF_WALK_OUT/$f\" || { echo \"missing $f\"; exit 1; }; done")
+set_tests_properties(generate.hf_walkthrough PROPERTIES LABELS "generate;hf;mpi;demo" TIMEOUT 600 PROCESSORS 2
+  ENVIRONMENT "LORA_DIST=$<TARGET_FILE:lora_dist>;HF_WALK_OUT=${CMAKE_BINARY_DIR}/hf_walkthrough;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")

