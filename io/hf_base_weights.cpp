@@ -5,7 +5,6 @@
 // then stored in the layout's type.
 #include "io/hf_base_weights.h"
 
-
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -20,47 +19,6 @@ namespace lora {
 namespace {
 
 constexpr uint64_t kPage = 4096;
-
-float f16_to_float(uint16_t h) {
-  const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu;
-  uint32_t bits;
-  if (exp == 0x1f) bits = sign | 0x7f800000u | (man << 13);  // inf / nan
-  else if (exp != 0) bits = sign | ((exp + 112) << 23) | (man << 13);
-  else if (man == 0) bits = sign;
-  else {  // subnormal: normalise
-    int e = -1;
-    uint32_t m = man;
-    do {
-      ++e;
-      m <<= 1;
-    } while (!(m & 0x400u));
-    bits = sign | ((112 - e) << 23) | ((m & 0x3ffu) << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
-// Element k of a tensor's bytes as float (the data may be unaligned: memcpy).
-float load(const SafetensorsTensor& t, uint64_t k) {
-  switch (t.dtype) {
-    case StDtype::F32: {
-      float f;
-      std::memcpy(&f, t.data + 4 * k, 4);
-      return f;
-    }
-    case StDtype::F16: {
-      uint16_t h;
-      std::memcpy(&h, t.data + 2 * k, 2);
-      return f16_to_float(h);
-    }
-    default: {  // BF16
-      uint16_t h;
-      std::memcpy(&h, t.data + 2 * k, 2);
-      return bf16_to_float(h);
-    }
-  }
-}
 
 // The distinct 4 KiB pages of each weight file that the copies read.
 class PageSet {
@@ -117,7 +75,7 @@ int64_t copy_rank_slice(const HfTensorRef& ref, const TensorSpec& s, bool transp
   const uint64_t eb = st_dtype_bytes(t.dtype);
   int64_t bad = -1;
   auto take = [&](size_t dst, uint64_t k) {
-    const float v = load(t, k);
+    const float v = st_element(t, k);
     if (!std::isfinite(v) && bad < 0) bad = static_cast<int64_t>(k);
     out.put(dst, v);
   };
@@ -229,7 +187,7 @@ HfReadStats read_hf_base_weights(const std::string& dir, const ParamLayout& layo
     else sink.native = buffer + s.offset;
     const int64_t bad = copy_rank_slice(*ref, s, transposed, tp_rank, sink, pages, stats.bytes_read);
     if (bad >= 0)
-      throw InputError(what + " holds a non-finite value (" + std::to_string(load(t, uint64_t(bad))) + ") at element " +
+      throw InputError(what + " holds a non-finite value (" + std::to_string(st_element(t, uint64_t(bad))) + ") at element " +
                        std::to_string(bad) + " of " + std::to_string(t.elements()) + "; refusing to train on it");
   }
   // GPT2LMHeadModel ties lm_head to wte; a file that stores it must store the same values,
@@ -249,7 +207,7 @@ HfReadStats read_hf_base_weights(const std::string& dir, const ParamLayout& layo
       if (row >= uint64_t(wte.rows)) break;
       for (uint64_t c = 0; c < uint64_t(wte.cols); ++c) {
         const uint64_t k = row * wte.cols + c;
-        if (load(t, k) != load(*wref.tensor, k))
+        if (st_element(t, k) != st_element(*wref.tensor, k))
           throw InputError(what + " differs from wte.weight at row " + std::to_string(row) + ", column " +
                            std::to_string(c) + ": lora_dist ties the LM head to the token embedding (GPT-2's "
                            "tie_word_embeddings), so an untied head cannot be loaded");

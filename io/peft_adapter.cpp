@@ -198,16 +198,20 @@ json read_config(const std::string& file) {
   return cfg;
 }
 
-// The F32 tensor `key` of shape [rows, cols].
-const float* find_tensor(const SafetensorsFile& st, const std::string& key, uint64_t rows, uint64_t cols) {
+// The tensor `key` of shape [rows, cols] as float: F32 as stored, F16 and BF16 (adapters PEFT
+// saved from a half-precision model) widened exactly.
+std::vector<float> find_tensor(const SafetensorsFile& st, const std::string& key, uint64_t rows, uint64_t cols) {
   const SafetensorsTensor* t = st.find(key);
   if (!t) throw InputError(st.path() + ": no tensor '" + key + "'");
-  if (t->dtype != StDtype::F32)
-    throw InputError(st.path() + ": tensor '" + key + "' is " + st_dtype_name(t->dtype) + "; only F32 adapters are read");
+  if (t->dtype != StDtype::F32 && t->dtype != StDtype::F16 && t->dtype != StDtype::BF16)
+    throw InputError(st.path() + ": tensor '" + key + "' is " + st_dtype_name(t->dtype) +
+                     "; a LoRA factor must be F32, F16 or BF16");
   if (t->shape != std::vector<uint64_t>{rows, cols})
     throw InputError(st.path() + ": tensor '" + key + "' has shape " + t->shape_str() + ", expected [" +
                      std::to_string(rows) + ", " + std::to_string(cols) + "]");
-  return reinterpret_cast<const float*>(t->data);
+  std::vector<float> v(rows * cols);
+  for (uint64_t k = 0; k < v.size(); ++k) v[k] = st_element(*t, k);
+  return v;
 }
 
 }  // namespace
@@ -264,8 +268,9 @@ void read_peft_adapter(const std::string& dir, const LoraConfig& lc, const Model
       if (!stacked && R != r)
         throw InputError(cfg_file + ": attn.c_attn has rank " + std::to_string(R) + "; this run needs " +
                          std::to_string(r) + " or " + std::to_string(n * r) + " (q, k, v stacked)");
-      const float* A = find_tensor(st, tensor_key(l, "attn.c_attn", 'A'), R, d);
-      const float* B = find_tensor(st, tensor_key(l, "attn.c_attn", 'B'), 3 * uint64_t(d), R);
+      const std::vector<float> Av = find_tensor(st, tensor_key(l, "attn.c_attn", 'A'), R, d);
+      const std::vector<float> Bv = find_tensor(st, tensor_key(l, "attn.c_attn", 'B'), 3 * uint64_t(d), R);
+      const float *A = Av.data(), *B = Bv.data();
       int slot = 0;
       for (int j = 0; j < 3; ++j) {
         const int t = kQkv[j];
@@ -297,10 +302,10 @@ void read_peft_adapter(const std::string& dir, const LoraConfig& lc, const Model
         throw InputError(cfg_file + ": " + module_of(t) + " has rank " + std::to_string(R) + ", this run's lora.r is " +
                          std::to_string(r));
       lora_target_shape(m, t, &o, &in);
-      const float* A = find_tensor(st, tensor_key(l, module_of(t), 'A'), r, in);
-      const float* B = find_tensor(st, tensor_key(l, module_of(t), 'B'), o, r);
-      std::copy(A, A + size_t(r) * in, params.data() + layout.at(lora_pair_name(l, t) + "A").offset);
-      std::copy(B, B + size_t(o) * r, params.data() + layout.at(lora_pair_name(l, t) + "B").offset);
+      const std::vector<float> A = find_tensor(st, tensor_key(l, module_of(t), 'A'), r, in);
+      const std::vector<float> B = find_tensor(st, tensor_key(l, module_of(t), 'B'), o, r);
+      std::copy(A.begin(), A.end(), params.data() + layout.at(lora_pair_name(l, t) + "A").offset);
+      std::copy(B.begin(), B.end(), params.data() + layout.at(lora_pair_name(l, t) + "B").offset);
     }
   }
   for (const TensorSpec& s : layout.tensors) check_finite(params.data() + s.offset, s.local_size(), st.path(), s.name);

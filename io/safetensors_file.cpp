@@ -14,8 +14,10 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <stdexcept>
 
 #include "io/input_error.h"
+#include "model/dtype.h"
 #include "io/json_preview.h"
 
 namespace lora {
@@ -182,6 +184,50 @@ SafetensorsFile::~SafetensorsFile() {
 const SafetensorsTensor* SafetensorsFile::find(const std::string& name) const {
   auto it = tensors_.find(name);
   return it == tensors_.end() ? nullptr : &it->second;
+}
+
+namespace {
+float f16_to_float(uint16_t h) {
+  const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0x1f) bits = sign | 0x7f800000u | (man << 13);  // inf / nan
+  else if (exp != 0) bits = sign | ((exp + 112) << 23) | (man << 13);
+  else if (man == 0) bits = sign;
+  else {  // subnormal: normalise
+    int e = -1;
+    uint32_t m = man;
+    do {
+      ++e;
+      m <<= 1;
+    } while (!(m & 0x400u));
+    bits = sign | ((112 - e) << 23) | ((m & 0x3ffu) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+}  // namespace
+
+float st_element(const SafetensorsTensor& t, uint64_t k) {
+  switch (t.dtype) {
+    case StDtype::F32: {
+      float f;
+      std::memcpy(&f, t.data + 4 * k, 4);
+      return f;
+    }
+    case StDtype::F16: {
+      uint16_t h;
+      std::memcpy(&h, t.data + 2 * k, 2);
+      return f16_to_float(h);
+    }
+    case StDtype::BF16: {
+      uint16_t h;
+      std::memcpy(&h, t.data + 2 * k, 2);
+      return bf16_to_float(h);
+    }
+    default:
+      throw std::logic_error(std::string("st_element: ") + st_dtype_name(t.dtype) + " is not a float dtype");
+  }
 }
 
 }  // namespace lora

@@ -31,6 +31,10 @@ struct SafetensorsTensor {
   std::string shape_str() const;  // "[768, 2304]"
 };
 
+// Element k of an F32, F16 or BF16 tensor, widened to float (the data may be unaligned: read
+// with memcpy). Throws std::logic_error for another dtype: callers check the dtype first.
+float st_element(const SafetensorsTensor& t, uint64_t k);
+
 class SafetensorsFile {
  public:
   // Maps and validates `path`; throws InputError naming the file (and the tensor) when the

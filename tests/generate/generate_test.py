@@ -8,7 +8,7 @@ so the comparison also checks lora_dist's KV cache:
      the prompt and the printed text is the decoded ids;
   2. greedy with a PEFT adapter (PEFT's own layout: c_attn with one shared A, mlp.c_fc),
      random and large enough to change the text: equal to PyTorch with the adapter merged
-     into the weights (W += (B A * alpha/r).T), at tp 2;
+     into the weights (W += (B A * alpha/r).T), at tp 2; saved in BF16, at tp 1;
   3. greedy with a trained adapter.h5 at tp 2 equals the base-only continuation of the
      folder `export --merged` writes, at tp 1, and PyTorch's on those merged weights;
   4. sampling (temperature, top-k, top-p, seed): tp 1 and tp 2 draw the same tokens, another
@@ -153,6 +153,21 @@ def main():
     check(gp["ids"] == want_p, f"PEFT adapter greedy {gp['ids']} != torch {want_p}")
     check(want_p != want, "the adapter does not change the continuation")
     print(f"  PEFT adapter at tp 2 equals PyTorch with it merged: {gp['completion']!r}")
+    # The same adapter saved in BF16 (as PEFT saves one from a bf16 model) is read widened.
+    peft16 = os.path.join(a.work, "peft_bf16")
+    shutil.copytree(peft, peft16)
+    gpt2_folder.write_safetensors(os.path.join(peft16, "adapter_model.safetensors"), st, "BF16")
+    merged16 = dict(t)
+    for key in st:
+        if key.endswith("lora_A.weight"):
+            mod = key[len("base_model.model.transformer."):-len(".lora_A.weight")]
+            A16, B16 = (st[key[:-len("A.weight")] + f + ".weight"].to(torch.bfloat16).float() for f in "AB")
+            merged16[mod + ".weight"] = t[mod + ".weight"] + (B16 @ A16 * (8 / 4)).T
+    yp1 = write_yaml(a, "peft_tp1", f"{{init: hf, path: {folder}}}", targets="[q, k, v, fc1]")
+    gb = generate(a, yp1, 1, "--peft", peft16, "--prompt", PROMPT, "--max-new-tokens", str(NEW), "--ignore-eot")
+    want_b, gap = torch_greedy(merged16, cfg, gb["prompt_ids"], NEW)
+    check(gap > 1e-4 and gb["ids"] == want_b, f"BF16 PEFT adapter {gb['ids']} != torch {want_b} (gap {gap})")
+    print("  the same adapter in BF16 at tp 1 equals PyTorch with the BF16 factors merged")
 
     # 3. A trained adapter.h5 at tp 2 == base-only generation from `export --merged` at tp 1.
     r = run([a.bin, "--yaml", y1])
