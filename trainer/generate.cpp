@@ -56,18 +56,18 @@ Codec make_codec(const RunConfig& cfg, const GenerateOptions& o) {
     throw ConfigError("generate: no tokenizer: give --tokenizer DIR (vocab.json + merges.txt) or --tokenizer bytes "
                       "(model.init is " + cfg.model.init + ", so there is no model folder to take one from)");
   Codec c;
-  if (dir == "bytes") {
-    if (cfg.model.vocab_size < 256)
-      throw ConfigError("generate: --tokenizer bytes needs model.vocab_size >= 256, " + cfg.source_path + " has " +
-                        std::to_string(cfg.model.vocab_size));
-    return c;
-  }
+  if (dir == "bytes") return c;  // each prompt byte is checked against model.vocab_size below
   c.bpe = Gpt2Tokenizer::from_folder(dir);  // InputError naming the file and line
   if (static_cast<int64_t>(c.bpe->vocab_size()) > cfg.model.vocab_size)
     throw ConfigError("generate: the tokenizer in " + dir + " has " + std::to_string(c.bpe->vocab_size()) +
                       " ids, more than model.vocab_size " + std::to_string(cfg.model.vocab_size) + " of " +
                       cfg.source_path);
   return c;
+}
+
+// Where the prompt came from, for messages.
+std::string prompt_source(const GenerateOptions& o) {
+  return o.prompt_file.empty() ? "--prompt" : o.prompt_file == "-" ? "the prompt on standard input" : o.prompt_file;
 }
 
 std::string read_prompt(const GenerateOptions& o) {
@@ -89,7 +89,18 @@ const char* kStopString = "stop string";
 void run_generate(const RunConfig& cfg, Communicator& comm, const GenerateOptions& o) {
   const bool out = comm.rank(Group::World) == 0;
   const Codec codec = make_codec(cfg, o);
-  std::vector<int32_t> prompt = codec.encode(read_prompt(o));
+  std::vector<int32_t> prompt;
+  try {
+    prompt = codec.encode(read_prompt(o));
+  } catch (const std::invalid_argument& e) {  // the GPT-2 tokenizer takes UTF-8 text only
+    if (o.prompt_file.empty()) throw ConfigError("generate: --prompt: " + std::string(e.what()));
+    throw InputError(prompt_source(o) + ": " + e.what());
+  }
+  for (size_t i = 0; i < prompt.size(); ++i)
+    if (prompt[i] >= cfg.model.vocab_size)  // only bytes can be: a larger BPE vocabulary is refused above
+      throw ConfigError("generate: " + prompt_source(o) + ": byte " + std::to_string(prompt[i]) + " at offset " +
+                        std::to_string(i) + " is not a token of model.vocab_size " +
+                        std::to_string(cfg.model.vocab_size) + " (" + cfg.source_path + ")");
   if (prompt.empty()) {
     if (!codec.eot()) throw ConfigError("generate: the prompt is empty");
     prompt.push_back(*codec.eot());  // GPT-2 starts unconditional samples at <|endoftext|>

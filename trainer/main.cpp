@@ -335,7 +335,13 @@ int main(int argc, char** argv) {
                            "Run with --help for more information.\n");
       return kExitUsage;
     }
-    for (const std::string& s : stops) gen.stop.push_back(unescape(s));
+    for (const std::string& s : stops) {
+      if (s.empty()) {
+        std::fprintf(stderr, "lora_dist: command line: generate: --stop: an empty string would stop at once\n");
+        return kExitUsage;
+      }
+      gen.stop.push_back(unescape(s));
+    }
   }
   if (!is_bench && !is_merge && !is_plan && !is_generate && yaml.empty()) {
     std::fprintf(stderr, "lora_dist: --yaml run.yaml is required\n%s", app.help().c_str());

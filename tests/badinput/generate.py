@@ -9,7 +9,7 @@ adapter.h5 of a 3-step run of --fixture-bin, so checkpoints carry whatever seal 
 under test writes), then damages copies of them, one folder per case under DIR/cases, and
 writes DIR/cases.json: a list of records
 
-    {"cls": "yaml|shard|base|hf|checkpoint|cli", "name": ..., "argv": [...], "env": {...},
+    {"cls": "yaml|shard|base|hf|checkpoint|adapter|cli", "name": ..., "argv": [...], "env": {...},
      "expect": "reject|accept|accept_or_reject", "rc": [allowed non-zero statuses],
      "names": [substrings the output must contain], "perturb": bool, "why": "..."}
 
@@ -959,6 +959,215 @@ class Gen:
             f.create_dataset(adapter_names[0], shape=(2 ** 40, 2 ** 10), dtype="f4", chunks=(1, 16))
         merge("merge_huge_adapter_shape", adapter_edit(huge_first), "an adapter tensor declared [2^40, 2^10]")
 
+    # -- class: adapters out and in (export, lora.init_from, generate) ----------------------
+    def adapter_cases(self):
+        """`export` of damaged adapters and into bad folders; PEFT folders damaged every way and
+        read by `lora.init_from` (a training run) and by `generate --peft` (also at tp 2);
+        `generate`'s prompts, tokenizers and options."""
+        C = "adapter"
+        fixture_yaml = os.path.join(self.fx, "fixture_run.yaml")
+        good_peft = os.path.join(self.fx, "peft")
+        p = subprocess.run([self.fixture_bin, "export", "--yaml", fixture_yaml, "--adapter", self.adapter, "--peft",
+                            good_peft], capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            sys.exit(f"generate.py: the fixture export failed (exit {p.returncode}):\n{p.stdout}\n{p.stderr}")
+        with open(os.path.join(good_peft, "adapter_model.safetensors"), "rb") as f:
+            st_good = f.read()
+        with open(os.path.join(good_peft, "adapter_config.json")) as f:
+            cfg_good = json.load(f)
+        (hlen,) = struct.unpack("<Q", st_good[:8])
+        header = json.loads(st_good[8:8 + hlen])
+        names = sorted(k for k in header if k != "__metadata__")
+        gen = ["--tokenizer", "bytes", "--prompt", "0123", "--max-new-tokens", "4"]  # bytes below vocab 64
+
+        # export --adapter of damaged adapters; export into folders that cannot take it
+        with open(self.adapter, "rb") as f:
+            ab = f.read()
+
+        def export(name, adapter_bytes, why, expect="reject", rc=(3,), names=("adapter.h5",), out=None):
+            d = self.dir(C, name)
+            a = write(os.path.join(d, "adapter.h5"), adapter_bytes)
+            self.add(C, name, ["{bin}", "export", "--yaml", self.yaml(d), "--adapter", a, "--peft",
+                               out or os.path.join(d, "peft"), "--merged", os.path.join(d, "merged")],
+                     expect, set(rc), [] if expect == "accept" else names, perturb=True, why=why)
+        export("export_good", ab, "export of the good adapter", expect="accept")
+        for i, n in enumerate([0, 100] + spread_offsets(self.rng, len(ab), 2, lo=200)):
+            export(f"export_truncated_{i:02d}_to_{n}", ab[:n], "export --adapter of a truncated adapter.h5")
+        for i, off in enumerate(spread_offsets(self.rng, len(ab), 3)):
+            export(f"export_flip_{i:02d}_at_{off}", flip(ab, off, self.rng.randrange(8)),
+                   "export --adapter of a bit-flipped adapter.h5 (the seal covers every byte)")
+        d = self.dir(C, "export_into_nonempty_folder")
+        write(os.path.join(d, "peft", "keep.txt"), b"user data")
+        export("export_into_nonempty_folder", ab, "export --peft into a folder holding a file: exit 2, nothing lost",
+               rc=(2,), names=("peft",), out=os.path.join(d, "peft"))
+        d = self.dir(C, "export_under_a_file")
+        write(os.path.join(d, "afile"), b"x")
+        export("export_under_a_file", ab, "export --peft under a regular file", rc=(2,), names=("afile",),
+               out=os.path.join(d, "afile", "peft"))
+
+        # PEFT folders: each damage read by lora.init_from, the binary ones also by generate --peft
+        def peft(name, why, st=None, config=None, files=None, expect="reject", rc=(3,), names=None, gen_too=False):
+            d = self.dir(C, name)
+            folder = os.path.join(d, "peft")
+            os.makedirs(folder, exist_ok=True)
+            if config is not None:
+                write(os.path.join(folder, "adapter_config.json"),
+                      config if isinstance(config, bytes) else json.dumps(config).encode())
+            if st is not None:
+                write(os.path.join(folder, "adapter_model.safetensors"), st)
+            for fname, data in (files or {}).items():
+                write(os.path.join(folder, fname), data)
+            nm = names if names is not None else ["adapter_model.safetensors"]
+            self.run_cfg(C, "init_from_" + name, {"lora": {"init_from": folder}}, expect, set(rc), nm, perturb=True,
+                         why="lora.init_from: " + why)
+            if gen_too:
+                y = self.yaml(d, name="gen.yaml")
+                self.add(C, "generate_" + name, ["{bin}", "generate", "--yaml", y, "--peft", folder] + gen, expect,
+                         set(rc), nm, perturb=True, why="generate --peft: " + why)
+
+        peft("good", "the exported folder", st_good, cfg_good, expect="accept", gen_too=True)
+        for i, n in enumerate([0, 7, 8, 8 + hlen // 2, 8 + hlen] + spread_offsets(self.rng, len(st_good), 2, lo=9 + hlen)):
+            peft(f"truncated_{i:02d}_to_{n}", "adapter_model.safetensors cut short", st_good[:n], cfg_good,
+                 gen_too=i % 2 == 0)
+        for i, off in enumerate(spread_offsets(self.rng, 8 + hlen, 6) +
+                                spread_offsets(self.rng, len(st_good), 3, lo=8 + hlen)):
+            peft(f"flip_{i:02d}_at_{off}", "a bit flip in adapter_model.safetensors",
+                 flip(st_good, off, self.rng.randrange(8)), cfg_good, expect="accept_or_reject", gen_too=i % 3 == 0)
+        peft("header_length_2_40", "header length 2^40", struct.pack("<Q", 2 ** 40) + st_good[8:], cfg_good,
+             gen_too=True)
+
+        def edit_header(fn):
+            h = json.loads(st_good[8:8 + hlen])
+            fn(h)
+            text = json.dumps(h).encode()
+            text += b" " * (-len(text) % 8)
+            return struct.pack("<Q", len(text)) + text + st_good[8 + hlen:]
+
+        def swap_shape(h):
+            e = h[names[0]]
+            e["shape"] = e["shape"][::-1]
+        peft("transposed_factor", "a factor stored [in, r] instead of [r, in]", edit_header(swap_shape), cfg_good,
+             names=[names[0]])
+
+        def as_i32(h):
+            h[names[0]]["dtype"] = "I32"
+        peft("integer_factor", "a factor in I32", edit_header(as_i32), cfg_good, names=[names[0], "I32"])
+
+        def drop_last(h):
+            del h[names[-1]]
+        peft("missing_factor", "a factor missing", edit_header(drop_last), cfg_good, names=[names[-1]])
+        a0 = header[names[0]]["data_offsets"][0]
+        nan = bytearray(st_good)
+        nan[8 + hlen + a0:8 + hlen + a0 + 4] = struct.pack("<f", float("nan"))
+        peft("nan_factor", "NaN in a factor", bytes(nan), cfg_good, names=["adapter_model.safetensors"], gen_too=True)
+        half = {}
+        for k in names:
+            b0, b1 = header[k]["data_offsets"]
+            half[k] = np.frombuffer(st_good[8 + hlen + b0:8 + hlen + b1], "<f4").reshape(header[k]["shape"])
+        text, blobs, off = {}, [], 0
+        for k in names:
+            b = half[k].astype("<f2").tobytes()
+            text[k] = {"dtype": "F16", "shape": list(half[k].shape), "data_offsets": [off, off + len(b)]}
+            blobs.append(b)
+            off += len(b)
+        t = json.dumps(text).encode()
+        t += b" " * (-len(t) % 8)
+        peft("f16_factors", "the factors in F16 (PEFT saving a half-precision model)",
+             struct.pack("<Q", len(t)) + t + b"".join(blobs), cfg_good, expect="accept", gen_too=True)
+        cfg_names = ["adapter_config.json"]
+        for name, c, why in (
+                ("config_not_json", b"{\"r\": 2,", "adapter_config.json cut short"),
+                ("config_empty", b"", "an empty adapter_config.json"),
+                ("config_nested", b"[" * 100000, "adapter_config.json nested 100000 deep"),
+                ("config_list", b"[1, 2]", "adapter_config.json a list"),
+                ("config_rank_6", dict(cfg_good, rank_pattern={"c_attn": 6}), "c_attn rank 6 for q,v at r 2"),
+                ("config_rank_string", dict(cfg_good, rank_pattern={"c_attn": "4"}), "a rank that is a string"),
+                ("config_r_string", dict(cfg_good, r="2", rank_pattern=None), "r a string"),
+                ("config_alpha_other_scale", dict(cfg_good, alpha_pattern={"c_attn": 5}),
+                 "an alpha giving another scale"),
+
+                ("config_alpha_nan", b'{"r": 2, "lora_alpha": NaN}', "lora_alpha NaN (not JSON)"),
+                ("config_other_targets", dict(cfg_good, target_modules=["c_fc"]), "target_modules another set"),
+                ("config_targets_string", dict(cfg_good, target_modules="c_attn"), "target_modules a string"),
+                ("config_rslora", dict(cfg_good, use_rslora=True), "use_rslora against lora.rslora false"),
+                ("config_bias_all", dict(cfg_good, bias="all"), "bias all (lora_dist trains none)"),
+                ("config_not_lora", dict(cfg_good, peft_type="PREFIX_TUNING"), "another PEFT method")):
+            peft(name, why, st_good, c, names=cfg_names)
+        peft("config_top_level_only", "r 2 without the pattern: c_attn's stacked factors are rank 4", st_good,
+             dict(cfg_good, rank_pattern=None, alpha_pattern=None), names=["c_attn.lora_A.weight", "[4, 16]"])
+        peft("config_missing", "no adapter_config.json", st_good, None, names=cfg_names, gen_too=True)
+        peft("weights_missing", "no adapter_model.safetensors", None, cfg_good, gen_too=True)
+
+        # generate at tp 2 with a damaged PEFT folder: every rank leaves, none hangs
+        d = self.dir(C, "generate_tp2_truncated_peft")
+        folder = os.path.join(d, "peft")
+        write(os.path.join(folder, "adapter_config.json"), json.dumps(cfg_good).encode())
+        write(os.path.join(folder, "adapter_model.safetensors"), st_good[: len(st_good) // 2])
+        y = self.yaml(d, {"parallel": {"tp": 2, "dp": 1}})
+        self.add(C, "generate_tp2_truncated_peft", MPI + ["{bin}", "generate", "--yaml", y, "--peft", folder] + gen,
+                 "reject", {3}, ["adapter_model.safetensors"], why="generate --peft at tp 2, folder cut short")
+
+        # generate: prompts, tokenizers, options
+        d = self.dir(C, "generate_common")
+        y = self.yaml(d)
+        y_bpe = self.yaml(d, {"model": {"vocab_size": 50257}}, name="bpe.yaml")
+        tok = os.path.join(self.fx, "gpt2_tokenizer")  # hf_cases made it
+        latin = write(os.path.join(d, "latin1.txt"), "caf\u00e9".encode("latin-1"))
+        long_prompt = write(os.path.join(d, "long.txt"), b"0" * 40)
+        bad_vocab = os.path.join(d, "badtok")
+        os.makedirs(bad_vocab, exist_ok=True)
+        write(os.path.join(bad_vocab, "vocab.json"), b'{"a": 0, "b": ')
+        shutil.copy(os.path.join(tok, "merges.txt"), bad_vocab)
+        g = ["{bin}", "generate", "--yaml", y]
+        for name, argv, expect, rc, nm, why in (
+                ("generate_good_adapter", g + ["--adapter", self.adapter] + gen, "accept", (), [], "the fixture adapter"),
+                ("generate_good_base", g + gen, "accept", (), [], "no adapter"),
+                ("generate_good_bpe", ["{bin}", "generate", "--yaml", y_bpe, "--tokenizer", tok, "--prompt", "Hello",
+                                       "--max-new-tokens", "3", "--temperature", "0.7", "--top-k", "5", "--top-p",
+                                       "0.9"], "accept", (), [], "GPT-2 tokenizer, sampling"),
+                ("generate_adapter_other_vocab", ["{bin}", "generate", "--yaml", y_bpe, "--tokenizer", tok,
+                                                  "--prompt", "Hi", "--adapter", self.adapter], "reject", (3,),
+                 ["adapter.h5"], "an adapter trained on another base"),
+                ("generate_adapter_truncated", g + ["--adapter", write(os.path.join(d, "cut.h5"), ab[: len(ab) // 2])]
+                 + gen, "reject", (3,), ["cut.h5"], "a truncated adapter.h5"),
+                ("generate_prompt_file_missing", g + ["--tokenizer", "bytes", "--prompt-file",
+                                                      os.path.join(d, "none.txt")], "reject", (3,), ["none.txt"],
+                 "a prompt file that is not there"),
+                ("generate_prompt_file_latin1", ["{bin}", "generate", "--yaml", y_bpe, "--tokenizer", tok,
+                                                 "--prompt-file", latin], "reject", (3,), ["latin1.txt", "UTF-8"],
+                 "a prompt file that is not UTF-8, GPT-2 tokenizer"),
+                ("generate_prompt_byte_beyond_vocab", g + ["--tokenizer", "bytes", "--prompt", "abc"], "reject", (2,),
+                 ["byte 97", "model.vocab_size 64"], "byte tokens beyond a 64-token vocabulary"),
+                ("generate_prompt_too_long", g + ["--tokenizer", "bytes", "--prompt-file", long_prompt], "reject", (2,),
+                 ["40 tokens", "model.context 16"], "a prompt longer than the context"),
+                ("generate_no_tokenizer", g + ["--prompt", "01"], "reject", (2,), ["--tokenizer"],
+                 "a seeded base has no tokenizer folder"),
+                ("generate_tokenizer_too_big", g + ["--tokenizer", tok, "--prompt", "01"], "reject", (2,),
+                 ["model.vocab_size 64"], "the GPT-2 vocabulary for a 64-token model"),
+                ("generate_tokenizer_bad_vocab", ["{bin}", "generate", "--yaml", y_bpe, "--tokenizer", bad_vocab,
+                                                  "--prompt", "Hi"], "reject", (3,), ["vocab.json"],
+                 "vocab.json cut short"),
+                ("generate_tokenizer_missing", g + ["--tokenizer", os.path.join(d, "nodir"), "--prompt", "01"],
+                 "reject", (3,), ["nodir"], "a tokenizer folder that is not there"),
+                ("generate_no_prompt", g + ["--tokenizer", "bytes"], "reject", (2,), ["--prompt"], "no prompt"),
+                ("generate_both_prompts", g + ["--prompt", "0", "--prompt-file", long_prompt], "reject", (2,),
+                 ["excludes"], "--prompt and --prompt-file"),
+                ("generate_adapter_and_peft", g + gen + ["--adapter", self.adapter, "--peft", good_peft], "reject",
+                 (2,), ["excludes"], "--adapter and --peft"),
+                ("generate_max_new_0", g + gen + ["--max-new-tokens", "0"], "reject", (2,), ["--max-new-tokens"],
+                 "--max-new-tokens 0"),
+                ("generate_temperature_nan", g + gen + ["--temperature", "nan"], "reject", (2,), ["--temperature"],
+                 "--temperature nan"),
+                ("generate_top_p_2", g + gen + ["--top-p", "2"], "reject", (2,), ["--top-p"], "--top-p 2"),
+                ("generate_top_k_negative", g + gen + ["--top-k", "-1"], "reject", (2,), ["--top-k"], "--top-k -1"),
+                ("generate_seed_text", g + gen + ["--seed", "abc"], "reject", (2,), ["--seed"], "--seed abc"),
+                ("generate_empty_stop", g + gen + ["--stop", ""], "reject", (2,), ["--stop"], "an empty --stop"),
+                ("generate_json_missing_folder", g + gen + ["--json", os.path.join(d, "no", "g.jsonl")], "reject",
+                 (2,), ["--json", "no"], "--json into a missing folder")):
+            self.add(C, name, argv, expect, set(rc), nm, why=why)
+        self.add(C, "generate_rank_count_mismatch", MPI + g + gen, "reject", {2}, ["tp*dp"],
+                 why="2 ranks for a tp 1 x dp 1 config")
+
     # -- class 5: command lines --------------------------------------------------------------
     def cli_cases(self):
         C = "cli"
@@ -1029,6 +1238,7 @@ def generate(work, seed, fixture_bin):
     g.base_cases()
     g.hf_cases()
     g.ckpt_cases()
+    g.adapter_cases()
     g.cli_cases()
     names = [f"{c['cls']}/{c['name']}" for c in g.cases]
     assert len(names) == len(set(names)), "duplicate case names"

@@ -51,7 +51,7 @@ SANITIZER = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|AddressSan
                        r"runtime error:|SUMMARY: UndefinedBehaviorSanitizer|ERROR: UndefinedBehaviorSanitizer")
 SIGNALLED = re.compile(r"exited on signal|Segmentation fault|core dumped|std::bad_alloc|terminate called")
 OUTCOMES = ["ok", "crash", "hang", "wrongly_accepted", "wrongly_refused", "wrong_status", "unclear"]
-CLASSES = ["yaml", "shard", "base", "hf", "checkpoint", "cli"]
+CLASSES = ["yaml", "shard", "base", "hf", "checkpoint", "adapter", "cli"]
 
 BASE_ENV = {
     "OMP_NUM_THREADS": "1",
