@@ -123,6 +123,14 @@ TrainCounters read_checkpoint(const std::string& path, const LoraSlices& s);
 void read_adapter(const std::string& path, const RunConfig& cfg, const BaseFingerprint& fp, const LoraLayout& layout,
                   int tp_rank, float* params);
 
+// One process: the LoRA settings an adapter.h5 or a checkpoint records on /adapter (r,
+// alpha, rslora, dropout, targets), read once its seal verifies, for a tool that takes each
+// adapter as it was trained (lora_dist analyze) instead of checking it against a run's lora:
+// section; read_adapter with them then verifies the rest (model shape, base, tensors). r must
+// be >= 1, alpha finite and the targets known names, at least one. Throws CheckpointError
+// naming the file and the attribute.
+LoraConfig read_adapter_lora_config(const std::string& path);
+
 // Collective: rank 0 runs select_checkpoint (warnings to stderr) and tells every rank the
 // outcome; then every rank runs read_checkpoint. Returns nullopt for a fresh start and
 // throws the same CheckpointError on every rank when rank 0 refused.

@@ -326,6 +326,37 @@ void read_adapter(const std::string& path, const RunConfig& cfg, const BaseFinge
   });
 }
 
+LoraConfig read_adapter_lora_config(const std::string& path) {
+  H5Handle file = open_sealed(path);
+  return as_checkpoint_error(CheckpointError::Invalid, [&] {
+    if (H5Lexists(file, "adapter", H5P_DEFAULT) <= 0)
+      throw CheckpointError(CheckpointError::Mismatch, path + ": no /adapter group: not an adapter or checkpoint file");
+    H5Handle adapter = open_group(file, path, "/adapter");
+    const auto invalid = [&](const std::string& why) {
+      return CheckpointError(CheckpointError::Invalid, path + ": /adapter: " + why);
+    };
+    LoraConfig lc;
+    lc.r = h5_read_attr<int>(adapter, "r", path, "/adapter");
+    if (lc.r < 1) throw invalid("attribute 'r' = " + std::to_string(lc.r) + " must be >= 1");
+    const double alpha = h5_read_attr<double>(adapter, "alpha", path, "/adapter");
+    if (!std::isfinite(float(alpha))) throw invalid("attribute 'alpha' = " + str(alpha) + " is not a finite float");
+    lc.alpha = float(alpha);
+    lc.rslora = h5_read_attr<bool>(adapter, "rslora", path, "/adapter");
+    lc.dropout = float(h5_read_attr<double>(adapter, "dropout", path, "/adapter"));
+    const std::string targets = h5_read_attr<std::string>(adapter, "targets", path, "/adapter");
+    std::fill(std::begin(lc.targets), std::end(lc.targets), false);
+    std::stringstream names(targets);
+    for (std::string name; std::getline(names, name, ',');) {
+      int t = 0;
+      while (t < kNumTargets && name != lora_target_name(t)) ++t;
+      if (t == kNumTargets) throw invalid("attribute 'targets' = '" + targets + "': '" + name + "' is not one of q, k, v, o, fc1, fc2");
+      lc.targets[t] = true;
+    }
+    if (lc.target_list().empty()) throw invalid("attribute 'targets' = '" + targets + "' names no target");
+    return lc;
+  });
+}
+
 std::optional<CheckpointInfo> resume_checkpoint(Communicator& comm, const RunConfig& cfg, const BaseFingerprint& fp,
                                                 const LoraSlices& s) {
   Decision d;

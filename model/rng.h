@@ -11,7 +11,7 @@
 namespace lora {
 
 // What a draw is for; part of the counter so the streams never overlap.
-enum class RngPurpose : uint32_t { BaseInit = 1, LoraInit = 2, Dropout = 3, Sampling = 4 };
+enum class RngPurpose : uint32_t { BaseInit = 1, LoraInit = 2, Dropout = 3, Sampling = 4, RandomProjection = 5 };
 
 inline std::array<uint32_t, 4> philox(uint64_t seed, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3) {
   r123::Philox4x32 gen;

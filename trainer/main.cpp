@@ -3,6 +3,7 @@
 //   mpirun -np N lora_dist bench --yaml run.yaml [--steps 5 --warmup 2]
 //   lora_dist merge --yaml run.yaml --adapter out/adapter.h5 --out merged.h5
 //   lora_dist export --yaml run.yaml --adapter out/adapter.h5 --peft peft_adapter/ [--merged merged_hf/]
+//   lora_dist analyze --yaml run.yaml --adapter a.h5 --adapter b.h5 [--layer 0 --module q,v --json out.json --plots DIR]
 //   lora_dist plan --yaml run.yaml [--set parallel.tp=8 ...] [--device h100-80gb] [--json] [--search]
 //   mpirun -np N lora_dist generate --yaml run.yaml [--adapter out/adapter.h5] --prompt "..." [sampling]
 //
@@ -34,6 +35,7 @@
 #include "comm/mpi_communicator.h"
 #include "io/input_error.h"
 #include "trainer/bench.h"
+#include "trainer/analyze.h"
 #include "trainer/blas_kernels.h"
 #include "trainer/config_loader.h"
 #include "trainer/memory_check.h"
@@ -244,6 +246,51 @@ int main(int argc, char** argv) {
       "  # python: PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(\"gpt2\"), \"out/peft\")\n"
       "  lora_dist export --yaml run.yaml --adapter out/adapter.h5 --merged out/merged\n"
       "  # python: GPT2LMHeadModel.from_pretrained(\"out/merged\"); lora_dist: model: {init: hf, path: out/merged}");
+  lora::AnalyzeOptions an;
+  CLI::App* analyze_cmd = app.add_subcommand(
+      "analyze", "measure trained LoRA adapters as section 7 of the LoRA paper (Hu et al. 2021) does: the subspace "
+                 "similarity phi of two adapters' A matrices for every (i, j), and how much each dW = s B A amplifies "
+                 "directions of its base weight W; one process, no mpirun");
+  analyze_cmd->add_option("--yaml", an.yaml, "run config: the base model (model:) every adapter was trained on")
+      ->required();
+  // Not CLI::ExistingFile: a missing adapter is an unusable input (exit 3, named), as in export.
+  analyze_cmd->add_option("--adapter", an.adapters,
+                          "adapter.h5, checkpoint or PEFT folder; repeat it (two or more for phi). PATH@RUN.yaml "
+                          "takes r, alpha and targets from that config's lora: section")
+      ->required()
+      ->take_all();
+  analyze_cmd->add_option("--layer", an.layers, "layers to analyse: a list like 0,5,11, or all (default)");
+  analyze_cmd->add_option("--module", an.modules,
+                          "modules: a list of q, k, v, o, fc1, fc2 (default: each one every adapter targets)");
+  analyze_cmd->add_option("--pairs", an.pairs,
+                          "adapters phi compares: first (default: [1] with each other), all, or a list like 1-2,2-3");
+  analyze_cmd->add_option("--max-i", an.max_i, "phi for i = 1..N, the rows (default: r of the pair's first adapter)")
+      ->check(CLI::Range(1, 1 << 20));
+  analyze_cmd->add_option("--max-j", an.max_j, "phi for j = 1..N, the columns (default: r of its second adapter)")
+      ->check(CLI::Range(1, 1 << 20));
+  analyze_cmd->add_option("--random-draws", an.random_draws,
+                          "random orthonormal U, V per amplification row, averaged (1..10000, default 10)")
+      ->check(CLI::Range(1, 10000));
+  analyze_cmd->add_option("--seed", an.seed, "seed of those draws (default 0): same seed, same numbers");
+  analyze_cmd->add_option("--json", an.json, "write every number (whole phi grids, norms, factors) to this JSON file")
+      ->check(kInExistingFolder);
+  analyze_cmd->add_option("--plots", an.plots,
+                          "draw each phi grid as a PNG heatmap into this folder (launch/plot_analysis.py, "
+                          "python3-matplotlib); the JSON goes there too unless --json names it");
+  analyze_cmd->footer(
+      "phi(A1, A2, i, j) = ||U1^i' U2^j||_F^2 / min(i, j), U^i the top-i right singular vectors of an\n"
+      "adapter's A [r, in] (the paper's Figures 3 and 4: 1 where one span holds the other, 0 orthogonal).\n"
+      "Amplification (Table 7): dW = s B A with U [out, r], V [r, in] its top-r singular vectors;\n"
+      "||U' W V'||_F of the base weight W (q, k, v: row blocks of attn.qkv.weight; o attn.proj, fc1\n"
+      "mlp.fc, fc2 mlp.proj), beside the same with W's own top-r directions and with random ones;\n"
+      "factor = ||dW||_F / ||U' W V'||_F. SVDs in double (Eigen). An adapter.h5 or checkpoint carries its\n"
+      "own r, alpha and targets; a PEFT folder takes --yaml's lora: section, or PATH@RUN.yaml's.\n"
+      "Example: two runs of r 2 and r 4 on one base (tests/analyze), layer 0, module q:\n"
+      "  lora_dist analyze --yaml run_r2.yaml --adapter out_r2/adapter.h5 --adapter out_r4/adapter.h5 \\\n"
+      "      --layer 0 --module q --json analysis.json --plots plots/\n"
+      "prints the adapters, the phi grid (i rows, j columns) and one amplification row per adapter;\n"
+      "plots/phi_layer0_q_1v2.png is the heatmap. Exit status 2: a bad option (a layer out of range, a\n"
+      "module an adapter lacks, i or j above r); 3: an unusable adapter or one of another model shape or base.");
   lora::PlanOptions plan;
   CLI::App* plan_cmd = app.add_subcommand(
       "plan", "per-rank memory, FLOPs, collective bytes and step time of a run on a device, LoRA beside full "
@@ -327,6 +374,7 @@ int main(int argc, char** argv) {
     }
     return lora::export_command(exp);
   }
+  if (analyze_cmd->parsed()) return lora::analyze_command(an);  // one process (MPI as a singleton: trainer/analyze.cpp)
   const bool is_bench = bench_cmd->parsed(), is_merge = merge_cmd->parsed(), is_plan = plan_cmd->parsed(),
              is_generate = gen_cmd->parsed();
   if (is_generate) {
