@@ -285,11 +285,13 @@ int main(int argc, char** argv) {
       "mlp.fc, fc2 mlp.proj), beside the same with W's own top-r directions and with random ones;\n"
       "factor = ||dW||_F / ||U' W V'||_F. SVDs in double (Eigen). An adapter.h5 or checkpoint carries its\n"
       "own r, alpha and targets; a PEFT folder takes --yaml's lora: section, or PATH@RUN.yaml's.\n"
-      "Example: two runs of r 2 and r 4 on one base (tests/analyze), layer 0, module q:\n"
-      "  lora_dist analyze --yaml run_r2.yaml --adapter out_r2/adapter.h5 --adapter out_r4/adapter.h5 \\\n"
-      "      --layer 0 --module q --json analysis.json --plots plots/\n"
-      "prints the adapters, the phi grid (i rows, j columns) and one amplification row per adapter;\n"
-      "plots/phi_layer0_q_1v2.png is the heatmap. Exit status 2: a bad option (a layer out of range, a\n"
+      "Example (bash launch/analyze_demo.sh: q, v adapters of r 4, r 16 and r 16 with another seed on\n"
+      "the demo's base):\n"
+      "  lora_dist analyze --yaml r4.yaml --adapter r4/adapter.h5 --adapter r16/adapter.h5 \\\n"
+      "      --adapter r16_seed7/adapter.h5 --pairs all --layer 3 --json analysis.json --plots plots/\n"
+      "prints the adapters, each phi grid (i rows, j columns; the first 8 x 8) and one amplification row\n"
+      "per adapter and module (r 4 on v: ||dW|| 7.12, ||U' W V'|| 0.343, factor 20.8; r 16: 7.1);\n"
+      "plots/phi_layer3_v_1v2.png is one heatmap. Exit status 2: a bad option (a layer out of range, a\n"
       "module an adapter lacks, i or j above r); 3: an unusable adapter or one of another model shape or base.");
   lora::PlanOptions plan;
   CLI::App* plan_cmd = app.add_subcommand(
