@@ -203,7 +203,9 @@ int analyze(const AnalyzeOptions& o) {
     BaseModel base;
     ModelConfig mc = cfg.model;
     mc.dtype = "fp32";
-    base.model = std::make_unique<GptModel<float>>(mc, cfg.lora, base.self, 1, 1);
+    // Any adapter's LoRA settings do: only the base buffers are used (not --yaml's lora:,
+    // which a PEFT-less analysis never needs to be meaningful).
+    base.model = std::make_unique<GptModel<float>>(mc, adapters.front().info.lora, base.self, 1, 1);
     load_frozen_base(cfg, *base.model, base.self, /*log=*/nullptr);
     for (int layer : layers)
       for (int t : targets) {

@@ -13,10 +13,11 @@ a PEFT folder. Then:
      1e-6); the random projections' mean is their mean and the expectation r‖W‖/√(out·in);
      --module fc1 on [2] alone gives the fc1 row;
   3. the PNG heatmaps exist, are PNGs (signature, IHDR of a real size), one per grid;
-  4. bad input: a missing adapter (exit 3, named), an adapter of another model shape (exit 3,
+  4. a checkpoint reads like adapter.h5 (the run's last one: φ 1 against it);
+  5. bad input: a missing or damaged adapter (exit 3, named), one of another model shape (exit 3,
      the file and "model shape"), a module an adapter lacks (exit 2, file and tensor), i above
      r (exit 2), a layer out of range (exit 2), a PEFT folder read with another r (exit 3),
-     a --json in a missing folder (exit 2).
+     a --json in a missing folder, a --pairs beyond the adapters (exit 2).
 usage: analyze_test.py --bin lora_dist --work DIR --data demo_train.bin
 """
 import argparse
@@ -206,6 +207,18 @@ def main():
     check(x["out"] == 4 * d and x["in"] == d and all(rel(x[k], v) < TOL for k, v in want.items()), f"fc1: {x} vs {want}")
     print(f"fc1: ||dW|| {x['delta_norm']:.6g}, factor {x['factor']:.6g} equal numpy's")
 
+    # A checkpoint is read like adapter.h5 (its /adapter group): the run's last one holds the same A.
+    ckpt_dir = os.path.join(a.work, "out_r4", "checkpoints")
+    ckpt = os.path.join(ckpt_dir, sorted(os.listdir(ckpt_dir))[-1])
+    j3 = os.path.join(a.work, "checkpoint.json")
+    r = run([a.bin, "analyze", "--yaml", y2, "--adapter", h4, "--adapter", ckpt, "--module", "v", "--json", j3])
+    check(r.returncode == 0, f"analyze of a checkpoint\n{r.stdout}{r.stderr}")
+    with open(j3) as f:
+        rep3 = json.load(f)
+    check(rep3["adapters"][1]["r"] == 4 and all(np.abs(np.array(s["phi"]) - 1).max() < 1e-9 for s in rep3["similarity"]),
+          f"checkpoint vs its adapter.h5: {rep3['similarity']}")
+    print(f"checkpoint {os.path.basename(ckpt)}: phi 1 against its adapter.h5 at both layers")
+
     # 3. the heatmaps
     pngs = sorted(os.listdir(plots))
     want_pngs = sorted(f"phi_layer{l}_{m}_{i}v{j}.png" for l, m, i, j in want_grids)
@@ -235,6 +248,13 @@ def main():
 
     missing = os.path.join(a.work, "nope.h5")
     refused(["--adapter", missing], 3, missing)
+    damaged = os.path.join(a.work, "damaged.h5")
+    with open(h4, "rb") as f:
+        raw = bytearray(f.read())
+    raw[len(raw) // 2] ^= 0x10
+    with open(damaged, "wb") as f:
+        f.write(raw)
+    refused(["--adapter", damaged], 3, damaged)
     refused(["--adapter", h_other], 3, h_other, "model shape differs", "d_model 48")
     refused(["--adapter", h4, "--module", "fc1"], 2, h2, "h.0.lora.fc1.A", "q,v")
     refused(["--adapter", h4, "--max-i", "3"], 2, "--max-i 3", h2, "r 2")
