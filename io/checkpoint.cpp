@@ -170,13 +170,15 @@ void write_state_attrs(hid_t state, const RunConfig& cfg, const BaseFingerprint&
 void save_checkpoint(Communicator& comm, const RunConfig& cfg, const BaseFingerprint& fp, const LoraSlices& s,
                      TrainCounters c, const std::string& path) {
   std::optional<AtomicH5File> out;
+  const bool full = !cfg.lora.enabled;
   if (comm.rank(Group::World) == 0) {
     out.emplace(path);
-    for (const char* g : ckpt::kGroups) out->group(g);
+    for (const char* g : ckpt::groups(full)) out->group(g);
   }
-  for (const auto& g : ckpt::kTensorGroups) gather_group(comm, s, s.*g.buffer, out ? &*out : nullptr, g.path);
+  for (const auto& g : ckpt::tensor_groups(full)) gather_group(comm, s, s.*g.buffer, out ? &*out : nullptr, g.path);
   if (out) {
-    write_lora_attrs(out->group("/adapter"), cfg.lora);
+    if (full) h5_write_attr(out->group("/model"), "full_finetuning", true);
+    else write_lora_attrs(out->group("/adapter"), cfg.lora);
     write_optimizer_attrs(out->group("/optimizer"), cfg.optim, c);
     const hid_t state = out->group("/state");
     write_state_attrs(state, cfg, fp, c, comm);

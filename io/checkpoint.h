@@ -11,6 +11,9 @@
 //                                          schedule, model shape, base fingerprint
 //   every file sealed in its 512-byte HDF5 user block (io/file_seal.h)
 //   <output.dir>/adapter.h5                /adapter alone: the artefact users keep
+//   full fine-tuning (lora.enabled: false): /model/<base tensor names> instead of /adapter
+//   (attribute full_finetuning), and the artefact is <output.dir>/model.h5, a base-weights
+//   file (io/base_weights.h) that model.init: file reads
 //
 // Who does what: saving is collective (the TP group of DP rank 0 all-gathers the sharded
 // factors; world rank 0 writes); verifying is one process (rank 0); loading is collective
@@ -52,10 +55,12 @@ struct BaseFingerprint {
 };
 BaseFingerprint base_fingerprint(const ModelConfig& m);
 
-// This rank's trainable state: its slices, in its own LoRA layout, of the parameters and
-// the AdamW moments (the same layout, adamw.h).
+// This rank's trainable state: its slices, in its own layout, of the parameters and the
+// AdamW moments (the same layout, adamw.h): the LoRA factors (LoRA layout), or with full
+// fine-tuning (lora.enabled: false) every base tensor (base layout), stored under /model
+// instead of /adapter.
 struct LoraSlices {
-  const LoraLayout& layout;
+  const ParamLayout& layout;
   int tp_rank;
   float* params;
   float* m;
@@ -113,7 +118,7 @@ std::optional<CheckpointInfo> select_checkpoint(const RunConfig& cfg, const Base
 // Every rank: reads its slices of a verified checkpoint into `s` by hyperslab and returns
 // the counters. Throws CheckpointError if a dataset is missing or mis-shaped, a counter is
 // out of range or a value the rank read is not finite.
-TrainCounters read_checkpoint(const std::string& path, const LoraSlices& s);
+TrainCounters read_checkpoint(const std::string& path, const LoraSlices& s, bool full_finetuning);
 
 // Reads this rank's slice of every A and B from the /adapter group of a checkpoint or of an
 // adapter.h5 into `params` (layout order), verified as a resume verifies: the seal first,

@@ -142,7 +142,14 @@ AdapterSource adapter_source(hid_t file) {
 // into one message, each part saying what differs. Throws CheckpointError(Mismatch).
 void check_compatible(hid_t file, const std::string& path, const RunConfig& cfg, const BaseFingerprint& fp,
                       const AdapterSource& src, bool check_scale) {
-  H5Handle base = open_group(file, path, src.base_group), adapter = open_group(file, path, "/adapter");
+  // A LoRA checkpoint holds /adapter, a full fine-tuning one /model: neither continues the other.
+  const bool full = !cfg.lora.enabled, has_model = H5Lexists(file, "model", H5P_DEFAULT) > 0;
+  if (full != has_model)
+    throw CheckpointError(CheckpointError::Mismatch,
+                          path + ": " + src.noun + " of a " + (has_model ? "full fine-tuning" : "LoRA") +
+                              " run (/" + (has_model ? "model" : "adapter") + "), but this run has lora.enabled: " +
+                              (full ? "false" : "true"));
+  H5Handle base = open_group(file, path, src.base_group);
   std::vector<std::string> problems;
 
   Differences shape(src.noun);
@@ -157,19 +164,22 @@ void check_compatible(hid_t file, const std::string& path, const RunConfig& cfg,
                        h5_read_attr<std::string>(base, "base_description", path, src.base_group) + ") in the " +
                        src.noun + ", " + ckpt::hex64(fp.hash) + " (" + fp.description + ") in this run");
 
-  Differences r(src.noun), targets(src.noun);
-  r.check("r", h5_read_attr<int>(adapter, "r", path, "/adapter"), cfg.lora.r);
-  if (!r.empty()) problems.push_back("LoRA rank r differs: " + r.joined());
-  targets.check("targets", h5_read_attr<std::string>(adapter, "targets", path, "/adapter"),
-                cfg.lora.target_list());
-  if (!targets.empty()) problems.push_back("LoRA targets differ: " + targets.joined());
+  if (!full) {  // the LoRA settings the factors were trained with
+    H5Handle adapter = open_group(file, path, "/adapter");
+    Differences r(src.noun), targets(src.noun);
+    r.check("r", h5_read_attr<int>(adapter, "r", path, "/adapter"), cfg.lora.r);
+    if (!r.empty()) problems.push_back("LoRA rank r differs: " + r.joined());
+    targets.check("targets", h5_read_attr<std::string>(adapter, "targets", path, "/adapter"),
+                  cfg.lora.target_list());
+    if (!targets.empty()) problems.push_back("LoRA targets differ: " + targets.joined());
 
-  // A merge folds s·B·A in with the run's scale: it must be the one the adapter was trained with.
-  if (check_scale) {
-    const double scale = h5_read_attr<double>(adapter, "scale", path, "/adapter");
-    if (!(std::abs(scale - cfg.lora.scale()) <= 1e-6 * std::abs(scale)))
-      problems.push_back("LoRA scale (alpha/r) differs: " + str(scale) + " in the " + src.noun + ", " +
-                         str(cfg.lora.scale()) + " in this run: set lora.alpha, r and rslora as in training");
+    // A merge folds s·B·A in with the run's scale: it must be the one the adapter was trained with.
+    if (check_scale) {
+      const double scale = h5_read_attr<double>(adapter, "scale", path, "/adapter");
+      if (!(std::abs(scale - cfg.lora.scale()) <= 1e-6 * std::abs(scale)))
+        problems.push_back("LoRA scale (alpha/r) differs: " + str(scale) + " in the " + src.noun + ", " +
+                           str(cfg.lora.scale()) + " in this run: set lora.alpha, r and rslora as in training");
+    }
   }
 
   if (problems.empty()) return;
@@ -181,13 +191,16 @@ void check_compatible(hid_t file, const std::string& path, const RunConfig& cfg,
 // Settings a resume may change (a new LR, more steps...), each a note for the log. The
 // data order continues from step * batch_size, so a new batch_size moves the data cursor.
 std::vector<std::string> changed_settings(hid_t file, const std::string& path, const RunConfig& cfg) {
-  H5Handle state = open_group(file, path, "/state"), adapter = open_group(file, path, "/adapter");
+  H5Handle state = open_group(file, path, "/state");
   auto f64 = [&](hid_t obj, const char* name, const char* where) { return h5_read_attr<double>(obj, name, path, where); };
   auto i64 = [&](hid_t obj, const char* name, const char* where) { return h5_read_attr<int64_t>(obj, name, path, where); };
   Differences d;
-  d.check("lora.alpha", f64(adapter, "alpha", "/adapter"), double(cfg.lora.alpha));
-  d.check("lora.rslora", i64(adapter, "rslora", "/adapter"), int64_t(cfg.lora.rslora));
-  d.check("lora.dropout", f64(adapter, "dropout", "/adapter"), double(cfg.lora.dropout));
+  if (cfg.lora.enabled) {
+    H5Handle adapter = open_group(file, path, "/adapter");
+    d.check("lora.alpha", f64(adapter, "alpha", "/adapter"), double(cfg.lora.alpha));
+    d.check("lora.rslora", i64(adapter, "rslora", "/adapter"), int64_t(cfg.lora.rslora));
+    d.check("lora.dropout", f64(adapter, "dropout", "/adapter"), double(cfg.lora.dropout));
+  }
   d.check("train.seed", h5_read_attr<uint64_t>(state, "seed", path, "/state"), cfg.train.seed);
   d.check("train.batch_size", i64(state, "batch_size", "/state"), int64_t(cfg.train.batch_size));
   d.check("train.steps", i64(state, "total_steps", "/state"), int64_t(cfg.train.steps));
@@ -206,7 +219,7 @@ std::vector<std::string> changed_settings(hid_t file, const std::string& path, c
 // Reads every LoRA tensor of `layout` from `group_path` of the open file, this rank's slice
 // of each, after checking the dataset's class and full shape against the layout (before a
 // byte is read), and checks every value read is finite. Throws CheckpointError.
-void read_tensor_group(hid_t file, const std::string& path, const char* group_path, const LoraLayout& layout,
+void read_tensor_group(hid_t file, const std::string& path, const char* group_path, const ParamLayout& layout,
                        int tp_rank, float* buffer) {
   H5Handle group = as_checkpoint_error(CheckpointError::Mismatch, [&] { return open_group(file, path, group_path); });
   for (const TensorSpec& spec : layout.tensors) {
@@ -236,9 +249,10 @@ void read_tensor_group(hid_t file, const std::string& path, const char* group_pa
 // Every tensor of every group in its full shape, read once on the verifying rank so that a
 // NaN anywhere is refused there, before any rank has loaded anything.
 void check_all_tensors(hid_t file, const std::string& path, const RunConfig& cfg) {
-  const LoraLayout full = lora_layout(cfg.model, cfg.lora, 1);
-  std::vector<float> scratch(full.total);
-  for (const auto& g : ckpt::kTensorGroups) read_tensor_group(file, path, g.path, full, 0, scratch.data());
+  const bool full_ft = !cfg.lora.enabled;
+  const ParamLayout whole = full_ft ? base_layout(cfg.model, 1) : lora_layout(cfg.model, cfg.lora, 1);
+  std::vector<float> scratch(whole.total);
+  for (const auto& g : ckpt::tensor_groups(full_ft)) read_tensor_group(file, path, g.path, whole, 0, scratch.data());
 }
 
 // --- this rank's slice -------------------------------------------------------------------
@@ -305,13 +319,14 @@ std::optional<CheckpointInfo> select_checkpoint(const RunConfig& cfg, const Base
 }
 
 
-TrainCounters read_checkpoint(const std::string& path, const LoraSlices& s) {
+TrainCounters read_checkpoint(const std::string& path, const LoraSlices& s, bool full_finetuning) {
   h5_quiet();
   // Rank 0 verified the seal (verify_checkpoint); re-hashing the file on every rank would
   // only guard against it changing in between, which nothing does.
   H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, h5_fapl_unlocked()), H5Fclose);
   if (!file.valid()) throw CheckpointError(CheckpointError::Corrupt, path + ": cannot open checkpoint");
-  for (const auto& g : ckpt::kTensorGroups) read_tensor_group(file, path, g.path, s.layout, s.tp_rank, s.*g.buffer);
+  for (const auto& g : ckpt::tensor_groups(full_finetuning))
+    read_tensor_group(file, path, g.path, s.layout, s.tp_rank, s.*g.buffer);
   return read_counters(file, path, std::numeric_limits<int>::max(), "INT_MAX");
 }
 
@@ -375,7 +390,7 @@ std::optional<CheckpointInfo> resume_checkpoint(Communicator& comm, const RunCon
   if (d.what == Decision::Refuse) throw CheckpointError(static_cast<CheckpointError::Kind>(d.kind), text);
   if (d.what == Decision::Fresh) return std::nullopt;
   if (!info) info.emplace(), info->path = text;
-  info->counters = read_checkpoint(text, s);
+  info->counters = read_checkpoint(text, s, !cfg.lora.enabled);
   return info;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "io/checkpoint.h"
 
@@ -14,16 +15,23 @@ namespace lora::ckpt {
 inline constexpr const char* kFormat = "lora_dist checkpoint v2";
 
 // The three tensor groups of a checkpoint and the LoraSlices buffer each holds; every one
-// has one dataset per tensor of the LoRA layout, under the layout's name.
+// has one dataset per tensor of the trainable layout, under the layout's name. The
+// parameters' group is /adapter with LoRA, /model with full fine-tuning.
 struct TensorGroup {
   const char* path;
   float* LoraSlices::*buffer;
 };
-inline constexpr TensorGroup kTensorGroups[] = {
-    {"/adapter", &LoraSlices::params}, {"/optimizer/m", &LoraSlices::m}, {"/optimizer/v", &LoraSlices::v}};
+inline const char* params_group(bool full_finetuning) { return full_finetuning ? "/model" : "/adapter"; }
+inline std::vector<TensorGroup> tensor_groups(bool full_finetuning) {
+  return {{params_group(full_finetuning), &LoraSlices::params},
+          {"/optimizer/m", &LoraSlices::m},
+          {"/optimizer/v", &LoraSlices::v}};
+}
 
 // Every group a checkpoint has, parents first (the writer creates them in this order).
-inline constexpr const char* kGroups[] = {"/adapter", "/optimizer", "/optimizer/m", "/optimizer/v", "/state"};
+inline std::vector<const char*> groups(bool full_finetuning) {
+  return {params_group(full_finetuning), "/optimizer", "/optimizer/m", "/optimizer/v", "/state"};
+}
 
 // /state attributes that must equal the run's model config for a resume.
 struct ModelField {

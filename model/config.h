@@ -33,6 +33,8 @@ inline const char* lora_target_name(int t) {
 }
 
 struct LoraConfig {
+  bool enabled = true;          // false: full fine-tuning, every base weight trained (the paper's
+                                // FT baseline); the other keys are then unused
   int r = 8;
   float alpha = 16.0f;
   bool rslora = false;          // scale alpha/sqrt(r) instead of alpha/r

@@ -30,10 +30,13 @@ template <typename T>
 GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator& comm, int max_B, int max_T,
                       bool recompute)
     : mc_(mc), lc_(lc), comm_(comm), dims_(mc, comm.size(Group::TP), comm.rank(Group::TP)), max_M_(max_B * max_T),
-      recompute_(recompute),
-      base_layout_(lora::base_layout(mc, dims_.tp)), lora_layout_(lora::lora_layout(mc, lc, dims_.tp)),
+      recompute_(recompute), full_(!lc.enabled),
+      base_layout_(lora::base_layout(mc, dims_.tp)), lora_layout_(lora::lora_layout(mc, lc_, dims_.tp)),
       dtype_(parse_dtype(mc.dtype)) {
+  if (full_ && dtype_ == DType::BF16)
+    throw std::invalid_argument("full fine-tuning (lora.enabled: false) trains fp32 weights, not model.dtype bf16");
   resize(base_, base_layout_.total);
+  if (full_) resize(base_grad_, base_layout_.total);
   base_bf16_.assign(base_layout_.total_bf16, 0);
   resize(lora_, lora_layout_.total);
   resize(lora_grad_, lora_layout_.total);
@@ -107,6 +110,11 @@ WeightView<T> GptModel<T>::weight(const std::string& name) {
 }
 
 template <typename T>
+T* GptModel<T>::base_grad(const std::string& name) {
+  return full_ ? base_grad_.data() + base_layout_.at(name).offset : nullptr;
+}
+
+template <typename T>
 size_t GptModel<T>::frozen_matrix_bytes() const {
   size_t n = 0;
   for (const TensorSpec& s : base_layout_.tensors)
@@ -125,7 +133,7 @@ size_t GptModel<T>::first_nonfinite_in(const TensorSpec& s) const {
 
 template <typename T>
 void GptModel<T>::attach_lora(int l, int target, int out_col, std::vector<LoraAdapter<T>>& into) {
-  if (!lc_.targets[target]) return;
+  if (!lc_.enabled || !lc_.targets[target]) return;
   const std::string name = lora_pair_name(l, target);
   const TensorSpec& A = lora_layout_.at(name + "A");
   const TensorSpec& B = lora_layout_.at(name + "B");
@@ -156,6 +164,18 @@ void GptModel<T>::build_layers() {
     L.ln1_b = base_tensor(h + "ln_1.bias");
     L.ln2_w = base_tensor(h + "ln_2.weight");
     L.ln2_b = base_tensor(h + "ln_2.bias");
+    L.dln1_w = base_grad(h + "ln_1.weight");
+    L.dln1_b = base_grad(h + "ln_1.bias");
+    L.dln2_w = base_grad(h + "ln_2.weight");
+    L.dln2_b = base_grad(h + "ln_2.bias");
+    L.qkv.dW = base_grad(h + "attn.qkv.weight");
+    L.qkv.db = base_grad(h + "attn.qkv.bias");
+    L.proj.dW = base_grad(h + "attn.proj.weight");
+    L.proj.db = base_grad(h + "attn.proj.bias");
+    L.fc1.dW = base_grad(h + "mlp.fc.weight");
+    L.fc1.db = base_grad(h + "mlp.fc.bias");
+    L.fc2.dW = base_grad(h + "mlp.proj.weight");
+    L.fc2.db = base_grad(h + "mlp.proj.bias");
     L.qkv.W = weight(h + "attn.qkv.weight");
     L.qkv.b = base_tensor(h + "attn.qkv.bias");
     L.qkv.K = d;
@@ -217,6 +237,7 @@ void GptModel<T>::init_base_from_seed(uint64_t seed) {
 template <typename T>
 void GptModel<T>::init_lora(uint64_t seed) {
   std::fill(lora_.begin(), lora_.end(), T(0));  // B = 0: training starts at the base model
+  if (!lc_.enabled) return;
   for (int l = 0; l < mc_.n_layer; ++l)
     for (int t = 0; t < kNumTargets; ++t) {
       if (!lc_.targets[t]) continue;
@@ -233,7 +254,10 @@ void GptModel<T>::init_lora(uint64_t seed) {
 }
 
 template <typename T>
-void GptModel<T>::zero_grads() { std::fill(lora_grad_.begin(), lora_grad_.end(), T(0)); }
+void GptModel<T>::zero_grads() {
+  std::fill(lora_grad_.begin(), lora_grad_.end(), T(0));
+  std::fill(base_grad_.begin(), base_grad_.end(), T(0));
+}
 
 template <typename T>
 void GptModel<T>::merge_lora(bool merged) {
@@ -339,6 +363,8 @@ double GptModel<T>::lm_head_loss(const MicroBatch& mb, double loss_tokens, bool 
     }
     if (!grad) continue;
     vocab_cross_entropy_backward(logits, ce_max_.data(), ce_stats_.data(), targets, ce_weight_.data(), v0, mc, Vl, valid);
+    if (full_)  // the tied table's LM-head share of its gradient; the embedding's comes in the backward
+      linear_backward_weight<T>(base_grad("wte"), nullptr, logits, lnf_.data() + static_cast<size_t>(c0) * d, mc, d, Vl);
     linear_backward_input<T>(dlnf_.data() + static_cast<size_t>(c0) * d, logits, wte, mc, d, Vl, /*accumulate=*/false);
   }
   // The LM head is column-parallel over the vocabulary: its input gradient is a TP partial sum.
@@ -352,6 +378,9 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
   std::fill(dres_.begin(), dres_.begin() + static_cast<size_t>(M) * d, T(0));
   layernorm_backward(dres_.data(), dlnf_.data(), resid_[mc_.n_layer].data(), lnf_mean_.data(), lnf_rstd_.data(),
                      base_tensor("ln_f.weight"), M, d);
+  if (full_)
+    layernorm_backward_params(base_grad("ln_f.weight"), base_grad("ln_f.bias"), dlnf_.data(), resid_[mc_.n_layer].data(),
+                              lnf_mean_.data(), lnf_rstd_.data(), M, d);
   // dres_ is the gradient of the residual stream; the residual adds pass it through unchanged.
   for (int l = mc_.n_layer - 1; l >= 0; --l) {
     Layer& L = layers_[l];
@@ -373,6 +402,9 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
     {
       Stopwatch t(timers_, "bwd layernorm");
       layernorm_backward(dres_.data(), dln_.data(), A.x_mid.data(), A.ln2_mean.data(), A.ln2_rstd.data(), L.ln2_w, M, d);
+      if (full_)
+        layernorm_backward_params(L.dln2_w, L.dln2_b, dln_.data(), A.x_mid.data(), A.ln2_mean.data(), A.ln2_rstd.data(),
+                                  M, d);
     }
     {
       Stopwatch t(timers_, "bwd attn proj (+lora)");
@@ -383,8 +415,9 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
       attention_backward(dqkv_.data(), datt_.data(), A.qkv_out.data(), A.att.data(), A.lse.data(), mb.B, mb.Tn,
                          dims_.local_heads, dims_.head_dim);
     }
-    // Below layer 0 is the frozen embedding: its input gradient would be thrown away.
-    const bool need_dx = l > 0;
+    // Below layer 0 is the embedding: frozen with LoRA (its input gradient would be thrown
+    // away), trained in full fine-tuning.
+    const bool need_dx = l > 0 || full_;
     {
       Stopwatch t(timers_, "bwd qkv (+lora, tp all-reduce)");
       L.qkv.backward(dln_.data(), dqkv_.data(), A.ln1.data(), M, ctx, comm_, need_dx);
@@ -393,8 +426,17 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
       Stopwatch t(timers_, "bwd layernorm");
       layernorm_backward(dres_.data(), dln_.data(), resid_[l].data(), A.ln1_mean.data(), A.ln1_rstd.data(), L.ln1_w,
                          M, d);
+      if (full_)
+        layernorm_backward_params(L.dln1_w, L.dln1_b, dln_.data(), resid_[l].data(), A.ln1_mean.data(),
+                                  A.ln1_rstd.data(), M, d);
     }
   }
+  if (!full_) return;
+  // dres_ is now the gradient of the embedding's output, whole on every TP rank: each rank
+  // adds the rows of its own vocabulary slice; the position table is replicated.
+  Stopwatch t(timers_, "bwd embedding (full fine-tuning)");
+  embedding_backward(base_grad("wte"), dres_.data(), mb.inputs, dims_.vocab_start, dims_.vocab_local, M, d);
+  positions_backward(base_grad("wpe"), dres_.data(), mb.B, mb.Tn, d, 0);
 }
 
 template <typename T>

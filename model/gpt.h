@@ -71,6 +71,14 @@ class GptModel {
   size_t frozen_matrix_bytes() const;
   std::vector<T>& lora_params() { return lora_; }
   std::vector<T>& lora_grads() { return lora_grad_; }
+  // Full fine-tuning (lora.enabled: false): the base weights are the trainable parameters and
+  // this, in base_layout(), their gradients; empty with LoRA.
+  bool full_finetuning() const { return full_; }
+  std::vector<T>& base_grads() { return base_grad_; }
+  // What the optimizer trains, whichever mode: the LoRA factors, or the base weights.
+  std::vector<T>& trainable_params() { return full_ ? base_ : lora_; }
+  std::vector<T>& trainable_grads() { return full_ ? base_grad_ : lora_grad_; }
+  const ParamLayout& trainable_layout() const { return full_ ? static_cast<const ParamLayout&>(base_layout_) : lora_layout_; }
   // A tensor held in the model's type (throws for a bf16 one; use weight()).
   T* base_tensor(const std::string& name);
   WeightView<T> weight(const std::string& name);
@@ -89,12 +97,14 @@ class GptModel {
   };
   struct Layer {
     const T *ln1_w, *ln1_b, *ln2_w, *ln2_b;
+    T *dln1_w = nullptr, *dln1_b = nullptr, *dln2_w = nullptr, *dln2_b = nullptr;  // full fine-tuning
     ColumnParallelLinear<T> qkv, fc1;
     RowParallelLinear<T> proj, fc2;
     BlockActivations* act = nullptr;
   };
 
   void build_layers();
+  T* base_grad(const std::string& name);  // a tensor's gradient in full fine-tuning, else nullptr
   void attach_lora(int l, int target, int out_col, std::vector<LoraAdapter<T>>& into);
   void point_lora_buffers();
   // One block's forward from resid_[l]; out = resid_[l + 1], or nullptr for a recompute,
@@ -112,10 +122,11 @@ class GptModel {
   TpDims dims_;
   int max_M_;
   bool recompute_;
+  bool full_;
   ParamLayout base_layout_;
   LoraLayout lora_layout_;
   DType dtype_;
-  std::vector<T> base_, lora_, lora_grad_;
+  std::vector<T> base_, lora_, lora_grad_, base_grad_;
   std::vector<uint16_t> base_bf16_;
   std::vector<Layer> layers_;
   std::vector<BlockActivations> acts_;  // n_layer, or 1 with recompute

@@ -27,7 +27,7 @@ MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, 
   // of B's rows, a row-parallel pair 1/tp of A's columns and B whole.
   uint64_t lora = 0, lora_saved = 0, lora_widest_dropout = 0;
   for (int t = 0; t < kNumTargets; ++t) {
-    if (!l.targets[t]) continue;
+    if (!l.enabled || !l.targets[t]) continue;
     int out = 0, in = 0;
     lora_target_shape(m, t, &out, &in);
     const bool row = is_row_parallel(t);
@@ -39,6 +39,7 @@ MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, 
   }
   const uint64_t lora_scratch = (lora > 0 ? M * uint64_t(l.r) : 0) + M * lora_widest_dropout;  // du, dx_drop
   est.lora_state = e * 4 * L * lora;  // params, grads, AdamW m, v
+  if (!l.enabled) est.full_ft_state = 3 * e * (matrices + vectors);  // fp32 only (config_loader)
 
   // model/gpt.cpp: residual stream per block input, and the BlockActivations of every
   // layer, or of one with recompute.

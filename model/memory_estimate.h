@@ -13,10 +13,12 @@ namespace lora {
 struct MemoryEstimate {
   uint64_t frozen_weights = 0;  // this rank's shard of the base
   uint64_t lora_state = 0;      // LoRA parameters, gradients, AdamW m and v
+  uint64_t full_ft_state = 0;   // full fine-tuning (lora.enabled: false): the base's gradients,
+                                // AdamW m and v (the AdamW part is the trainer's, counted here)
   uint64_t activations = 0;     // kept for backward, per micro-batch of train.micro_batch x train.seq_len
                                 // (with recompute: the block inputs plus one block's worth)
   uint64_t scratch = 0;         // gradients of activations, LM-head chunk, LoRA scratch
-  uint64_t total() const { return frozen_weights + lora_state + activations + scratch; }
+  uint64_t total() const { return frozen_weights + lora_state + full_ft_state + activations + scratch; }
 };
 
 // One TP rank of a model with `tp` ranks per replica, micro-batches of B sequences of T tokens,

@@ -1,5 +1,6 @@
 // Megatron's tensor-parallel linear layers over frozen weights (core/tensor_parallel/layers.py),
-// each with its LoRA slices (DESIGN §3, §4). The collective of each layer is named at its call.
+// each with its LoRA slices (DESIGN §3, §4), or trained whole in full fine-tuning (dW, db set).
+// The collective of each layer is named at its call; the weight gradients need none.
 //
 // ColumnParallelLinear: x replicated over TP, W's output rows sharded; y_local = x W_local^T + b_local.
 //   LoRA: A replicated, B row-sharded. Forward: no comm. Backward: the partial dX of every
@@ -21,6 +22,7 @@ template <typename T>
 struct ColumnParallelLinear {
   WeightView<T> W;       // [N x K], this rank's output rows (model type or bf16)
   const T* b = nullptr;  // [N]
+  T *dW = nullptr, *db = nullptr;  // full fine-tuning only: gradients of this rank's W and b (local)
   int K = 0, N = 0;
   std::vector<LoraAdapter<T>> lora;  // q, k and v are three slices of one fused layer
   bool merged = false;
@@ -35,6 +37,7 @@ struct ColumnParallelLinear {
   // gradients are computed (the first layer's input gradient feeds a frozen embedding).
   void backward(T* dx, const T* dy, const T* x, int M, const DropoutContext& ctx, Communicator& comm,
                 bool need_dx) {
+    if (dW) linear_backward_weight<T>(dW, db, dy, x, M, K, N);
     if (need_dx) linear_backward_input<T>(dx, dy, W, M, K, N, /*accumulate=*/false);
     for (auto& a : lora) a.backward(need_dx ? dx : nullptr, dy, N, x, M, ctx);
     if (need_dx) copy_to_tp_region_backward(comm, dx, static_cast<size_t>(M) * K);
@@ -51,6 +54,8 @@ template <typename T>
 struct RowParallelLinear {
   WeightView<T> W;       // [N x K_local], this rank's input columns (model type or bf16)
   const T* b = nullptr;  // [N], replicated, added once after the reduction
+  // Full fine-tuning only: dW local; db replicated, and whole on every TP rank (dy is).
+  T *dW = nullptr, *db = nullptr;
   int K = 0, N = 0;      // K is the local input width
   std::vector<LoraAdapter<T>> lora;
   bool merged = false;
@@ -71,6 +76,7 @@ struct RowParallelLinear {
   }
 
   void backward(T* dx, const T* dy, const T* x, int M, const DropoutContext& ctx) {
+    if (dW) linear_backward_weight<T>(dW, db, dy, x, M, K, N);
     linear_backward_input<T>(dx, dy, W, M, K, N, /*accumulate=*/false);
     for (auto& a : lora) a.backward(dx, dy, N, x, M, ctx);
   }

@@ -95,6 +95,7 @@ void lora_target_shape(const ModelConfig& m, int target, int* out, int* in) {
 
 LoraLayout lora_layout(const ModelConfig& m, const LoraConfig& lc, int tp) {
   LoraLayout p;
+  if (!lc.enabled) return p;  // full fine-tuning: no adapter
   for (int pass = 0; pass < 2; ++pass) {  // pass 0: replicated factors; pass 1: sharded ones
     if (pass == 1) p.replicated_size = p.total;
     for (int l = 0; l < m.n_layer; ++l)

@@ -13,3 +13,11 @@ add_test(NAME cli.bench_two_ranks
 # = 18432 bytes, all summed at dp=2: the LoRA-gradient bytes must be exactly that.
 set_tests_properties(cli.bench_two_ranks PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=1" LABELS mpi
   PASS_REGULAR_EXPRESSION "tokens/s: [0-9.]+\n.*MFU [0-9.]+% of [0-9.]+ GFLOP/s \\(fp32 FMA peak [0-9.]+/core, measured.*peak RSS per rank: [0-9]+ MiB.*LoRA grads 18432 = .*where a step's time goes.*fwd attention")
+# Full fine-tuning (lora.enabled: false) on the same shape: every base tensor's gradient is
+# summed over DP, 474112 bytes = the base (wte 256x64, wpe 32x64, 2 blocks of 12 tensors,
+# ln_f): 118528 floats; the FLOP count is 6N per token.
+add_test(NAME cli.bench_full_finetuning
+  COMMAND ${MPIRUN} --oversubscribe --allow-run-as-root -np 2 $<TARGET_FILE:lora_dist> bench
+          --yaml ${CMAKE_CURRENT_SOURCE_DIR}/cli/bench_tiny_full.yaml --steps 2 --warmup 1)
+set_tests_properties(cli.bench_full_finetuning PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=1" LABELS mpi
+  PASS_REGULAR_EXPRESSION "\\| full fine-tuning \\|.*tokens/s: [0-9.]+\n.*peak RSS per rank: [0-9]+ MiB.*planned.*gradients 474112 = every base tensor's over DP")

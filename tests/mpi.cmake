@@ -12,3 +12,7 @@ set_tests_properties(mpi_layout_invariance PROPERTIES TIMEOUT 300 LABELS mpi ENV
 add_test(NAME mpi_layout_invariance_bf16
   COMMAND ${LORA_MPIRUN} -np 8 $<TARGET_FILE:layout_invariance> ${CMAKE_CURRENT_BINARY_DIR}/layout_invariance_bf16_work bf16)
 set_tests_properties(mpi_layout_invariance_bf16 PROPERTIES TIMEOUT 300 LABELS mpi ENVIRONMENT "${LORA_MPI_ENV}")
+# Full fine-tuning (lora.enabled: false): every base tensor's gradients and weights.
+add_test(NAME mpi_layout_invariance_full
+  COMMAND ${LORA_MPIRUN} -np 8 $<TARGET_FILE:layout_invariance> ${CMAKE_CURRENT_BINARY_DIR}/layout_invariance_full_work full)
+set_tests_properties(mpi_layout_invariance_full PROPERTIES TIMEOUT 300 LABELS mpi ENVIRONMENT "${LORA_MPI_ENV}")

@@ -24,6 +24,7 @@ namespace lora {
 double lora_flops_per_token(const ModelConfig& m, const LoraConfig& l, int seq_len) {
   const double L = m.n_layer, d = m.d_model;
   const double n_mm = 12.0 * L * d * d + static_cast<double>(m.vocab_size) * d;
+  if (!l.enabled) return 6.0 * n_mm + 12.0 * L * seq_len * d;  // full fine-tuning: + the weight gradients
   double n_lora = 0;
   for (int t = 0; t < kNumTargets; ++t) {
     if (!l.targets[t]) continue;
@@ -130,7 +131,8 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   const double peak = per_core * threads * ranks;
   double rss = peak_rss_mib();
   comm.all_reduce_max(&rss, 1, Group::World);
-  double planned = make_plan(cfg, cpu, synthetic_token_bytes(cfg, cfg.train.steps)).lora.peak() / 1048576.0;
+  const Plan plan = make_plan(cfg, cpu, synthetic_token_bytes(cfg, cfg.train.steps));
+  double planned = (cfg.lora.enabled ? plan.lora : plan.full).peak() / 1048576.0;
   comm.all_reduce_max(&planned, 1, Group::World);
   // Exact bytes of the frozen weights (all matrices in model.dtype, LayerNorms and biases fp32).
   double frozen[2] = {double(trainer.model().frozen_bytes()), double(trainer.model().frozen_matrix_bytes())};
@@ -140,9 +142,11 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
 
   if (root) {
     const ModelConfig& m = cfg.model;
-    std::printf("bench: GPT L%d d%d H%d V%d T%d micro-batch %d batch %d | LoRA r%d on %s | tp %d dp %d | %d threads/rank\n",
+    const std::string trained = cfg.lora.enabled ? "LoRA r" + std::to_string(cfg.lora.r) + " on " + cfg.lora.target_list()
+                                                 : std::string("full fine-tuning");
+    std::printf("bench: GPT L%d d%d H%d V%d T%d micro-batch %d batch %d | %s | tp %d dp %d | %d threads/rank\n",
                 m.n_layer, m.d_model, m.n_head, m.vocab_size, cfg.train.seq_len, cfg.train.micro_batch,
-                cfg.train.batch_size, cfg.lora.r, cfg.lora.target_list().c_str(), cfg.parallel.tp, cfg.parallel.dp, threads);
+                cfg.train.batch_size, trained.c_str(), cfg.parallel.tp, cfg.parallel.dp, threads);
     std::printf("step: median %.1f ms (min %.1f, max %.1f) over %d timed steps after %d warm-up\n", median, ms.front(),
                 ms.back(), opt.steps, opt.warmup);
     std::printf("tokens/s: %.1f\n", tok_s);
@@ -157,7 +161,12 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
     std::printf("frozen-weight GEMMs: %s\n", kernel.c_str());
     const size_t rep = trainer.model().lora_layout().replicated_size * sizeof(float);
     const size_t shard = trainer.model().lora_params().size() * sizeof(float) - rep;
-    std::printf("bytes all-reduced per step, rank 0: LoRA grads %llu = replicated factors %zu B over the world (%d ranks)"
+    if (!cfg.lora.enabled)
+      std::printf("bytes all-reduced per step, rank 0: gradients %llu = every base tensor's over DP (dp=%d)%s; "
+                  "TP activations %llu\n",
+                  static_cast<unsigned long long>(last.lora_grad_bytes), cfg.parallel.dp,
+                  cfg.parallel.dp > 1 ? "" : " (none at dp=1)", static_cast<unsigned long long>(last.tp_bytes));
+    else std::printf("bytes all-reduced per step, rank 0: LoRA grads %llu = replicated factors %zu B over the world (%d ranks)"
                 " + TP-sharded factors %zu B over DP (dp=%d)%s; TP activations %llu\n",
                 static_cast<unsigned long long>(last.lora_grad_bytes), ranks > 1 ? rep : 0, ranks,
                 cfg.parallel.dp > 1 ? shard : 0, cfg.parallel.dp, cfg.parallel.dp > 1 ? "" : " (none at dp=1)",

@@ -329,7 +329,8 @@ std::vector<SectionSpec> spec(RunConfig& c, DeviceConfig& device) {
         {"path", path(m.path, true)},
         {"dtype", choice(m.dtype, {"fp32", "bf16"})}}},
       {"lora",
-       {{"r", number(l.r, closed(1, 64))},
+       {{"enabled", boolean(l.enabled)},
+        {"r", number(l.r, closed(1, 64))},
         {"alpha", number(l.alpha, above(0))},
         {"rslora", boolean(l.rslora)},
         {"dropout", number(l.dropout, half_open(0, 1))},
@@ -421,6 +422,14 @@ void check_consistency(const RunConfig& c, const Ctx& ctx) {
              "model.d_model must be divisible by model.n_head, every head gets d_model / n_head "
              "channels",
              "d_model = " + std::to_string(m.d_model) + ", n_head = " + std::to_string(m.n_head));
+  if (!c.lora.enabled && m.dtype != "fp32")
+    ctx.fail(ctx.line_of({"model.dtype", "lora.enabled"}), "model.dtype",
+             "full fine-tuning (lora.enabled: false) trains the base weights in fp32; bf16 is for frozen ones",
+             m.dtype);
+  if (!c.lora.enabled && !c.lora.init_from.empty())
+    ctx.fail(ctx.line_of({"lora.init_from"}), "lora.init_from",
+             "a LoRA adapter to start from, but lora.enabled is false (full fine-tuning has no adapter)",
+             c.lora.init_from);
   if (m.init == "file" && m.weights_file.empty())
     ctx.fail(ctx.line_of({"model.init"}), "model.weights_file",
              "model.init is 'file' but no model.weights_file is given", "nothing");

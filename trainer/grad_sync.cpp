@@ -12,14 +12,24 @@ uint64_t all_reduce_lora_grads(Communicator& comm, float* grads, size_t replicat
   return comm.bytes(Group::World) + comm.bytes(Group::DP) - before;
 }
 
-double lora_grad_norm(Communicator& comm, const float* grads, size_t replicated, size_t total) {
-  double rep = 0, shard = 0;
-#pragma omp parallel for reduction(+ : rep) schedule(static)
-  for (size_t i = 0; i < replicated; ++i) rep += static_cast<double>(grads[i]) * grads[i];
-#pragma omp parallel for reduction(+ : shard) schedule(static)
-  for (size_t i = replicated; i < total; ++i) shard += static_cast<double>(grads[i]) * grads[i];
-  comm.all_reduce_sum(&shard, 1, Group::TP);
-  return std::sqrt(rep + shard);
+uint64_t all_reduce_full_grads(Communicator& comm, float* grads, size_t total) {
+  const uint64_t before = comm.bytes(Group::DP);
+  comm.all_reduce_sum(grads, total, Group::DP);
+  return comm.bytes(Group::DP) - before;
+}
+
+double grad_norm(Communicator& comm, const ParamLayout& layout, const float* grads) {
+  double sq[2] = {0, 0};  // replicated, sharded
+  for (const TensorSpec& s : layout.tensors) {
+    double sum = 0;
+    const float* g = grads + s.offset;
+    const size_t n = s.local_size();
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+    for (size_t i = 0; i < n; ++i) sum += static_cast<double>(g[i]) * g[i];
+    sq[s.shard == Shard::Replicated ? 0 : 1] += sum;
+  }
+  comm.all_reduce_sum(&sq[1], 1, Group::TP);
+  return std::sqrt(sq[0] + sq[1]);
 }
 
 void clip_grads(float* grads, size_t n, double norm, double max_norm) {
@@ -29,12 +39,15 @@ void clip_grads(float* grads, size_t n, double norm, double max_norm) {
   for (size_t i = 0; i < n; ++i) grads[i] *= coef;
 }
 
-bool replicated_in_sync(Communicator& comm, const float* params, size_t replicated) {
+bool replicated_in_sync(Communicator& comm, const float* params, const ParamLayout& layout) {
   // FNV-1a over the bytes, split into two 32-bit halves that doubles hold exactly;
   // the max and the max of the negation agree only when every rank has the same hash.
   uint64_t h = 1469598103934665603ull;
-  const unsigned char* p = reinterpret_cast<const unsigned char*>(params);
-  for (size_t i = 0; i < replicated * sizeof(float); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  for (const TensorSpec& s : layout.tensors) {
+    if (s.shard != Shard::Replicated) continue;
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(params + s.offset);
+    for (size_t i = 0; i < s.local_size() * sizeof(float); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  }
   double v[4] = {double(h >> 32), double(h & 0xffffffffu), -double(h >> 32), -double(h & 0xffffffffu)};
   comm.all_reduce_max(v, 4, Group::World);
   return v[0] == -v[2] && v[1] == -v[3];

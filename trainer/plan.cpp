@@ -211,11 +211,9 @@ Plan make_plan(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_byt
   }
   if (world > 1) c.grads_world = kF32 * lora.replicated_size;
   if (dp > 1) c.grads_dp = kF32 * (lora.total - lora.replicated_size);
-  uint64_t base_replicated = 0;
-  for (const TensorSpec& s : base.tensors)
-    if (s.shard == Shard::Replicated) base_replicated += s.local_size();
-  if (world > 1) p.full_grads_world = kF32 * base_replicated;
-  if (dp > 1) p.full_grads_dp = kF32 * (base_local - base_replicated);
+  // Full fine-tuning (trainer/grad_sync.h): a replicated tensor's gradient is computed whole,
+  // and identical, on every TP rank, so the whole buffer is summed over DP only.
+  if (dp > 1) p.full_grads_dp = kF32 * base_local;
 
   // Open MPI's all-reduce works in a temporary copy of the message (freed after, but the
   // high-water mark keeps it); NCCL reduces in place through its own fixed buffers.

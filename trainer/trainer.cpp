@@ -8,8 +8,10 @@
 #include <thread>
 
 #include "comm/collective_guard.h"
+#include "io/base_weights.h"
 #include "io/input_error.h"
 #include "model/ops/cpu/frozen_gemm.h"
+#include "model/tensor_shards.h"
 #include "trainer/config_loader.h"
 #include "trainer/grad_sync.h"
 #include "trainer/load_base.h"
@@ -74,9 +76,10 @@ void Trainer::setup(bool read_train) {
     if (is_logger()) std::printf("lora: pairs initialised from the PEFT adapter %s\n", cfg_.lora.init_from.c_str());
   }
   if (is_logger())  // the run's first line: what the frozen weights are and which kernel multiplies them
-    std::printf("model: %s frozen weights, %zu bytes on TP rank 0; frozen-weight GEMMs: %s\n", m.dtype.c_str(),
+    std::printf("model: %s %s weights, %zu bytes on TP rank 0; frozen-weight GEMMs: %s\n", m.dtype.c_str(),
+                model_->full_finetuning() ? "trained (full fine-tuning, lora.enabled: false)" : "frozen",
                 model_->frozen_bytes(), frozen_gemm_kernel(model_->dtype()).c_str());
-  adamw_ = AdamW(model_->lora_params().size());
+  adamw_ = AdamW(model_->trainable_params().size());
 
   const size_t n = static_cast<size_t>(t.micro_batch) * t.seq_len;
   inputs_.resize(n);
@@ -122,15 +125,16 @@ StepStats Trainer::train_step() {
   }
   s.tp_bytes = comm_.bytes(Group::TP) - tp_before;
 
-  auto& grads = model_->lora_grads();
-  const size_t replicated = model_->lora_layout().replicated_size;
-  s.lora_grad_bytes = all_reduce_lora_grads(comm_, grads.data(), replicated, grads.size());
-  s.grad_norm = lora_grad_norm(comm_, grads.data(), replicated, grads.size());
+  auto& grads = model_->trainable_grads();
+  s.lora_grad_bytes = model_->full_finetuning()
+                          ? all_reduce_full_grads(comm_, grads.data(), grads.size())
+                          : all_reduce_lora_grads(comm_, grads.data(), model_->lora_layout().replicated_size, grads.size());
+  s.grad_norm = grad_norm(comm_, model_->trainable_layout(), grads.data());
   s.loss = dp_sum(loss);
   // Both are all-reduced, so every rank takes the same branch.
   if (std::isfinite(s.loss) && std::isfinite(s.grad_norm)) {
     clip_grads(grads.data(), grads.size(), s.grad_norm, cfg_.optim.grad_clip);
-    adamw_.update(model_->lora_params().data(), grads.data(), s.lr, cfg_.optim);
+    adamw_.update(model_->trainable_params().data(), grads.data(), s.lr, cfg_.optim);
   } else {
     s.skipped = true;
     handle_nonfinite(s);  // throws for on_nonfinite: stop, before the step counts
@@ -143,10 +147,10 @@ StepStats Trainer::train_step() {
 }
 
 void Trainer::handle_nonfinite(const StepStats& s) {
-  // Name the first LoRA gradient tensor of this rank that is not finite: where to look first.
-  std::string where = "no LoRA gradient of rank " + std::to_string(comm_.rank(Group::World)) + " is non-finite";
-  const auto& grads = model_->lora_grads();
-  for (const TensorSpec& spec : model_->lora_layout().tensors) {
+  // Name the first gradient tensor of this rank that is not finite: where to look first.
+  std::string where = "no gradient of rank " + std::to_string(comm_.rank(Group::World)) + " is non-finite";
+  const auto& grads = model_->trainable_grads();
+  for (const TensorSpec& spec : model_->trainable_layout().tensors) {
     const size_t i = first_nonfinite(grads.data() + spec.offset, spec.local_size());
     if (i == spec.local_size()) continue;
     where = "first non-finite gradient: " + spec.name + " element " + std::to_string(i) + " (rank " +
@@ -193,8 +197,8 @@ void Trainer::log_step(const StepStats& s, double elapsed) {
 }
 
 LoraSlices Trainer::slices() {
-  return LoraSlices{model_->lora_layout(), model_->dims().tp_rank, model_->lora_params().data(), adamw_.m.data(),
-                    adamw_.v.data()};
+  return LoraSlices{model_->trainable_layout(), model_->dims().tp_rank, model_->trainable_params().data(),
+                    adamw_.m.data(), adamw_.v.data()};
 }
 
 const BaseFingerprint& Trainer::fingerprint() {
@@ -239,6 +243,7 @@ std::string Trainer::write_checkpoint() {
 }
 
 void Trainer::export_adapter() {
+  if (model_->full_finetuning()) return export_full_model();
   Watchdog::LongPhase phase(watchdog_, "writing adapter.h5");
   const std::string path = (std::filesystem::path(cfg_.output.dir) / "adapter.h5").string();
   const uint64_t bytes = save_adapter(comm_, cfg_, fingerprint(), slices(), path);
@@ -248,13 +253,32 @@ void Trainer::export_adapter() {
   std::fflush(stdout);
 }
 
+void Trainer::export_full_model() {
+  // Every tensor gathered whole over TP (DP rank 0's group) onto world rank 0, which writes a
+  // base-weights file: the fine-tuned model, for model.init: file (or export --merged's reader).
+  Watchdog::LongPhase phase(watchdog_, "writing model.h5");
+  const std::string path = (std::filesystem::path(cfg_.output.dir) / "model.h5").string();
+  const ParamLayout whole = base_layout(cfg_.model, 1);
+  std::vector<float> all(is_logger() ? whole.total : 0);
+  if (comm_.rank(Group::DP) == 0)
+    for (const TensorSpec& spec : model_->base_layout().tensors) {
+      const std::vector<float> t = gather_full_tensor(comm_, spec, model_->base().data() + spec.offset);
+      if (is_logger()) std::copy(t.begin(), t.end(), all.begin() + whole.at(spec.name).offset);
+    }
+  if (is_logger()) write_base_weights(path, whole, all.data());
+  comm_.barrier(Group::World);
+  if (!is_logger()) return;
+  std::printf("model: %s (%s, %zu tensors; full fine-tuning: use it with model.init: file)\n", path.c_str(),
+              human_bytes(std::filesystem::file_size(path)).c_str(), whole.tensors.size());
+  std::fflush(stdout);
+}
+
 void Trainer::check_replicas_agree() {
   // Replicated factors are updated independently on every rank from all-reduced gradients;
   // if they ever differ, a collective or the optimizer is broken and continuing would train
   // a different model on each rank.
-  const auto& p = model_->lora_params();
-  if (!replicated_in_sync(comm_, p.data(), model_->lora_layout().replicated_size))
-    throw std::runtime_error("the replicated LoRA factors differ across ranks at step " + std::to_string(step_) +
+  if (!replicated_in_sync(comm_, model_->trainable_params().data(), model_->trainable_layout()))
+    throw std::runtime_error("the replicated tensors differ across ranks at step " + std::to_string(step_) +
                              " (parallel.check_every); stopping before the replicas drift further");
 }
 

@@ -85,6 +85,7 @@ class Trainer {
   void handle_nonfinite(const StepStats& s);
   bool resume();  // restores what checkpoint.resume names; false for a fresh start
   StepEnd agree_at_step_end();
+  void export_full_model();     // full fine-tuning: <output.dir>/model.h5 instead of adapter.h5
   void check_replicas_agree();  // throws when the replicated LoRA factors differ across ranks
   void export_adapter();
   LoraSlices slices();

@@ -1,5 +1,6 @@
-// Token + position embedding (tables in the model's type or bf16, widened on reading). Both tables are frozen, so there is no backward:
-// the gradient stops at the residual stream's first entry.
+// Token + position embedding (tables in the model's type or bf16, widened on reading). With
+// LoRA both tables are frozen and the gradient stops at the residual stream's first entry;
+// full fine-tuning trains them (embedding_backward, positions_backward).
 #pragma once
 #include <cstdint>
 
@@ -16,5 +17,14 @@ void embedding_forward(T* x, const int32_t* tokens, WeightArg<T> wte_local, int 
 // pos0 (0 in training; the cache's length when decoding with a KV cache).
 template <typename T>
 void add_positions(T* x, WeightArg<T> wpe, int B, int Tn, int d, int pos0);
+
+// dwte_local[token - v0] += dx[i] for the tokens in this rank's vocabulary slice (the
+// forward's all-reduce has the identity as its backward: every rank sees the whole dx).
+template <typename T>
+void embedding_backward(T* dwte_local, const T* dx, const int32_t* tokens, int v0, int Vl, int M, int d);
+
+// dwpe[pos0 + t] += dx[b, t] summed over the B sequences.
+template <typename T>
+void positions_backward(T* dwpe, const T* dx, int B, int Tn, int d, int pos0);
 
 }  // namespace lora

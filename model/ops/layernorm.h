@@ -1,4 +1,4 @@
-// LayerNorm over the last dimension with frozen gain and bias.
+// LayerNorm over the last dimension; gain and bias frozen with LoRA, trained in full fine-tuning.
 #pragma once
 
 namespace lora {
@@ -10,5 +10,9 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* x, const T* w, const T
 // dx += d(out)/dx^T dout. Accumulates, because x is the residual stream.
 template <typename T>
 void layernorm_backward(T* dx, const T* dout, const T* x, const T* mean, const T* rstd, const T* w, int M, int C);
+
+// dw[C] += sum over rows of dout * xhat, db[C] += sum over rows of dout (full fine-tuning).
+template <typename T>
+void layernorm_backward_params(T* dw, T* db, const T* dout, const T* x, const T* mean, const T* rstd, int M, int C);
 
 }  // namespace lora

@@ -1,7 +1,8 @@
 // A frozen linear layer y = x W^T + b, W stored [N x K] (out x in), in the model's type or
 // in bf16 (model.dtype, DESIGN §7): the weight is a WeightView, one signature for both.
-// Its backward gives only the input gradient: the base weights are frozen, so no
-// weight-gradient GEMM is ever run for them (the point of LoRA's cost model).
+// With LoRA its backward gives only the input gradient: the base weights are frozen, so no
+// weight-gradient GEMM is run for them (the point of LoRA's cost model); full fine-tuning
+// adds linear_backward_weight.
 #pragma once
 #include "model/dtype.h"
 
@@ -19,6 +20,12 @@ void linear_forward(T* y, const T* x, WeightArg<T> w, const T* bias, int M, int 
 // dx[M x K] = dy[M x N] W, or += when accumulate.
 template <typename T>
 void linear_backward_input(T* dx, const T* dy, WeightArg<T> w, int M, int K, int N, bool accumulate);
+
+// dW[N x K] += dy^T x and, when db is not null, db[N] += the column sums of dy: the weight
+// gradient LoRA never needs and full fine-tuning (lora.enabled: false) needs for every layer.
+// W must be trainable, so it is in the model's type (full fine-tuning keeps fp32 weights).
+template <typename T>
+void linear_backward_weight(T* dW, T* db, const T* dy, const T* x, int M, int K, int N);
 
 // y[M x N] += bias[N]; for row-parallel layers, whose bias is added once after the reduction.
 template <typename T>

@@ -10,6 +10,9 @@ interrupted run logs and writes with the straight run:
   same_layout   4 steps + resume + 6 at tp=2 x dp=2: losses and final tensors bit-identical
   same_layout_bf16  the same with model.dtype bf16
   cross_layout  written at tp=1 x dp=2, resumed at tp=2 x dp=1: equal within fp32 round-off
+  full_finetuning  lora.enabled: false: the same-layout resume (whole model and AdamW moments
+                bit-identical, model.h5 the final weights), a cross-layout resume (tp=1 x dp=2 ->
+                tp=2 x dp=1, round-off), and LoRA and full checkpoints refusing each other (exit 3)
   kill9         kill -9 of the whole job at many instants, several inside a checkpoint write:
                 the newest complete checkpoint always loads and the resumed run is bit-identical
   fallback      resume: auto skips damaged newer checkpoints (reported) for the previous good one:
@@ -271,6 +274,49 @@ def cross_layout(r):
     print(f"cross layout tp1xdp2 -> tp2xdp1: loss rel diff <= {worst_loss:.2g}, adapter abs diff <= {worst_param:.2g}")
 
 
+def full_finetuning(r):
+    full = {"enabled": False}
+    groups = ("model", "optimizer/m", "optimizer/v")
+    straight = r.config("straight", 2, 2, checkpoint={"every": 4, "keep_last": 5}, lora=full)
+    p = r.run(straight)
+    check("full fine-tuning" in p.stdout and "model.h5" in p.stdout, f"no full fine-tuning lines:\n{p.stdout}")
+    resumed = r.config("resumed", 2, 2, checkpoint={"resume": ckpt(r.out("straight"), 4)}, lora=full)
+    p = r.run(resumed)
+    check(f"resumed from {ckpt(r.out('straight'), 4)} at step 4" in p.stdout, f"no resume line:\n{p.stdout}")
+    got, want = train_losses(r.out("resumed")), train_losses(r.out("straight"))
+    check(sorted(got) == list(range(5, 11)), f"resumed run logged steps {sorted(got)}, expected 5..10")
+    same_losses(got, want, range(5, 11), "full fine-tuning resume at tp=2 x dp=2")
+    same_tensors(ckpt(r.out("resumed"), 10), ckpt(r.out("straight"), 10), "final full checkpoint", groups=groups)
+    def root(path):
+        with h5py.File(path, "r") as f:
+            return {k: f[k][()] for k in f}
+    a, b = root(r.out("resumed/model.h5")), root(r.out("straight/model.h5"))
+    check(a.keys() == b.keys() and all(a[k].tobytes() == b[k].tobytes() for k in b), "model.h5 not bit-identical")
+    c = tensors(ckpt(r.out("straight"), 10), ("model",))
+    check(sorted(c) == sorted("model/" + k for k in b) and all(c["model/" + k].tobytes() == b[k].tobytes() for k in b),
+          "model.h5 differs from the final checkpoint's /model")
+    print("full fine-tuning, same layout: steps 5..10 losses, every base tensor and AdamW moment bit-identical; "
+          f"model.h5 holds the {len(b)} final tensors")
+    straight12 = r.config("straight12", 1, 2, checkpoint={"every": 4}, lora=full)
+    r.run(straight12)
+    cross = r.config("cross", 2, 1, checkpoint={"resume": ckpt(r.out("straight12"), 4)}, lora=full)
+    p = r.run(cross)
+    check("(written at tp=1 dp=2)" in p.stdout, f"no resume line:\n{p.stdout}")
+    got, want = train_losses(r.out("cross")), train_losses(r.out("straight12"))
+    worst = max(abs(got[s] - want[s]) / abs(want[s]) for s in got)
+    check(sorted(got) == list(range(5, 11)) and worst <= CROSS_LAYOUT_LOSS_RTOL, f"cross-layout losses: {worst:.3g}")
+    print(f"full fine-tuning, tp1xdp2 -> tp2xdp1: loss rel diff <= {worst:.2g}")
+    lora_ckpt = r.config("lora", 1, 1, checkpoint={"every": 2}, train={"steps": 2})
+    r.run(lora_ckpt)
+    for name, resume, extra, needle in (
+            ("full_from_lora", ckpt(r.out("lora"), 2), full, "of a LoRA run (/adapter), but this run has lora.enabled: false"),
+            ("lora_from_full", ckpt(r.out("straight"), 4), None,
+             "of a full fine-tuning run (/model), but this run has lora.enabled: true")):
+        p = r.run(r.config(name, 1, 1, checkpoint={"resume": resume}, lora=extra), expect_rc=3)
+        check(needle in p.stderr, f"{name}: {p.stderr}")
+        print(f"refused (exit 3): {p.stderr.strip().splitlines()[0]}")
+
+
 def kill9(r):
     steps = 24
     # r=32 makes each checkpoint ~1.8 MB, so a write lasts long enough to be hit.
@@ -425,7 +471,8 @@ def every_minutes(r):
     print(f"every_minutes: saved at steps {saved}")
 
 
-CASES = {f.__name__: f for f in (same_layout, same_layout_bf16, cross_layout, kill9, fallback, refused, every_minutes, sigterm)}
+CASES = {f.__name__: f for f in (same_layout, same_layout_bf16, cross_layout, full_finetuning, kill9, fallback, refused,
+                                  every_minutes, sigterm)}
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,6 +1,7 @@
 // Runs the first optimizer steps of a run.yaml on one rank and dumps what the PyTorch
-// reference (torch_reference.py) recomputes: the initial LoRA tensors, and per step the
-// global batch, loss, lr, gradient norm, the (clipped) gradients and the updated parameters.
+// reference (torch_reference.py) recomputes: the initial trainable tensors (the LoRA factors,
+// or with lora.enabled: false every base tensor), and per step the global batch, loss, lr,
+// gradient norm, the (clipped) gradients and the updated parameters.
 //   reference_driver run.yaml out_dir
 #include <mpi.h>
 
@@ -29,7 +30,7 @@ int main(int argc, char** argv) {
     lora::MpiCommunicator comm(MPI_COMM_WORLD, 1, 1);
     lora::Trainer trainer(cfg, comm);
     auto& model = trainer.model();
-    lora::write_base_weights(out + "/init.h5", model.lora_layout(), model.lora_params().data());
+    lora::write_base_weights(out + "/init.h5", model.trainable_layout(), model.trainable_params().data());
 
     // The batch of step s is samples [s*batch, (s+1)*batch) of a shuffling sampler keyed by train.seed.
     const lora::TokenShard shard = lora::read_token_shard(cfg.data.train);
@@ -43,8 +44,8 @@ int main(int argc, char** argv) {
                    targets.data(), mask.data());
       const lora::StepStats st = trainer.train_step();
       const std::string tag = out + "/step" + std::to_string(s);
-      lora::write_base_weights(tag + "_grads.h5", model.lora_layout(), model.lora_grads().data());
-      lora::write_base_weights(tag + "_params.h5", model.lora_layout(), model.lora_params().data());
+      lora::write_base_weights(tag + "_grads.h5", model.trainable_layout(), model.trainable_grads().data());
+      lora::write_base_weights(tag + "_params.h5", model.trainable_layout(), model.trainable_params().data());
       steps.push_back({{"loss", st.loss}, {"lr", st.lr}, {"grad_norm", st.grad_norm}, {"inputs", inputs},
                        {"targets", targets}, {"mask", mask}});
     }

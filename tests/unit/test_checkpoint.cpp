@@ -195,7 +195,7 @@ TEST_F(CheckpointTest, RoundTripIsBitExact) {
   EXPECT_TRUE(info.notes.empty());
 
   State want(cfg_, 1, 0), got(cfg_, 1, 0, /*salt=*/9.0f);
-  const TrainCounters c = read_checkpoint(path, got.slices());
+  const TrainCounters c = read_checkpoint(path, got.slices(), false);
   EXPECT_EQ(c.step, 3);
   EXPECT_EQ(c.adam_step, 103);
   EXPECT_EQ(0, std::memcmp(want.params.data(), got.params.data(), want.params.size() * sizeof(float)));
@@ -211,7 +211,7 @@ TEST_F(CheckpointTest, AnyTpRankReadsItsSliceOfTheFullTensors) {
   for (int tp : {2, 4}) {
     for (int rank = 0; rank < tp; ++rank) {
       State got(cfg_, tp, rank, /*salt=*/3.0f);
-      read_checkpoint(path, got.slices());
+      read_checkpoint(path, got.slices(), false);
       for (const TensorSpec& s : got.layout.tensors) {
         std::vector<float> want(s.local_size());
         slice_of_full_tensor(s, full.params.data() + full.layout.at(s.name).offset, rank, want.data());
@@ -318,7 +318,7 @@ TEST_F(CheckpointTest, NonFiniteTensorIsRefusedNamingIt) {
     EXPECT_TRUE(contains(e.what(), path + ": tensor '" + c.group + "/h.1.lora.v.B' holds a non-finite value"))
         << e.what();
     State into(cfg_, 1, 0);
-    EXPECT_THROW(read_checkpoint(path, into.slices()), CheckpointError) << c.group;  // every rank checks its slice
+    EXPECT_THROW(read_checkpoint(path, into.slices(), false), CheckpointError) << c.group;  // every rank checks its slice
     cfg_.checkpoint.resume = "auto";
     std::ostringstream log;
     EXPECT_THROW(select_checkpoint(cfg_, fp_, log), CheckpointError) << c.group;

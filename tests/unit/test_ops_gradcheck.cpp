@@ -10,6 +10,7 @@
 #include "model/ops/attention.h"
 #include "model/ops/cross_entropy.h"
 #include "model/ops/dropout.h"
+#include "model/ops/embedding.h"
 #include "model/ops/gelu.h"
 #include "model/ops/layernorm.h"
 #include "model/ops/linear.h"
@@ -30,6 +31,55 @@ TEST(OpsGradcheck, LinearInputGradient) {
   };
   linear_backward_input(dx.data(), proj.data(), w.data(), M, K, N, false);
   EXPECT_LT(rel_error(dx, numeric_grad(f, x.data(), x.size())), kTol);
+}
+
+// Full fine-tuning (lora.enabled: false): the weight and bias gradients, accumulated.
+TEST(OpsGradcheck, LinearWeightAndBiasGradients) {
+  const int M = 5, K = 7, N = 6;
+  auto x = random_vector(M * K, 31), w = random_vector(N * K, 32), b = random_vector(N, 33), proj = random_vector(M * N, 34);
+  std::vector<double> y(M * N), dW(N * K, 0.25), db(N, -0.5);  // non-zero: the call accumulates
+  auto f = [&] {
+    linear_forward(y.data(), x.data(), w.data(), b.data(), M, K, N);
+    return dot(proj, y.data());
+  };
+  linear_backward_weight(dW.data(), db.data(), proj.data(), x.data(), M, K, N);
+  auto nW = numeric_grad(f, w.data(), w.size()), nb = numeric_grad(f, b.data(), b.size());
+  for (auto& v : nW) v += 0.25;
+  for (auto& v : nb) v -= 0.5;
+  EXPECT_LT(rel_error(dW, nW), kTol);
+  EXPECT_LT(rel_error(db, nb), kTol);
+}
+
+TEST(OpsGradcheck, LayerNormGainAndBiasGradients) {
+  const int M = 4, C = 9;
+  auto x = random_vector(M * C, 35, 2.0), w = random_vector(C, 36), b = random_vector(C, 37), proj = random_vector(M * C, 38);
+  std::vector<double> out(M * C), mean(M), rstd(M), dw(C, 0.0), db(C, 0.0);
+  auto f = [&] {
+    layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), M, C, 1e-5f);
+    return dot(proj, out.data());
+  };
+  f();
+  layernorm_backward_params(dw.data(), db.data(), proj.data(), x.data(), mean.data(), rstd.data(), M, C);
+  EXPECT_LT(rel_error(dw, numeric_grad(f, w.data(), w.size())), kTol);
+  EXPECT_LT(rel_error(db, numeric_grad(f, b.data(), b.size())), kTol);
+}
+
+TEST(OpsGradcheck, EmbeddingTableGradients) {
+  // Vocabulary slice [3, 8) of a 10-token table on this "rank", repeated tokens, two
+  // sequences of 4 starting at position 2.
+  const int d = 3, v0 = 3, Vl = 5, B = 2, Tn = 4, pos0 = 2, P = 8;
+  const std::vector<int32_t> tokens = {4, 7, 4, 1, 9, 3, 4, 5};
+  auto wte = random_vector(Vl * d, 39), wpe = random_vector(P * d, 40), proj = random_vector(B * Tn * d, 41);
+  std::vector<double> x(B * Tn * d), dwte(Vl * d, 0.0), dwpe(P * d, 0.0);
+  auto f = [&] {
+    embedding_forward<double>(x.data(), tokens.data(), wte.data(), v0, Vl, B * Tn, d);
+    add_positions<double>(x.data(), wpe.data(), B, Tn, d, pos0);
+    return dot(proj, x.data());
+  };
+  embedding_backward(dwte.data(), proj.data(), tokens.data(), v0, Vl, B * Tn, d);
+  positions_backward(dwpe.data(), proj.data(), B, Tn, d, pos0);
+  EXPECT_LT(rel_error(dwte, numeric_grad(f, wte.data(), wte.size())), kTol);
+  EXPECT_LT(rel_error(dwpe, numeric_grad(f, wpe.data(), wpe.size())), kTol);
 }
 
 TEST(OpsGradcheck, LoraBranchGradients) {

@@ -48,6 +48,26 @@ void layernorm_backward(T* dx, const T* dout, const T* x, const T* mean, const T
   }
 }
 
+template <typename T>
+void layernorm_backward_params(T* dw, T* db, const T* dout, const T* x, const T* mean, const T* rstd, int M, int C) {
+  // Threads own columns: every row adds to every column, so splitting rows would race.
+#pragma omp parallel for schedule(static)
+  for (int j = 0; j < C; ++j) {
+    T sw = 0, sb = 0;
+    for (int i = 0; i < M; ++i) {
+      const size_t k = static_cast<size_t>(i) * C + j;
+      sw += dout[k] * (x[k] - mean[i]) * rstd[i];
+      sb += dout[k];
+    }
+    dw[j] += sw;
+    db[j] += sb;
+  }
+}
+
+template void layernorm_backward_params<float>(float*, float*, const float*, const float*, const float*, const float*, int,
+                                               int);
+template void layernorm_backward_params<double>(double*, double*, const double*, const double*, const double*,
+                                                const double*, int, int);
 template void layernorm_forward<float>(float*, float*, float*, const float*, const float*, const float*, int, int, float);
 template void layernorm_forward<double>(double*, double*, double*, const double*, const double*, const double*, int, int, float);
 template void layernorm_backward<float>(float*, const float*, const float*, const float*, const float*, const float*, int, int);

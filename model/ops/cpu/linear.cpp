@@ -3,6 +3,7 @@
 #include <cstddef>
 
 #include "model/ops/cpu/frozen_gemm.h"
+#include "model/ops/cpu/gemm.h"
 
 namespace lora {
 
@@ -18,6 +19,18 @@ void linear_backward_input(T* dx, const T* dy, WeightArg<T> w, int M, int K, int
 }
 
 template <typename T>
+void linear_backward_weight(T* dW, T* db, const T* dy, const T* x, int M, int K, int N) {
+  gemm(true, false, N, K, M, T(1), dy, N, x, K, T(1), dW, K);
+  if (!db) return;
+#pragma omp parallel for schedule(static)
+  for (int j = 0; j < N; ++j) {
+    T s = 0;
+    for (int i = 0; i < M; ++i) s += dy[static_cast<size_t>(i) * N + j];
+    db[j] += s;
+  }
+}
+
+template <typename T>
 void add_bias(T* y, const T* bias, int M, int N) {
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < M; ++i) {
@@ -29,6 +42,7 @@ void add_bias(T* y, const T* bias, int M, int N) {
 #define LORA_INSTANTIATE(T)                                                                      \
   template void linear_forward<T>(T*, const T*, WeightView<T>, const T*, int, int, int);        \
   template void linear_backward_input<T>(T*, const T*, WeightView<T>, int, int, int, bool);     \
+  template void linear_backward_weight<T>(T*, T*, const T*, const T*, int, int, int); \
   template void add_bias<T>(T*, const T*, int, int);
 LORA_INSTANTIATE(float)
 LORA_INSTANTIATE(double)
