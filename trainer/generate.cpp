@@ -114,6 +114,7 @@ void run_generate(const RunConfig& cfg, Communicator& comm, const GenerateOption
   LoraConfig lc = cfg.lora;
   const bool with_adapter = !o.adapter.empty() || !o.peft.empty();
   if (!with_adapter) std::fill(std::begin(lc.targets), std::end(lc.targets), false);
+  lc.enabled = true;  // a full fine-tuning config's weights (model.h5) are just a base here: no gradients
   // One sequence of up to `context` rows (the prompt's prefill); one block's activations.
   GptModel<float> model(cfg.model, lc, comm, 1, context, /*recompute=*/true);
   load_frozen_base(cfg, model, comm, out ? stderr : nullptr);  // stdout is the text alone
