@@ -1,6 +1,5 @@
 #include "trainer/analyze.h"
 
-#include <mpi.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
@@ -15,6 +14,7 @@
 #include <sstream>
 
 #include "comm/mpi_communicator.h"
+#include "comm/mpi_singleton.h"
 #include "io/checkpoint.h"
 #include "io/input_error.h"
 #include "io/peft_adapter.h"
@@ -190,15 +190,7 @@ int analyze(const AnalyzeOptions& o) {
     }
 
   // The base: MPI as a singleton (one process, no mpirun), only for the one-rank model.
-  int inited = 0;
-  MPI_Initialized(&inited);
-  if (!inited) MPI_Init(nullptr, nullptr);
-  struct Finalize {
-    bool own;
-    ~Finalize() {
-      if (own) MPI_Finalize();
-    }
-  } fin{!inited};
+  MpiSingleton mpi;
   {
     BaseModel base;
     ModelConfig mc = cfg.model;

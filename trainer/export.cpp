@@ -1,11 +1,11 @@
 #include "trainer/export.h"
 
-#include <mpi.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <vector>
 
+#include "comm/mpi_singleton.h"
 #include "io/checkpoint.h"
 #include "io/input_error.h"
 #include "io/peft_adapter.h"
@@ -39,15 +39,7 @@ int export_command(const ExportOptions& o) {
     }
     if (!o.merged.empty()) {
       // The merge builds the model on a one-rank communicator: MPI, as a singleton (no mpirun).
-      int inited = 0;
-      MPI_Initialized(&inited);
-      if (!inited) MPI_Init(nullptr, nullptr);
-      struct Finalize {
-        bool own;
-        ~Finalize() {
-          if (own) MPI_Finalize();
-        }
-      } fin{!inited};
+      MpiSingleton mpi;
       const std::string dtypes = export_merged_hf(cfg, o.adapter, o.merged);
       const std::string from = cfg.model.init == "hf" ? "the dtype of " + cfg.model.path + "'s weight files"
                                                       : "model.init: " + cfg.model.init + " bases are float32";

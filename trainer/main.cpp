@@ -142,19 +142,23 @@ const CLI::Validator kInExistingFolder(
     },
     "FILE");
 
+// A whole-string number, or the reason it is not one.
+std::string parse_number(const std::string& s, double* v) {
+  char* end = nullptr;
+  *v = std::strtod(s.c_str(), &end);
+  return s.empty() || *end != '\0' ? "not a number: " + s : "";
+}
 const CLI::Validator kNonNegativeFinite(
     [](const std::string& s) -> std::string {
-      char* end = nullptr;
-      const double v = std::strtod(s.c_str(), &end);
-      if (s.empty() || *end != '\0') return "not a number: " + s;
+      double v = 0;
+      if (std::string e = parse_number(s, &v); !e.empty()) return e;
       return std::isfinite(v) && v >= 0 ? "" : "must be a finite number >= 0, got " + s;
     },
     "NUMBER");
 const CLI::Validator kProbability(
     [](const std::string& s) -> std::string {
-      char* end = nullptr;
-      const double v = std::strtod(s.c_str(), &end);
-      if (s.empty() || *end != '\0') return "not a number: " + s;
+      double v = 0;
+      if (std::string e = parse_number(s, &v); !e.empty()) return e;
       return v > 0 && v <= 1 ? "" : "must be in (0, 1], got " + s;
     },
     "P");

@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "hf"))
 sys.path.insert(0, os.path.join(HERE, "..", "peft"))
 import gpt2_folder  # noqa: E402
-from peft_test_util import check, run  # noqa: E402
+from peft_test_util import check, run, write_peft_own  # noqa: E402
 
 SHAPE = {"n_layer": 2, "n_head": 4, "n_embd": 64, "vocab_size": 50257, "n_positions": 128}
 PROMPT = "Hello, world! The quick brown fox jumps over the lazy dog. Caf\u00e9 \u65e5\u672c 123"
@@ -134,18 +134,9 @@ def main():
     # 2. A PEFT adapter in PEFT's own layout on c_attn (q, k, v share A) and mlp.c_fc.
     d, gen = SHAPE["n_embd"], torch.Generator().manual_seed(5)
     peft = os.path.join(a.work, "peft")
-    os.makedirs(peft)
-    st, merged = {}, dict(t)
-    for l in range(SHAPE["n_layer"]):
-        for module, out in (("attn.c_attn", 3 * d), ("mlp.c_fc", 4 * d)):
-            A, B = torch.randn(4, d, generator=gen) * 0.3, torch.randn(out, 4, generator=gen) * 0.3
-            key = f"base_model.model.transformer.h.{l}.{module}"
-            st[key + ".lora_A.weight"], st[key + ".lora_B.weight"] = A, B
-            merged[f"h.{l}.{module}.weight"] = t[f"h.{l}.{module}.weight"] + (B @ A * (8 / 4)).T
-    gpt2_folder.write_safetensors(os.path.join(peft, "adapter_model.safetensors"), st, "F32")
-    with open(os.path.join(peft, "adapter_config.json"), "w") as f:
-        json.dump({"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 4, "lora_alpha": 8, "lora_dropout": 0.0,
-                   "target_modules": ["c_attn", "c_fc"], "fan_in_fan_out": True, "bias": "none"}, f)
+    factors = {(l, module): (torch.randn(4, d, generator=gen) * 0.3, torch.randn(out, 4, generator=gen) * 0.3)
+               for l in range(SHAPE["n_layer"]) for module, out in (("attn.c_attn", 3 * d), ("mlp.c_fc", 4 * d))}
+    st, merged = write_peft_own(peft, factors, t)
     yp = write_yaml(a, "peft_tp2", f"{{init: hf, path: {folder}}}", targets="[q, k, v, fc1]", tp=2)
     gp = generate(a, yp, 2, "--peft", peft, "--prompt", PROMPT, "--max-new-tokens", str(NEW), "--ignore-eot")
     want_p, gap = torch_greedy(merged, cfg, gp["prompt_ids"], NEW)

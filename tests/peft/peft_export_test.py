@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hf"))
 import gpt2_folder  # noqa: E402
-from peft_test_util import SHAPE, check, rel, run  # noqa: E402
+from peft_test_util import SHAPE, check, rel, run, write_peft_own  # noqa: E402
 
 # PEFT 0.7's LoraConfig and PeftConfig fields: a key outside these makes from_pretrained fail there.
 PEFT07_KEYS = {"peft_type", "task_type", "base_model_name_or_path", "revision", "inference_mode", "auto_mapping",
@@ -229,19 +229,13 @@ def peft_own_layout(a, yaml, work):
     cfg = gpt2_folder.config_json(**SHAPE)
     tensors = gpt2_folder.random_gpt2(cfg, seed=7)
     d, g = SHAPE["n_embd"], torch.Generator().manual_seed(3)
-    own, merged = os.path.join(work, "peft_own"), dict(tensors)
-    os.makedirs(own, exist_ok=True)
-    st = {}
+    own = os.path.join(work, "peft_own")
+    factors = {}
     for l in range(SHAPE["n_layer"]):
         A, B = torch.randn(4, d, generator=g) * 0.2, torch.randn(3 * d, 4, generator=g) * 0.2
         B[d:2 * d] = 0  # k is not targeted
-        key = f"base_model.model.transformer.h.{l}.attn.c_attn"
-        st[key + ".lora_A.weight"], st[key + ".lora_B.weight"] = A, B
-        merged[f"h.{l}.attn.c_attn.weight"] = tensors[f"h.{l}.attn.c_attn.weight"] + (B @ A * (8 / 4)).T
-    gpt2_folder.write_safetensors(os.path.join(own, "adapter_model.safetensors"), st, "F32")
-    with open(os.path.join(own, "adapter_config.json"), "w") as f:
-        json.dump({"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": 4, "lora_alpha": 8, "lora_dropout": 0.0,
-                   "target_modules": ["c_attn"], "fan_in_fan_out": True, "bias": "none"}, f)
+        factors[(l, "attn.c_attn")] = (A, B)
+    _, merged = write_peft_own(own, factors, tensors)
     gpt2_folder.write_folder(os.path.join(work, "gpt2_own_merged"), cfg, merged)
     with open(yaml) as f:
         text = f.read().replace("steps: 4", "steps: 1")
