@@ -18,10 +18,17 @@ namespace lora {
 int export_command(const ExportOptions& o) {
   try {
     const RunConfig cfg = load_run_config(o.yaml);
+    // A full fine-tuning config (lora.enabled: false) has no adapter: its model, e.g.
+    // model.init: file of the run's model.h5, is exported as it is, with --merged.
+    const bool full = !cfg.lora.enabled;
+    if (full && (!o.adapter.empty() || !o.peft.empty()))
+      throw ConfigError(o.yaml + ": lora.enabled is false (full fine-tuning): there is no adapter; export --merged DIR "
+                        "alone writes the config's model (model.init: file of the run's model.h5) as an HF folder");
+    if (!full && o.adapter.empty()) throw ConfigError("export: --adapter is required (" + o.yaml + " trains LoRA)");
     const LoraLayout layout = lora_layout(cfg.model, cfg.lora, 1);  // tp 1: full tensors
     std::vector<float> params(layout.total);
     // Verified as merge and resume verify it: seal, model shape, base, r, targets, scale, finite.
-    read_adapter(o.adapter, cfg, base_fingerprint(cfg.model), layout, 0, params.data());
+    if (!full) read_adapter(o.adapter, cfg, base_fingerprint(cfg.model), layout, 0, params.data());
     // Both folders checked before either is written: a refused --merged leaves no --peft behind.
     for (const std::string& dir : {o.peft, o.merged}) {
       std::error_code ec;
@@ -43,11 +50,16 @@ int export_command(const ExportOptions& o) {
       const std::string dtypes = export_merged_hf(cfg, o.adapter, o.merged);
       const std::string from = cfg.model.init == "hf" ? "the dtype of " + cfg.model.path + "'s weight files"
                                                       : "model.init: " + cfg.model.init + " bases are float32";
-      std::printf("merged %s (W0 + s B A, targets %s, scale %g) into the base -> %s/model.safetensors, "
-                  "%s/config.json (HF GPT-2, GPT2LMHeadModel names; use it with model.init: hf or "
-                  "GPT2LMHeadModel.from_pretrained)\n",
-                  o.adapter.c_str(), cfg.lora.target_list().c_str(), double(cfg.lora.scale()), o.merged.c_str(),
-                  o.merged.c_str());
+      if (full)
+        std::printf("exported the model of %s (full fine-tuning: no adapter) -> %s/model.safetensors, %s/config.json "
+                    "(HF GPT-2, GPT2LMHeadModel names; use it with model.init: hf or GPT2LMHeadModel.from_pretrained)\n",
+                    o.yaml.c_str(), o.merged.c_str(), o.merged.c_str());
+      else
+        std::printf("merged %s (W0 + s B A, targets %s, scale %g) into the base -> %s/model.safetensors, "
+                    "%s/config.json (HF GPT-2, GPT2LMHeadModel names; use it with model.init: hf or "
+                    "GPT2LMHeadModel.from_pretrained)\n",
+                    o.adapter.c_str(), cfg.lora.target_list().c_str(), double(cfg.lora.scale()), o.merged.c_str(),
+                    o.merged.c_str());
       std::printf("note: merged weights stored as %s (%s); merged in fp32%s\n", dtypes.c_str(), from.c_str(),
                   dtypes == "F32" ? "" : " and rounded once, so an update below that dtype's resolution of W0 is lost");
     }

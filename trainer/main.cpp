@@ -232,7 +232,9 @@ int main(int argc, char** argv) {
                 "config.json); one process, no mpirun");
   export_cmd->add_option("--yaml", exp.yaml, "the run's config: base model and LoRA settings")->required();
   // Not CLI::ExistingFile: a missing adapter is an unusable input (exit 3, named), as in a run.
-  export_cmd->add_option("--adapter", exp.adapter, "adapter.h5 or a checkpoint")->required();
+  export_cmd->add_option("--adapter", exp.adapter,
+                         "adapter.h5 or a checkpoint (required, unless the config is full fine-tuning, "
+                         "lora.enabled: false, whose model --merged writes as it is)");
   export_cmd->add_option("--peft", exp.peft, "PEFT adapter folder to write (must not exist, or be empty)");
   export_cmd->add_option(
       "--merged", exp.merged,
@@ -249,6 +251,7 @@ int main(int argc, char** argv) {
       "  lora_dist export --yaml run.yaml --adapter out/adapter.h5 --peft out/peft\n"
       "  # python: PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(\"gpt2\"), \"out/peft\")\n"
       "  lora_dist export --yaml run.yaml --adapter out/adapter.h5 --merged out/merged\n"
+      "  lora_dist export --yaml full.yaml --merged out/hf   # lora.enabled: false, model.init: file of model.h5\n"
       "  # python: GPT2LMHeadModel.from_pretrained(\"out/merged\"); lora_dist: model: {init: hf, path: out/merged}");
   lora::AnalyzeOptions an;
   CLI::App* analyze_cmd = app.add_subcommand(

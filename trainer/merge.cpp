@@ -16,6 +16,7 @@
 #include "io/hf_model_folder.h"
 #include "io/safetensors_writer.h"
 #include "model/gpt.h"
+#include "trainer/config_loader.h"
 #include "trainer/load_base.h"
 
 namespace lora {
@@ -35,11 +36,15 @@ std::unique_ptr<MergedModel> merged_model(const RunConfig& cfg, const std::strin
   // format stores float32. A bf16 run then loads and rounds the merged file once.
   ModelConfig mc = cfg.model;
   mc.dtype = "fp32";
-  m->model = std::make_unique<GptModel<float>>(mc, cfg.lora, m->self, 1, 1);
+  // A full fine-tuning config (lora.enabled: false) has no adapter: its base is the model.
+  LoraConfig lc = cfg.lora;
+  if (!lc.enabled) std::fill(std::begin(lc.targets), std::end(lc.targets), false), lc.enabled = true;
+  m->model = std::make_unique<GptModel<float>>(mc, lc, m->self, 1, 1);
   GptModel<float>& model = *m->model;
   // The adapter is checked against the base of this config (shape, fingerprint), its own
   // LoRA settings and every tensor's shape before anything is merged.
-  read_adapter(adapter, cfg, base_fingerprint(cfg.model), model.lora_layout(), 0, model.lora_params().data());
+  if (cfg.lora.enabled)
+    read_adapter(adapter, cfg, base_fingerprint(cfg.model), model.lora_layout(), 0, model.lora_params().data());
   load_frozen_base(cfg, model, m->self, /*log=*/nullptr);
   model.merge_lora(true);
   return m;
@@ -64,6 +69,9 @@ const char* torch_dtype(const std::set<std::string>& dtypes) {
 }  // namespace
 
 void merge_adapter_into_base(const RunConfig& cfg, const std::string& adapter, const std::string& out) {
+  if (!cfg.lora.enabled)
+    throw ConfigError(cfg.source_path + ": lora.enabled is false (full fine-tuning): there is no adapter to merge; "
+                      "the run's model.h5 is already the merged model");
   const auto m = merged_model(cfg, adapter);
   write_base_weights(out, m->model->base_layout(), m->model->base().data());
 }

@@ -12,7 +12,8 @@ interrupted run logs and writes with the straight run:
   cross_layout  written at tp=1 x dp=2, resumed at tp=2 x dp=1: equal within fp32 round-off
   full_finetuning  lora.enabled: false: the same-layout resume (whole model and AdamW moments
                 bit-identical, model.h5 the final weights), a cross-layout resume (tp=1 x dp=2 ->
-                tp=2 x dp=1, round-off), and LoRA and full checkpoints refusing each other (exit 3)
+                tp=2 x dp=1, round-off), export --merged of model.h5 as an HF folder (every tensor
+                exact), and LoRA and full checkpoints refusing each other (exit 3)
   kill9         kill -9 of the whole job at many instants, several inside a checkpoint write:
                 the newest complete checkpoint always loads and the resumed run is bit-identical
   fallback      resume: auto skips damaged newer checkpoints (reported) for the previous good one:
@@ -299,6 +300,32 @@ def full_finetuning(r):
           f"model.h5 holds the {len(b)} final tensors")
     straight12 = r.config("straight12", 1, 2, checkpoint={"every": 4}, lora=full)
     r.run(straight12)
+    # The fine-tuned model as a Hugging Face folder: export --merged of a config reading model.h5.
+    hf_yaml = r.config("hf_export", 1, 1, lora=full, model={"init": "file", "weights_file": r.out("straight/model.h5")})
+    hf = r.out("straight_hf")
+    p = subprocess.run([r.bin, "export", "--yaml", hf_yaml, "--merged", hf], capture_output=True, text=True, timeout=120)
+    check(p.returncode == 0 and "full fine-tuning: no adapter" in p.stdout, f"export --merged:\n{p.stdout}{p.stderr}")
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hf"))
+    import gpt2_folder
+    _, st = gpt2_folder.read_safetensors(os.path.join(hf, "model.safetensors"))
+    modules = {"attn.qkv": "attn.c_attn", "attn.proj": "attn.c_proj", "mlp.fc": "mlp.c_fc", "mlp.proj": "mlp.c_proj"}
+    bad = []
+    for k, v in b.items():
+        name, conv1d = k, False
+        for ours, theirs in modules.items():
+            if f".{ours}." in k:
+                name, conv1d = k.replace(f".{ours}.", f".{theirs}."), k.endswith(".weight")
+        hf_name = "transformer." + (name + ".weight" if name in ("wte", "wpe") else name)
+        got = st[hf_name][1]
+        want_v = v.T if conv1d else v.reshape(got.shape)  # Conv1D stores [in, out]
+        if not np.array_equal(got.astype(np.float32), want_v):
+            bad.append(k)
+    check(not bad, f"the HF folder differs from model.h5 in {bad[:5]}")
+    for args, needle in ((["--adapter", r.out("straight/model.h5"), "--merged", r.out("x")], "there is no adapter"),
+                         (["--peft", r.out("y")], "there is no adapter")):
+        p = subprocess.run([r.bin, "export", "--yaml", hf_yaml] + args, capture_output=True, text=True, timeout=120)
+        check(p.returncode == 2 and needle in p.stderr, f"export {args}: exit {p.returncode}\n{p.stderr}")
+    print(f"full fine-tuning: export --merged writes model.h5's {len(b)} tensors as an HF GPT-2 folder, exactly")
     cross = r.config("cross", 2, 1, checkpoint={"resume": ckpt(r.out("straight12"), 4)}, lora=full)
     p = r.run(cross)
     check("(written at tp=1 dp=2)" in p.stdout, f"no resume line:\n{p.stdout}")
