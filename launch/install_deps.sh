@@ -20,6 +20,7 @@ packages=(
   libtcmalloc-minimal4                  # allocator for the benchmark, as the anchors use
   python3-torch python3-numpy python3-h5py  # PyTorch reference tests
   python3-regex nodejs                  # the two GPT-2 tokenizer references (encoder.py's regex, gpt-3-encoder)
+  bible-kjv bible-kjv-text              # the King James Bible (public domain): the text launch/pretrain_base.sh pretrains on
   slurm-wlm munge libpmix-dev           # the real-Slurm test and the sbatch scripts
   clang-14 libclang-rt-14-dev           # libFuzzer targets (tests/fuzz), built with clang
 )
