@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hf"))
 import gpt2_folder  # noqa: E402
-from peft_test_util import SHAPE, check, rel, run  # noqa: E402
+from peft_test_util import SHAPE, check, refused, rel, run  # noqa: E402
 
 CONV1D = {"attn.c_attn": "qkv", "attn.c_proj": "o", "mlp.c_fc": "fc1", "mlp.c_proj": "fc2"}
 CASES = {"f32": ("F32", "", ["q", "k", "v", "o", "fc1", "fc2"]), "bf16": ("BF16", "transformer.", ["q", "v"]),
@@ -160,13 +160,6 @@ def one_case(a, name, dtype, prefix, targets):
 
 
 def bad_inputs(a, yaml, adapter, merged, work):
-    def refused(cmd, code, *needles):
-        r = run(cmd)
-        out = r.stdout + r.stderr
-        check(r.returncode == code and all(n in out for n in needles),
-              f"{cmd}: exit {r.returncode}, expected {code} with {needles}\n{out}")
-        print(f"refused (exit {code}): {out.strip().splitlines()[0]}")
-
     exp = [a.bin, "export", "--yaml", yaml, "--adapter"]
     before = {p: os.path.getmtime(os.path.join(merged, p)) for p in os.listdir(merged)}
     refused(exp + [adapter, "--merged", merged], 2, merged, "not an empty folder")

@@ -24,6 +24,15 @@ def check(cond, msg):
         sys.exit(1)
 
 
+def refused(cmd, code, *needles, line=0):
+    """cmd must exit with `code` and print every needle; prints the refusal's line `line`."""
+    r = run(cmd)
+    out = r.stdout + r.stderr
+    check(r.returncode == code and all(n in out for n in needles),
+          f"{cmd}: exit {r.returncode}, expected {code} with {needles}\n{out}")
+    print(f"refused (exit {code}): {out.strip().splitlines()[line]}")
+
+
 def write_peft_own(folder, factors, base, r=4, alpha=8):
     """A LoRA adapter as PEFT itself saves one for GPT-2: one rank-r pair per Conv1D module
     (fan_in_fan_out), `factors` {(layer, "attn.c_attn"): (A [r, in], B [out, r]), ...} of torch
