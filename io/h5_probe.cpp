@@ -75,6 +75,12 @@ void probe_dataset(hid_t file, const std::string& name) {
   const struct rlimit no_core = {0, 0};
   setrlimit(RLIMIT_CORE, &no_core);
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) signal(sig, SIG_DFL);
+  // The parent's preemption signals are blocked and recorded (trainer/preemption.h); in
+  // the child a scheduler's SIGTERM to the whole job should simply end it.
+  for (int sig : {SIGTERM, SIGUSR1}) signal(sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
   h5_quiet();
   const H5Handle fapl = h5_fapl_unlocked();
   const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl);

@@ -406,9 +406,9 @@ int main(int argc, char** argv) {
   }
 
   lora::ensure_vector_blas_kernels(argv);
+  lora::install_preemption_handlers();  // before MPI_Init: its threads must inherit the blocked signals
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-  lora::install_preemption_handlers();  // after MPI_Init, which may install handlers of its own
   int rc = 0;
   try {
     // One process plans for tp x dp ranks; under mpirun the other ranks have nothing to do.

@@ -13,7 +13,10 @@ namespace lora {
 // EX_TEMPFAIL of <sysexits.h>: "checkpoint written, requeue me".
 constexpr int kExitPreempted = 75;
 
-// Installs the SIGTERM and SIGUSR1 handlers (call after MPI_Init, which may install its own).
+// Routes SIGTERM and SIGUSR1 to a thread of their own (see the .cpp for why no computing
+// thread may take them). Call it first in main, before MPI_Init and anything else that
+// starts threads: they inherit the blocked mask. A child process started later inherits
+// it too and should clear it.
 void install_preemption_handlers();
 
 // The signal number that asked for preemption, 0 when none has arrived.
