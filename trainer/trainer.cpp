@@ -1,11 +1,13 @@
 #include "trainer/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include "comm/collective_guard.h"
 #include "io/base_weights.h"
@@ -18,6 +20,7 @@
 #include "trainer/lora_init_from.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/preemption.h"
+#include "trainer/runtime_baseline.h"
 
 namespace lora {
 
@@ -282,6 +285,18 @@ void Trainer::check_replicas_agree() {
                              " (parallel.check_every); stopping before the replicas drift further");
 }
 
+void Trainer::log_run_end() {
+  const double mine = static_cast<double>(peak_rss_bytes()) / (1 << 20);
+  std::vector<double> per_rank(static_cast<size_t>(comm_.size(Group::World)));
+  comm_.all_gather(&mine, 1, per_rank.data(), Group::World);
+  metrics_.write({{"type", "end"}, {"step", step_}, {"peak_rss_mib", per_rank}});
+  if (!is_logger()) return;
+  const auto top = std::max_element(per_rank.begin(), per_rank.end());
+  std::printf("peak RSS: %.1f MiB on rank %d (the largest of %zu ranks; metrics.jsonl has each)\n", *top,
+              static_cast<int>(top - per_rank.begin()), per_rank.size());
+  std::fflush(stdout);
+}
+
 Trainer::StepEnd Trainer::agree_at_step_end() {
   // A signal may reach only some ranks, and only rank 0's clock decides every_minutes, yet
   // every rank must take the same branch: one all-reduce (max) of two floats per step.
@@ -327,6 +342,7 @@ RunOutcome Trainer::run() {
   }
   if (last_saved_step_ != step_) write_checkpoint();
   export_adapter();
+  log_run_end();
   return RunOutcome::Finished;
 }
 

@@ -88,6 +88,7 @@ class Trainer {
   void export_full_model();     // full fine-tuning: <output.dir>/model.h5 instead of adapter.h5
   void check_replicas_agree();  // throws when the replicated LoRA factors differ across ranks
   void export_adapter();
+  void log_run_end();  // each rank's peak RSS, gathered: the figure `plan` predicts
   LoraSlices slices();
   const BaseFingerprint& fingerprint();  // computed once, on world rank 0 only
   // Fills the micro-batch buffers with samples [first, first + n) of `sampler`.
