@@ -19,6 +19,7 @@ namespace lora {
 namespace {
 
 constexpr uint64_t kPage = 4096;
+constexpr uint64_t kReleaseEvery = uint64_t(4) << 20;  // bytes of a tensor copied between releases
 
 // The distinct 4 KiB pages of each weight file that the copies read.
 class PageSet {
@@ -95,13 +96,22 @@ int64_t copy_rank_slice(const HfTensorRef& ref, const TensorSpec& s, bool transp
   const uint64_t rows = uint64_t(s.rows), cols = uint64_t(s.cols);
   if (!transposed) {  // [out, in] as the layout: each local row is part of one file row
     const uint64_t c0 = uint64_t(s.global_col(0, tp_rank));
-    for (const auto& [lr0, n] : runs)
+    for (const auto& [lr0, n] : runs) {
+      // The token embedding is the largest tensor (half of GPT-2 124M's at tp 2 is 77 MiB): its pages
+      // leave the resident set every few MiB rather than at the end.
+      uint64_t unreleased = uint64_t(s.global_row(lr0, tp_rank)) * cols * eb;  // byte offset in t
       for (int k = 0; k < n; ++k) {
         const uint64_t first = uint64_t(s.global_row(lr0 + k, tp_rank)) * cols + c0;
         for (int lc = 0; lc < s.local_cols; ++lc) take(size_t(lr0 + k) * s.local_cols + lc, first + lc);
         pages.mark(*ref.file, t.begin + first * eb, uint64_t(s.local_cols) * eb);
         bytes += uint64_t(s.local_cols) * eb;
+        const uint64_t done = (first + uint64_t(s.local_cols)) * eb;
+        if (done - unreleased >= kReleaseEvery) {
+          ref.file->release(t.data + unreleased, done - unreleased);
+          unreleased = done;
+        }
       }
+    }
   } else {  // Conv1D [in, out]: file row i holds input feature i of every output
     for (int lc = 0; lc < s.local_cols; ++lc) {
       const uint64_t i = uint64_t(s.global_col(lc, tp_rank));
@@ -186,6 +196,7 @@ HfReadStats read_hf_base_weights(const std::string& dir, const ParamLayout& layo
     if (s.dtype == DType::BF16) sink.bf16 = bf16_buffer + s.offset;
     else sink.native = buffer + s.offset;
     const int64_t bad = copy_rank_slice(*ref, s, transposed, tp_rank, sink, pages, stats.bytes_read);
+    ref->file->release(t);
     if (bad >= 0)
       throw InputError(what + " holds a non-finite value (" + std::to_string(st_element(t, uint64_t(bad))) + ") at element " +
                        std::to_string(bad) + " of " + std::to_string(t.elements()) + "; refusing to train on it");
@@ -215,6 +226,8 @@ HfReadStats read_hf_base_weights(const std::string& dir, const ParamLayout& layo
       pages.mark(*head->file, t.begin + row * wte.cols * st_dtype_bytes(t.dtype), wte.cols * st_dtype_bytes(t.dtype));
       stats.bytes_read += wte.cols * st_dtype_bytes(t.dtype);
     }
+    head->file->release(t);
+    wref.file->release(*wref.tensor);
   }
   std::vector<std::string> ignored;
   for (const auto& kv : folder.tensors())

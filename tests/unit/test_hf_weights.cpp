@@ -430,3 +430,44 @@ TEST(HfConfig, LoaderTakesTheShapeAndRefusesADisagreeingYamlKey) {
 
 }  // namespace
 }  // namespace lora
+
+namespace lora {
+namespace {
+
+uint64_t file_resident_bytes() {  // RssFile + RssShmem of /proc/self/status: mapped file pages
+  std::ifstream in("/proc/self/status");
+  uint64_t kib = 0;
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("RssFile:", 0) == 0 || line.rfind("RssShmem:", 0) == 0) kib += std::stoull(line.substr(9));
+  return kib << 10;
+}
+
+// A rank copies its slice of a tensor, then release() drops the file's pages from its
+// resident set: loading a base peaks at one tensor's pages, not the rank's share of the file.
+// The bytes are still there when touched again.
+TEST(HfWeights, ReleasedTensorPagesLeaveTheResidentSetAndReadBackTheSame) {
+  const fs::path dir = fresh_dir("release");
+  const size_t n = size_t(64) << 20 >> 2;  // 64 MiB of F32
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = float(i % 1000) * 0.5f;
+  write_st(dir / "big.safetensors", {{"w", make("F32", {n}, v)}});
+  const SafetensorsFile f((dir / "big.safetensors").string());
+  const SafetensorsTensor& t = *f.find("w");
+  auto sum_every_page = [&] {  // touches each 4 KiB page once
+    double s = 0;
+    for (uint64_t k = 0; k < t.elements(); k += 1024) s += st_element(t, k);
+    return s;
+  };
+  const uint64_t before = file_resident_bytes();
+  const double first = sum_every_page();
+  const uint64_t touched = file_resident_bytes();
+  f.release(t);
+  const uint64_t released = file_resident_bytes();
+  EXPECT_GT(touched, before + (uint64_t(56) << 20)) << "touching 64 MiB of a mapped file should add it to RssFile";
+  EXPECT_LT(released, touched - (uint64_t(56) << 20)) << "release() left the pages resident";
+  EXPECT_EQ(sum_every_page(), first);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace lora
