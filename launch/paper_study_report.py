@@ -1,0 +1,188 @@
+#!/usr/bin/python3
+"""The table of launch/paper_study.sh, from what its runs left in the study folder.
+
+    paper_study_report.py STUDY_DIR RUN [RUN ...]
+
+Reads, per run, runs/<RUN>.yaml, runs/<RUN>.plan.json (`lora_dist plan --json`),
+runs/<RUN>/metrics.jsonl, its adapter.h5 or model.h5 and its newest checkpoint; then
+analysis.json (`lora_dist analyze`), generate/*.txt and coverage.json (launch/token_coverage.py). Writes study.md (the tables the README
+quotes) and study.json (every number), prints study.md, and exits 1 when something a study
+must have is missing or inconsistent: a run without an end record or a finite eval loss, q,k,v,o
+runs whose budget differs from their q,v partners', or an analysis without both pairs.
+"""
+import glob
+import json
+import math
+import os
+import statistics
+import sys
+
+MIB = 1 << 20
+# Each q,k,v,o run and the q,v run with its trainable parameters (Table 5's fixed budget).
+SAME_BUDGET = {"qkvo_r1": "qv_r2", "qkvo_r2": "qv_r4", "qkvo_r4": "qv_r8", "qkvo_r32": "qv_r64"}
+
+
+def fail(msg):
+    print(f"paper_study_report: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def human(nbytes):
+    for unit, size in (("GiB", 1 << 30), ("MiB", MIB), ("KiB", 1 << 10)):
+        if nbytes >= size:
+            return f"{nbytes / size:.1f} {unit}"
+    return f"{nbytes} B"
+
+
+def run_row(study, name):
+    run_dir = os.path.join(study, "runs", name)
+    full = "enabled: false" in open(os.path.join(study, "runs", name + ".yaml")).read()
+    plan = json.load(open(os.path.join(study, "runs", name + ".plan.json")))
+    records = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
+    evals = [r for r in records if r["type"] == "eval"]
+    train = [r for r in records if r["type"] == "train"]
+    ends = [r for r in records if r["type"] == "end"]
+    if not evals or not train or not ends:
+        fail(f"{run_dir}/metrics.jsonl: {len(evals)} eval, {len(train)} train, {len(ends)} end records")
+    final = evals[-1]["val_loss"]
+    if not math.isfinite(final) or evals[-1]["step"] != train[-1]["step"]:
+        fail(f"{run_dir}: the last eval ({final} at step {evals[-1]['step']}) is not the last step's")
+    steady = [r["step_seconds"] for r in train if r["step"] > 3] or [r["step_seconds"] for r in train]
+    artefact = os.path.join(run_dir, "model.h5" if full else "adapter.h5")
+    checkpoints = sorted(glob.glob(os.path.join(run_dir, "checkpoints", "step_*.h5")))
+    if not os.path.isfile(artefact) or not checkpoints:
+        fail(f"{run_dir}: no {os.path.basename(artefact)} or no checkpoint")
+    mode = plan["full_finetuning" if full else "lora"]
+    cfg = plan["config"]
+    return {
+        "run": name,
+        "mode": "full" if full else "lora",
+        "targets": "all weights" if full else cfg["lora_targets"],
+        "r": None if full else cfg["lora_r"],
+        "trainable_params": cfg["base_params"] if full else cfg["trainable_params"],
+        "val_loss_start": evals[0]["val_loss"],
+        "val_loss": final,
+        "steps": train[-1]["step"],
+        "step_seconds_median": statistics.median(steady),
+        "tokens_per_step": cfg["tokens_per_step"],
+        "peak_rss_mib_per_rank": ends[-1]["peak_rss_mib"],
+        "planned_peak_rss_mib": mode["memory"]["peak_per_rank"] / MIB,
+        "artefact": os.path.basename(artefact),
+        "artefact_bytes": os.path.getsize(artefact),
+        "checkpoint_bytes": os.path.getsize(checkpoints[-1]),
+    }
+
+
+def check_budgets(rows):
+    by_name = {r["run"]: r for r in rows}
+    for qkvo, qv in SAME_BUDGET.items():
+        if qkvo in by_name and qv in by_name and by_name[qkvo]["trainable_params"] != by_name[qv]["trainable_params"]:
+            fail(f"{qkvo} trains {by_name[qkvo]['trainable_params']} parameters, {qv} "
+                 f"{by_name[qv]['trainable_params']}: not the same budget")
+
+
+def similarity_summary(analysis):
+    """Per compared pair and module: phi(1,1), the mean of phi over i, j <= 8 (layers averaged),
+    and what random subspaces of the same sizes give on average, max(i, j) / d."""
+    names = {a["index"]: os.path.basename(os.path.dirname(a["path"])) for a in analysis["adapters"]}
+    groups = {}
+    for s in analysis["similarity"]:
+        groups.setdefault((s["a"], s["b"], s["module"]), []).append(s)
+    out = []
+    for (a, b, module), entries in sorted(groups.items()):
+        d = next(x["in"] for x in analysis["amplification"] if x["module"] == module)
+        n = min(8, entries[0]["max_i"]), min(8, entries[0]["max_j"])
+        block = [[statistics.mean(e["phi"][i][j] for e in entries) for j in range(n[1])] for i in range(n[0])]
+        rand = statistics.mean(max(i + 1, j + 1) / d for i in range(n[0]) for j in range(n[1]))
+        out.append({"a": names[a], "b": names[b], "module": module, "layers": len(entries),
+                    "phi_1_1": block[0][0], "phi_mean_8x8": statistics.mean(sum(block, [])),
+                    "phi_1_1_random": 1 / d, "phi_mean_8x8_random": rand, "phi_first_row": block[0]})
+    if len({(x["a"], x["b"]) for x in out}) < 2:
+        fail("analysis.json: fewer than two compared pairs")
+    return out
+
+
+def amplification_summary(analysis):
+    """Per adapter and module, averaged over layers: ||dW||_F, ||U'WV'||_F for dW's, W's own and
+    random directions, and the factor ||dW|| / ||U'WV'|| (the paper's Table 7)."""
+    names = {a["index"]: os.path.basename(os.path.dirname(a["path"])) for a in analysis["adapters"]}
+    groups = {}
+    for x in analysis["amplification"]:
+        groups.setdefault((x["adapter"], x["module"]), []).append(x)
+    out = []
+    for (adapter, module), xs in sorted(groups.items()):
+        mean = lambda key: statistics.mean(x[key] for x in xs)  # noqa: E731
+        out.append({"adapter": names[adapter], "module": module, "r": xs[0]["r"], "layers": len(xs),
+                    "delta_norm": mean("delta_norm"), "proj_delta": mean("proj_delta"), "proj_w": mean("proj_w"),
+                    "proj_random": mean("proj_random_mean"), "w_norm": mean("w_norm"),
+                    "factor": statistics.mean(x["factor"] for x in xs if x["factor"] is not None)})
+    return out
+
+
+def generations(study):
+    out = []
+    for prompt_file in sorted(glob.glob(os.path.join(study, "generate", "prompt_*.txt"))):
+        k = prompt_file.rsplit("_", 1)[1][:-4]
+        row = {"prompt": open(prompt_file).read()}
+        for who in ("base", "ft", "qv_r8"):
+            path = os.path.join(study, "generate", f"{who}_{k}.txt")
+            row[who] = open(path).read().rstrip("\n") if os.path.exists(path) else None
+        out.append(row)
+    return out
+
+
+def markdown(rows, sim, amp, gen, coverage):
+    show = lambda s: s.replace("\n", "\\n").replace("|", "\\|")  # noqa: E731
+    lines = ["| run | adapted | r | trainable params | eval loss (step 0 → last) | step (s, median) | "
+             "peak RSS per rank, MiB: measured (plan) | adapter / model | checkpoint |",
+             "|---|---|---:|---:|---|---:|---|---:|---:|"]
+    for r in rows:
+        rss = ", ".join(f"{m:.0f}" for m in r["peak_rss_mib_per_rank"])
+        lines.append(f"| {r['run']} | {r['targets']} | {r['r'] or '–'} | {r['trainable_params']:,} | "
+                     f"{r['val_loss_start']:.3f} → **{r['val_loss']:.3f}** | {r['step_seconds_median']:.2f} | "
+                     f"{rss} ({r['planned_peak_rss_mib']:.0f}) | {human(r['artefact_bytes'])} | "
+                     f"{human(r['checkpoint_bytes'])} |")
+    lines += ["", "| φ of | module | layers | φ(1,1) | random φ(1,1) | mean φ, i,j ≤ 8 | random, same sizes |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for s in sim:
+        lines.append(f"| {s['a']} vs {s['b']} | {s['module']} | {s['layers']} | {s['phi_1_1']:.3f} | "
+                     f"{s['phi_1_1_random']:.3f} | {s['phi_mean_8x8']:.3f} | {s['phi_mean_8x8_random']:.3f} |")
+    lines += ["", "| adapter | module | r | ‖ΔW‖_F | ‖UᵀWVᵀ‖_F, ΔW's U,V | W's own top-r | random | ‖W‖_F | "
+              "factor ‖ΔW‖/‖UᵀWVᵀ‖ |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for a in amp:
+        lines.append(f"| {a['adapter']} | {a['module']} | {a['r']} | {a['delta_norm']:.3f} | {a['proj_delta']:.3f} | "
+                     f"{a['proj_w']:.3f} | {a['proj_random']:.3f} | {a['w_norm']:.2f} | {a['factor']:.2f} |")
+    lines += ["", "| prompt | base | ft | qv_r8 |", "|---|---|---|---|"]
+    for g in gen:
+        lines.append("| " + " | ".join(f"`{show(g[k])}`" if g[k] is not None else "–"
+                                       for k in ("prompt", "base", "ft", "qv_r8")) + " |")
+    if coverage:
+        c, p = coverage["completion"], coverage["prompt"]
+        lines += ["", f"Of the task's {c['tokens']:,} completion tokens, {100 * c['never_seen']:.1f} % never occur in the "
+                  f"{coverage['pretraining_tokens']:,} tokens the base was pretrained on and {100 * c['seen_under_10']:.1f} % "
+                  f"fewer than 10 times ({c['distinct_never_seen']} of {c['distinct']} distinct tokens never); of its "
+                  f"prompt tokens {100 * p['never_seen']:.1f} % never."]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    if len(sys.argv) < 3:
+        fail("usage: paper_study_report.py STUDY_DIR RUN [RUN ...]")
+    study, names = sys.argv[1], sys.argv[2:]
+    rows = [run_row(study, n) for n in names]
+    check_budgets(rows)
+    analysis = json.load(open(os.path.join(study, "analysis.json")))
+    sim, amp, gen = similarity_summary(analysis), amplification_summary(analysis), generations(study)
+    coverage_path = os.path.join(study, "coverage.json")
+    coverage = json.load(open(coverage_path)) if os.path.exists(coverage_path) else None
+    text = markdown(rows, sim, amp, gen, coverage)
+    with open(os.path.join(study, "study.md"), "w") as f:
+        f.write(text)
+    with open(os.path.join(study, "study.json"), "w") as f:
+        json.dump({"runs": rows, "similarity": sim, "amplification": amp, "generate": gen, "coverage": coverage}, f,
+                  indent=1)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
