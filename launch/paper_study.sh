@@ -15,7 +15,7 @@
 # per rank beside `plan`'s prediction, adapter/model and checkpoint sizes.
 #   bash launch/paper_study.sh [STEPS]      # steps per run; default 200 (about 45 min on 2 cores)
 # STUDY_OUT=DIR writes there (default out/paper_study); STUDY_BASE=DIR is the HF folder to
-# adapt (default out/pretrained_base/hf, pretrained first if absent); LORA_DIST=path picks
+# adapt (default out/pretrained_base/hf, pretrained for 500 steps first if absent); LORA_DIST=path picks
 # the binary; STUDY_PROMPTS=N asks generate only the first N of its 6 prompts. The CI form (ctest -R paper_study.short) runs 6 steps per run on a 2-step base.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,7 +25,7 @@ work=${STUDY_OUT:-$repo/out/paper_study}
 base=${STUDY_BASE:-$repo/out/pretrained_base/hf}
 [[ -x $bin ]] || bash "$repo/launch/build.sh"
 export LORA_DIST=$bin OMP_NUM_THREADS=1
-[[ -f $base/config.json ]] || bash "$repo/launch/pretrain_base.sh"
+[[ -f $base/config.json ]] || bash "$repo/launch/pretrain_base.sh" 500  # the README's base: 33 min here
 base=$(cd "$base" && pwd)  # the run configs live elsewhere
 rm -rf "$work"
 mkdir -p "$work/runs" "$work/generate"

@@ -24,11 +24,8 @@ RUNS = ["ft", "qv_r1", "qv_r2", "qv_r4", "qv_r8", "qv_r64", "qkvo_r1", "qkvo_r2"
 PROMPTS = 2
 
 
-def main():
-    repo, study, base, steps = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-    env = dict(os.environ, STUDY_OUT=study, STUDY_BASE=base, STUDY_PROMPTS=str(PROMPTS))
-    subprocess.run(["bash", os.path.join(repo, "launch", "paper_study.sh"), steps], check=True, env=env, timeout=1500)
-
+def check(study, base, steps, prompts):
+    """The list of what is wrong with a finished study folder."""
     problems = []
     def expect(ok, what):
         if not ok:
@@ -75,17 +72,25 @@ def main():
     expect(len(out["amplification"]) == 6 and all(a["delta_norm"] > 0 for a in out["amplification"]),
            f"amplification rows {out['amplification']}")
     gen = out["generate"]
-    expect(len(gen) == PROMPTS and all(g["base"] is not None and g["qv_r8"] is not None for g in gen), f"generate {gen}")
+    expect(len(gen) == prompts and all(g["base"] is not None and g["qv_r8"] is not None for g in gen), f"generate {gen}")
     cov = out["coverage"]
     expect(cov is not None and 0 <= cov["completion"]["never_seen"] <= 1 and cov["completion"]["tokens"] > 1000,
            f"coverage {cov}")
     md = open(os.path.join(study, "study.md")).read()
     expect(all(f"| {name} |" in md for name in RUNS), "study.md lacks a run's row")
 
+    return problems
+
+
+def main():
+    repo, study, base, steps = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    env = dict(os.environ, STUDY_OUT=study, STUDY_BASE=base, STUDY_PROMPTS=str(PROMPTS))
+    subprocess.run(["bash", os.path.join(repo, "launch", "paper_study.sh"), steps], check=True, env=env, timeout=1500)
+    problems = check(study, base, steps, PROMPTS)
     for p in problems:
         print("FAIL:", p)
-    print(f"paper_study.short: {len(RUNS)} runs, {len(analysis['similarity'])} phi grids, "
-          f"{len(glob.glob(os.path.join(study, 'plots', '*.png')))} PNGs: {'ok' if not problems else 'FAILED'}")
+    print(f"paper_study.short: {len(RUNS)} runs, {len(glob.glob(os.path.join(study, 'plots', '*.png')))} PNGs: "
+          f"{'ok' if not problems else 'FAILED'}")
     return 1 if problems else 0
 
 
