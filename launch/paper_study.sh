@@ -13,13 +13,13 @@
 # amplification), `lora_dist generate` of the base, ft and qv_r8 on the same prompts, and the
 # table (launch/paper_study_report.py): eval loss, trainable parameters, step time, peak RSS
 # per rank beside `plan`'s prediction, adapter/model and checkpoint sizes.
-#   bash launch/paper_study.sh [STEPS]      # steps per run; default 200 (about 45 min on 2 cores)
+#   bash launch/paper_study.sh [STEPS]      # steps per run; default 160, the README's (25 min on 2 cores)
 # STUDY_OUT=DIR writes there (default out/paper_study); STUDY_BASE=DIR is the HF folder to
 # adapt (default out/pretrained_base/hf, pretrained for 500 steps first if absent); LORA_DIST=path picks
 # the binary; STUDY_PROMPTS=N asks generate only the first N of its 6 prompts. The CI form (ctest -R paper_study.short) runs 6 steps per run on a 2-step base.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-steps=${1:-200}
+steps=${1:-160}
 bin=${LORA_DIST:-$repo/build/lora_dist}
 work=${STUDY_OUT:-$repo/out/paper_study}
 base=${STUDY_BASE:-$repo/out/pretrained_base/hf}
