@@ -1,7 +1,6 @@
 #include "trainer/bench.h"
 
 #include <omp.h>
-#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -17,6 +16,7 @@
 #include "trainer/device_presets.h"
 #include "trainer/fma_peak.h"
 #include "trainer/plan.h"
+#include "trainer/runtime_baseline.h"
 #include "trainer/trainer.h"
 
 namespace lora {
@@ -58,11 +58,7 @@ TokenShard synthetic_tokens(const RunConfig& cfg, int steps) {
   return s;
 }
 
-double peak_rss_mib() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_maxrss / 1024.0;  // ru_maxrss is in KiB on Linux
-}
+double peak_rss_mib() { return static_cast<double>(peak_rss_bytes()) / (1 << 20); }
 
 // Rank 0's per-op wall time per step, largest first; the rest of the step is the
 // optimizer, the gradient all-reduces and the data.

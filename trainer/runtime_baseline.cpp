@@ -20,8 +20,6 @@ extern "C" void openblas_set_num_threads(int);
 
 namespace lora {
 
-namespace {
-// A "Vm...:  N kB" field of /proc/self/status, in bytes; 0 where /proc is missing.
 uint64_t proc_status_bytes(const char* field) {
   std::ifstream in("/proc/self/status");
   std::string line;
@@ -35,7 +33,6 @@ uint64_t proc_status_bytes(const char* field) {
     }
   return 0;
 }
-}  // namespace
 
 uint64_t current_rss_bytes() { return proc_status_bytes("VmRSS:"); }
 

@@ -6,6 +6,10 @@
 
 namespace lora {
 
+// A "Name:  N kB" field of /proc/self/status ("VmRSS:", "RssFile:", ...), in bytes; 0 where
+// /proc or the field is missing.
+uint64_t proc_status_bytes(const char* field);
+
 // Resident set size of this process now (VmRSS), in bytes; 0 where /proc is missing.
 uint64_t current_rss_bytes();
 

@@ -20,6 +20,7 @@
 #include "model/tensor_shards.h"
 #include "tests/model_shape.h"
 #include "trainer/config_loader.h"
+#include "trainer/runtime_baseline.h"
 #include "unique_temp_path.h"
 
 namespace lora {
@@ -428,18 +429,8 @@ TEST(HfConfig, LoaderTakesTheShapeAndRefusesADisagreeingYamlKey) {
   EXPECT_THROW(load_run_config(yaml(" seed: 1", ".")), ConfigError);  // a typo is still a typo
 }
 
-}  // namespace
-}  // namespace lora
-
-namespace lora {
-namespace {
-
-uint64_t file_resident_bytes() {  // RssFile + RssShmem of /proc/self/status: mapped file pages
-  std::ifstream in("/proc/self/status");
-  uint64_t kib = 0;
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("RssFile:", 0) == 0 || line.rfind("RssShmem:", 0) == 0) kib += std::stoull(line.substr(9));
-  return kib << 10;
+uint64_t file_resident_bytes() {  // the mapped file pages of this process
+  return proc_status_bytes("RssFile:") + proc_status_bytes("RssShmem:");
 }
 
 // A rank copies its slice of a tensor, then release() drops the file's pages from its
