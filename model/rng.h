@@ -8,12 +8,14 @@
 #include <cmath>
 #include <cstdint>
 
+#include "model/host_device.h"
+
 namespace lora {
 
 // What a draw is for; part of the counter so the streams never overlap.
 enum class RngPurpose : uint32_t { BaseInit = 1, LoraInit = 2, Dropout = 3, Sampling = 4, RandomProjection = 5 };
 
-inline std::array<uint32_t, 4> philox(uint64_t seed, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3) {
+LORA_HOST_DEVICE inline std::array<uint32_t, 4> philox(uint64_t seed, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3) {
   r123::Philox4x32 gen;
   r123::Philox4x32::key_type key = {{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)}};
   r123::Philox4x32::ctr_type ctr = {{c0, c1, c2, c3}};
@@ -22,7 +24,7 @@ inline std::array<uint32_t, 4> philox(uint64_t seed, uint32_t c0, uint32_t c1, u
 }
 
 // 24 random bits -> [0, 1), exact in float.
-inline float uniform01(uint32_t bits) { return static_cast<float>(bits >> 8) * (1.0f / 16777216.0f); }
+LORA_HOST_DEVICE inline float uniform01(uint32_t bits) { return static_cast<float>(bits >> 8) * (1.0f / 16777216.0f); }
 
 // Element `index` of tensor `tensor` drawn uniformly from [-bound, bound).
 inline double uniform_element(uint64_t seed, RngPurpose purpose, uint32_t tensor, uint64_t index, double bound) {

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "model/ops/grad_norm.h"
+
 namespace lora {
 
 uint64_t all_reduce_lora_grads(Communicator& comm, float* grads, size_t replicated, size_t total) {
@@ -21,12 +23,7 @@ uint64_t all_reduce_full_grads(Communicator& comm, float* grads, size_t total) {
 double grad_norm(Communicator& comm, const ParamLayout& layout, const float* grads) {
   double sq[2] = {0, 0};  // replicated, sharded
   for (const TensorSpec& s : layout.tensors) {
-    double sum = 0;
-    const float* g = grads + s.offset;
-    const size_t n = s.local_size();
-#pragma omp parallel for reduction(+ : sum) schedule(static)
-    for (size_t i = 0; i < n; ++i) sum += static_cast<double>(g[i]) * g[i];
-    sq[s.shard == Shard::Replicated ? 0 : 1] += sum;
+    sq[s.shard == Shard::Replicated ? 0 : 1] += sum_of_squares(grads + s.offset, s.local_size());
   }
   comm.all_reduce_sum(&sq[1], 1, Group::TP);
   return std::sqrt(sq[0] + sq[1]);
@@ -34,9 +31,7 @@ double grad_norm(Communicator& comm, const ParamLayout& layout, const float* gra
 
 void clip_grads(float* grads, size_t n, double norm, double max_norm) {
   if (max_norm <= 0 || norm <= max_norm) return;
-  const float coef = static_cast<float>(max_norm / (norm + 1e-6));
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < n; ++i) grads[i] *= coef;
+  scale_in_place(grads, n, static_cast<float>(max_norm / (norm + 1e-6)));
 }
 
 bool replicated_in_sync(Communicator& comm, const float* params, const ParamLayout& layout) {

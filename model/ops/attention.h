@@ -33,4 +33,18 @@ template <typename T>
 void attention_forward_cached(T* att, const T* q, int ldq, const T* k_cache, const T* v_cache, int n, int pos0, int Hl,
                               int hd);
 
+// The CUDA twin (model/ops/cuda/attention.cu) (one warp per row, the same online softmax; no T x T buffer either;
+// the cached one in model/ops/cuda/attention_cached.cu): the same signatures over device pointers,
+// float only; the CPU functions above are the reference it is tested against.
+namespace cuda {
+template <typename T>
+void attention_forward(T* att, T* lse, const T* qkv, int B, int Tn, int Hl, int hd);
+template <typename T>
+void attention_backward(T* dqkv, const T* datt, const T* qkv, const T* att, const T* lse, int B, int Tn, int Hl,
+                        int hd);
+template <typename T>
+void attention_forward_cached(T* att, const T* q, int ldq, const T* k_cache, const T* v_cache, int n, int pos0, int Hl,
+                              int hd);
+}  // namespace cuda
+
 }  // namespace lora

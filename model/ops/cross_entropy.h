@@ -24,4 +24,17 @@ template <typename T>
 void vocab_cross_entropy_backward(T* logits, const T* row_max, const T* stats, const int32_t* targets,
                                   const T* weight, int v0, int M, int Vl, int valid);
 
+// The CUDA twin (model/ops/cuda/cross_entropy.cu): the same signatures over device pointers,
+// float only; the CPU functions above are the reference it is tested against.
+namespace cuda {
+template <typename T>
+void vocab_logits_max(T* row_max, const T* logits, int M, int Vl, int valid);
+template <typename T>
+void vocab_sumexp_and_target(T* stats, const T* logits, const T* row_max, const int32_t* targets, int v0,
+                             int M, int Vl, int valid);
+template <typename T>
+void vocab_cross_entropy_backward(T* logits, const T* row_max, const T* stats, const int32_t* targets,
+                                  const T* weight, int v0, int M, int Vl, int valid);
+}  // namespace cuda
+
 }  // namespace lora

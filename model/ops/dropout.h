@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 
+#include "model/rng.h"
+
 namespace lora {
 
 struct DropoutKey {
@@ -15,6 +17,16 @@ struct DropoutKey {
   uint32_t first_feature = 0;  // global input-feature index of column 0 (TP-sharded inputs)
 };
 
+// Whether element (row, col) of the input is kept: one Philox call yields the flags of 4
+// consecutive global features. Shared by the CPU loop and the CUDA kernel, so both backends
+// drop the same elements.
+LORA_HOST_DEVICE inline bool dropout_keep(const DropoutKey& k, int row, int col, float p) {
+  const uint32_t feature = k.first_feature + static_cast<uint32_t>(col);
+  const auto r = philox(k.seed, static_cast<uint32_t>(RngPurpose::Dropout) << 24 | k.site, k.step,
+                        k.first_token + static_cast<uint32_t>(row), feature / 4);
+  return uniform01(r[feature % 4]) >= p;
+}
+
 // out[M x K] = x * keep / (1 - p).
 template <typename T>
 void dropout_forward(T* out, const T* x, int M, int K, float p, const DropoutKey& key);
@@ -22,5 +34,13 @@ void dropout_forward(T* out, const T* x, int M, int K, float p, const DropoutKey
 // dx[M x K] += dout * keep / (1 - p).
 template <typename T>
 void dropout_backward(T* dx, const T* dout, int M, int K, float p, const DropoutKey& key);
+
+// The CUDA twins (model/ops/cuda/dropout.cu): device pointers, the same masks.
+namespace cuda {
+template <typename T>
+void dropout_forward(T* out, const T* x, int M, int K, float p, const DropoutKey& key);
+template <typename T>
+void dropout_backward(T* dx, const T* dout, int M, int K, float p, const DropoutKey& key);
+}  // namespace cuda
 
 }  // namespace lora

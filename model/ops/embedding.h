@@ -27,4 +27,17 @@ void embedding_backward(T* dwte_local, const T* dx, const int32_t* tokens, int v
 template <typename T>
 void positions_backward(T* dwpe, const T* dx, int B, int Tn, int d, int pos0);
 
+// The CUDA twin (model/ops/cuda/embedding.cu): the same signatures over device pointers,
+// float only; the CPU functions above are the reference it is tested against.
+namespace cuda {
+template <typename T>
+void embedding_forward(T* x, const int32_t* tokens, WeightArg<T> wte_local, int v0, int Vl, int M, int d);
+template <typename T>
+void add_positions(T* x, WeightArg<T> wpe, int B, int Tn, int d, int pos0);
+template <typename T>
+void embedding_backward(T* dwte_local, const T* dx, const int32_t* tokens, int v0, int Vl, int M, int d);
+template <typename T>
+void positions_backward(T* dwpe, const T* dx, int B, int Tn, int d, int pos0);
+}  // namespace cuda
+
 }  // namespace lora

@@ -11,4 +11,13 @@ void gelu_forward(T* out, const T* x, size_t n);
 template <typename T>
 void gelu_backward(T* dx, const T* dout, const T* x, size_t n);
 
+// The CUDA twin (model/ops/cuda/gelu.cu): the same signatures over device pointers,
+// float only; the CPU functions above are the reference it is tested against.
+namespace cuda {
+template <typename T>
+void gelu_forward(T* out, const T* x, size_t n);
+template <typename T>
+void gelu_backward(T* dx, const T* dout, const T* x, size_t n);
+}  // namespace cuda
+
 }  // namespace lora

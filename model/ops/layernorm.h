@@ -15,4 +15,15 @@ void layernorm_backward(T* dx, const T* dout, const T* x, const T* mean, const T
 template <typename T>
 void layernorm_backward_params(T* dw, T* db, const T* dout, const T* x, const T* mean, const T* rstd, int M, int C);
 
+// The CUDA twin (model/ops/cuda/layernorm.cu): the same signatures over device pointers,
+// float only; the CPU functions above are the reference it is tested against.
+namespace cuda {
+template <typename T>
+void layernorm_forward(T* out, T* mean, T* rstd, const T* x, const T* w, const T* b, int M, int C, float eps);
+template <typename T>
+void layernorm_backward(T* dx, const T* dout, const T* x, const T* mean, const T* rstd, const T* w, int M, int C);
+template <typename T>
+void layernorm_backward_params(T* dw, T* db, const T* dout, const T* x, const T* mean, const T* rstd, int M, int C);
+}  // namespace cuda
+
 }  // namespace lora

@@ -31,4 +31,17 @@ void linear_backward_weight(T* dW, T* db, const T* dy, const T* x, int M, int K,
 template <typename T>
 void add_bias(T* y, const T* bias, int M, int N);
 
+// The CUDA twin (model/ops/cuda/linear.cu) (cuBLAS; a bf16 weight meets the bf16-rounded input in cublasGemmEx, fp32 sums): the same signatures over device pointers,
+// float only; the CPU functions above are the reference it is tested against.
+namespace cuda {
+template <typename T>
+void linear_forward(T* y, const T* x, WeightArg<T> w, const T* bias, int M, int K, int N);
+template <typename T>
+void linear_backward_input(T* dx, const T* dy, WeightArg<T> w, int M, int K, int N, bool accumulate);
+template <typename T>
+void linear_backward_weight(T* dW, T* db, const T* dy, const T* x, int M, int K, int N);
+template <typename T>
+void add_bias(T* y, const T* bias, int M, int N);
+}  // namespace cuda
+
 }  // namespace lora

@@ -24,4 +24,18 @@ void lora_backward(T* dx, T* dA, T* dB, T* du, const T* dy, int ldy, const T* x,
 template <typename T>
 void lora_merge(T* W, const T* A, const T* B, int K, int N, int r, T s);
 
+// The CUDA twin (model/ops/cuda/lora.cu) (cuBLAS, fp32): the same signatures over device pointers,
+// float only; the CPU functions above are the reference it is tested against.
+namespace cuda {
+template <typename T>
+void lora_forward(T* y, int ldy, T* u, const T* x, const T* A, const T* B, int M, int K, int N, int r, T s);
+template <typename T>
+void lora_down_forward(T* u, const T* x, const T* A, int M, int K, int r);
+template <typename T>
+void lora_backward(T* dx, T* dA, T* dB, T* du, const T* dy, int ldy, const T* x, const T* u, const T* A,
+                   const T* B, int M, int K, int N, int r, T s);
+template <typename T>
+void lora_merge(T* W, const T* A, const T* B, int K, int N, int r, T s);
+}  // namespace cuda
+
 }  // namespace lora

@@ -11,4 +11,11 @@ void residual_forward(T* out, const T* a, const T* b, size_t n) {
   for (size_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
+// The CUDA twin (model/ops/cuda/residual.cu): the same signatures over device pointers,
+// float only; the CPU functions above are the reference it is tested against.
+namespace cuda {
+template <typename T>
+void residual_forward(T* out, const T* a, const T* b, size_t n);
+}  // namespace cuda
+
 }  // namespace lora
