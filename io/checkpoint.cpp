@@ -17,7 +17,6 @@
 #include "io/hdf5_util.h"
 #include "io/hf_model_folder.h"
 #include "model/tensor_shards.h"
-#include "trainer/lr_schedule.h"
 
 namespace lora {
 
@@ -131,7 +130,7 @@ void write_base_attrs(hid_t obj, const ModelConfig& m, const BaseFingerprint& fp
   h5_write_attr(obj, "base_description", fp.description);
 }
 
-void write_optimizer_attrs(hid_t optimizer, const OptimConfig& o, TrainCounters c) {
+void write_optimizer_attrs(hid_t optimizer, const CheckpointRun::Optim& o, TrainCounters c) {
   h5_write_attr(optimizer, "adam_step", c.adam_step);
   h5_write_attr(optimizer, "beta1", o.beta1);
   h5_write_attr(optimizer, "beta2", o.beta2);
@@ -139,10 +138,10 @@ void write_optimizer_attrs(hid_t optimizer, const OptimConfig& o, TrainCounters 
   h5_write_attr(optimizer, "weight_decay", o.weight_decay);
 }
 
-void write_state_attrs(hid_t state, const RunConfig& cfg, const BaseFingerprint& fp, TrainCounters c,
-                       const Communicator& comm) {
-  const TrainConfig& t = cfg.train;
-  const OptimConfig& o = cfg.optim;
+void write_state_attrs(hid_t state, const CheckpointRun& run, const BaseFingerprint& fp, TrainCounters c,
+                       float lr_next, const Communicator& comm) {
+  const CheckpointRun::Train& t = run.train;
+  const CheckpointRun::Optim& o = run.optim;
   h5_write_attr(state, "format", ckpt::kFormat);
   h5_write_attr(state, "step", c.step);
   // The data cursor: step s reads samples [s*batch_size, (s+1)*batch_size) (DESIGN §5).
@@ -151,7 +150,7 @@ void write_state_attrs(hid_t state, const RunConfig& cfg, const BaseFingerprint&
   h5_write_attr(state, "seq_len", t.seq_len);
   h5_write_attr(state, "total_steps", t.steps);
   h5_write_attr(state, "seed", t.seed);
-  h5_write_attr(state, "init_seed", cfg.model.init_seed);
+  h5_write_attr(state, "init_seed", run.model.init_seed);
   h5_write_attr(state, "rng",
                 "Philox4x32-10, counter-based (model/rng.h): LoRA init, dropout masks and data order are pure "
                 "functions of (seed, step, ...), so seed and step are the whole RNG state");
@@ -159,18 +158,18 @@ void write_state_attrs(hid_t state, const RunConfig& cfg, const BaseFingerprint&
   h5_write_attr(state, "warmup_steps", o.warmup_steps);
   h5_write_attr(state, "decay", o.decay);
   h5_write_attr(state, "min_lr_ratio", o.min_lr_ratio);
-  h5_write_attr(state, "lr_next", learning_rate(o, c.step, t.steps));  // the LR of the step a resume runs first
-  write_base_attrs(state, cfg.model, fp);
+  h5_write_attr(state, "lr_next", lr_next);  // the LR of the step a resume runs first
+  write_base_attrs(state, run.model, fp);
   h5_write_attr(state, "written_tp", comm.size(Group::TP));
   h5_write_attr(state, "written_dp", comm.size(Group::DP));
 }
 
 }  // namespace
 
-void save_checkpoint(Communicator& comm, const RunConfig& cfg, const BaseFingerprint& fp, const LoraSlices& s,
-                     TrainCounters c, const std::string& path) {
+void save_checkpoint(Communicator& comm, const CheckpointRun& run, const BaseFingerprint& fp, const LoraSlices& s,
+                     TrainCounters c, float lr_next, const std::string& path) {
   std::optional<AtomicH5File> out;
-  const bool full = !cfg.lora.enabled;
+  const bool full = !run.lora.enabled;
   if (comm.rank(Group::World) == 0) {
     out.emplace(path);
     for (const char* g : ckpt::groups(full)) out->group(g);
@@ -178,25 +177,25 @@ void save_checkpoint(Communicator& comm, const RunConfig& cfg, const BaseFingerp
   for (const auto& g : ckpt::tensor_groups(full)) gather_group(comm, s, s.*g.buffer, out ? &*out : nullptr, g.path);
   if (out) {
     if (full) h5_write_attr(out->group("/model"), "full_finetuning", true);
-    else write_lora_attrs(out->group("/adapter"), cfg.lora);
-    write_optimizer_attrs(out->group("/optimizer"), cfg.optim, c);
+    else write_lora_attrs(out->group("/adapter"), run.lora);
+    write_optimizer_attrs(out->group("/optimizer"), run.optim, c);
     const hid_t state = out->group("/state");
-    write_state_attrs(state, cfg, fp, c, comm);
+    write_state_attrs(state, run, fp, c, lr_next, comm);
     out->commit();
   }
   comm.barrier(Group::World);  // no rank goes on (and perhaps exits) before the file is in place
 }
 
-uint64_t save_adapter(Communicator& comm, const RunConfig& cfg, const BaseFingerprint& fp, const LoraSlices& s,
-                      const std::string& path) {
+uint64_t save_adapter(Communicator& comm, const ModelConfig& model, const LoraConfig& lora, const BaseFingerprint& fp,
+                      const LoraSlices& s, const std::string& path) {
   std::optional<AtomicH5File> out;
   if (comm.rank(Group::World) == 0) out.emplace(path);
   gather_group(comm, s, s.params, out ? &*out : nullptr, "/adapter");
   uint64_t bytes = 0;
   if (out) {
     const hid_t adapter = out->group("/adapter");
-    write_lora_attrs(adapter, cfg.lora);
-    write_base_attrs(adapter, cfg.model, fp);
+    write_lora_attrs(adapter, lora);
+    write_base_attrs(adapter, model, fp);
     out->commit();
     bytes = fs::file_size(path);
   }

@@ -28,10 +28,35 @@
 
 #include "comm/communicator.h"
 #include "io/input_error.h"
+#include "model/config.h"
 #include "model/param_layout.h"
-#include "trainer/run_config.h"
 
 namespace lora {
+
+// What checkpoint writing and verifying read of a run's configuration, each field under the
+// run.yaml key it comes from (messages name those keys: "train.seed", "optim.lr"). The
+// trainer builds it from its RunConfig (trainer/checkpoint_run.h): io/ never sees the
+// run's config. Adapter files need only the model: and lora: sections, passed on their own.
+struct CheckpointRun {
+  ModelConfig model;  // model: shape, base (fingerprint description, dtype), init_seed
+  LoraConfig lora;    // lora: r, alpha, rslora, dropout, targets; enabled false: full fine-tuning
+  struct Train {      // train: the data cursor (step * batch_size), the schedule's length, the seed
+    int steps = 0;
+    int batch_size = 0;
+    int seq_len = 0;
+    uint64_t seed = 0;
+  } train;
+  struct Optim {      // optim: AdamW's settings and the LR schedule, recorded in the file
+    float lr = 0;
+    float weight_decay = 0;
+    float beta1 = 0, beta2 = 0, eps = 0;
+    int warmup_steps = 0;
+    std::string decay;
+    float min_lr_ratio = 0;
+  } optim;
+  std::string resume = "none";  // checkpoint.resume: "none" | "auto" | a checkpoint path
+  std::string output_dir;       // output.dir: resume: auto looks in checkpoint_dir(output_dir)
+};
 
 // A checkpoint or adapter file that cannot be used; an InputError, so lora_dist exits with
 // kExitBadInput (3) for it. Corrupt: the file itself is bad (no seal, seal does not verify:
@@ -88,14 +113,17 @@ std::string checkpoint_path(const std::string& output_dir, int step);
 
 // Collective over the world. World rank 0 writes `path` atomically: `path`.tmp, fsync,
 // rename, fsync of the folder; a crash at any instant leaves either the previous state
-// or the complete new file. `fp` is only read on world rank 0.
-void save_checkpoint(Communicator& comm, const RunConfig& cfg, const BaseFingerprint& fp, const LoraSlices& s,
-                     TrainCounters c, const std::string& path);
+// or the complete new file. `fp` is only read on world rank 0. `lr_next` is the learning
+// rate of step c.step (the step a resume runs first; the caller's LR schedule gives it),
+// recorded as /state lr_next.
+void save_checkpoint(Communicator& comm, const CheckpointRun& run, const BaseFingerprint& fp, const LoraSlices& s,
+                     TrainCounters c, float lr_next, const std::string& path);
 
 // Collective; world rank 0 writes the adapter-only file (/adapter and its attributes) and
-// returns its size in bytes (0 on the other ranks).
-uint64_t save_adapter(Communicator& comm, const RunConfig& cfg, const BaseFingerprint& fp, const LoraSlices& s,
-                      const std::string& path);
+// returns its size in bytes (0 on the other ranks): the LoRA settings of `lora` and the
+// base of `model` as attributes.
+uint64_t save_adapter(Communicator& comm, const ModelConfig& model, const LoraConfig& lora, const BaseFingerprint& fp,
+                      const LoraSlices& s, const std::string& path);
 
 // Keeps the newest `keep_last` step_*.h5 of checkpoint_dir(output_dir), deleting older
 // ones oldest first, and removes *.tmp files that a killed writer left. Call on one rank,
@@ -106,14 +134,15 @@ void prune_checkpoints(const std::string& output_dir, int keep_last);
 // that it fits this run (model shape, base fingerprint, LoRA r and targets, every tensor's
 // shape), that its counters are in range and every tensor is finite. Throws
 // CheckpointError naming the path and what is wrong or differs.
-CheckpointInfo verify_checkpoint(const std::string& path, const RunConfig& cfg, const BaseFingerprint& fp);
+CheckpointInfo verify_checkpoint(const std::string& path, const CheckpointRun& run, const BaseFingerprint& fp);
 
-// One process (rank 0): the checkpoint that cfg.checkpoint.resume asks for, verified.
+// One process (rank 0): the checkpoint that run.resume (checkpoint.resume) asks for, verified.
 // "none" -> nullopt. A path -> that file or CheckpointError. "auto" -> the newest
 // step_*.h5 of the output folder that verifies; a Corrupt newer one is reported on `log`
 // (path and why) and skipped; an empty folder -> nullopt (fresh start); a Mismatch or
 // Invalid one -> CheckpointError.
-std::optional<CheckpointInfo> select_checkpoint(const RunConfig& cfg, const BaseFingerprint& fp, std::ostream& log);
+std::optional<CheckpointInfo> select_checkpoint(const CheckpointRun& run, const BaseFingerprint& fp,
+                                                std::ostream& log);
 
 // Every rank: reads its slices of a verified checkpoint into `s` by hyperslab and returns
 // the counters. Throws CheckpointError if a dataset is missing or mis-shaped, a counter is
@@ -122,11 +151,11 @@ TrainCounters read_checkpoint(const std::string& path, const LoraSlices& s, bool
 
 // Reads this rank's slice of every A and B from the /adapter group of a checkpoint or of an
 // adapter.h5 into `params` (layout order), verified as a resume verifies: the seal first,
-// then the model shape, base fingerprint, r, targets and scale against cfg and fp, every
-// tensor's shape, and every value finite. Throws CheckpointError naming the file and what
-// differs.
-void read_adapter(const std::string& path, const RunConfig& cfg, const BaseFingerprint& fp, const LoraLayout& layout,
-                  int tp_rank, float* params);
+// then the model shape, base fingerprint, r, targets and scale against model, lora and fp,
+// every tensor's shape, and every value finite. Throws CheckpointError naming the file and
+// what differs.
+void read_adapter(const std::string& path, const ModelConfig& model, const LoraConfig& lora, const BaseFingerprint& fp,
+                  const LoraLayout& layout, int tp_rank, float* params);
 
 // One process: the LoRA settings an adapter.h5 or a checkpoint records on /adapter (r,
 // alpha, rslora, dropout, targets), read once its seal verifies, for a tool that takes each
@@ -139,7 +168,7 @@ LoraConfig read_adapter_lora_config(const std::string& path);
 // Collective: rank 0 runs select_checkpoint (warnings to stderr) and tells every rank the
 // outcome; then every rank runs read_checkpoint. Returns nullopt for a fresh start and
 // throws the same CheckpointError on every rank when rank 0 refused.
-std::optional<CheckpointInfo> resume_checkpoint(Communicator& comm, const RunConfig& cfg, const BaseFingerprint& fp,
-                                                const LoraSlices& s);
+std::optional<CheckpointInfo> resume_checkpoint(Communicator& comm, const CheckpointRun& run,
+                                                const BaseFingerprint& fp, const LoraSlices& s);
 
 }  // namespace lora

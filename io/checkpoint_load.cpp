@@ -140,10 +140,10 @@ AdapterSource adapter_source(hid_t file) {
 
 // What must match for the adapter to mean anything in this run; every problem found goes
 // into one message, each part saying what differs. Throws CheckpointError(Mismatch).
-void check_compatible(hid_t file, const std::string& path, const RunConfig& cfg, const BaseFingerprint& fp,
-                      const AdapterSource& src, bool check_scale) {
+void check_compatible(hid_t file, const std::string& path, const ModelConfig& model, const LoraConfig& lora,
+                      const BaseFingerprint& fp, const AdapterSource& src, bool check_scale) {
   // A LoRA checkpoint holds /adapter, a full fine-tuning one /model: neither continues the other.
-  const bool full = !cfg.lora.enabled, has_model = H5Lexists(file, "model", H5P_DEFAULT) > 0;
+  const bool full = !lora.enabled, has_model = H5Lexists(file, "model", H5P_DEFAULT) > 0;
   if (full != has_model)
     throw CheckpointError(CheckpointError::Mismatch,
                           path + ": " + src.noun + " of a " + (has_model ? "full fine-tuning" : "LoRA") +
@@ -154,7 +154,7 @@ void check_compatible(hid_t file, const std::string& path, const RunConfig& cfg,
 
   Differences shape(src.noun);
   for (const auto& f : ckpt::kModelShape)
-    shape.check(f.name, h5_read_attr<int>(base, f.name, path, src.base_group), cfg.model.*f.field);
+    shape.check(f.name, h5_read_attr<int>(base, f.name, path, src.base_group), model.*f.field);
   if (!shape.empty()) problems.push_back("model shape differs: " + shape.joined());
 
   // A seeded base's fingerprint hashes the shape too, so it only adds news when the shapes agree.
@@ -167,18 +167,18 @@ void check_compatible(hid_t file, const std::string& path, const RunConfig& cfg,
   if (!full) {  // the LoRA settings the factors were trained with
     H5Handle adapter = open_group(file, path, "/adapter");
     Differences r(src.noun), targets(src.noun);
-    r.check("r", h5_read_attr<int>(adapter, "r", path, "/adapter"), cfg.lora.r);
+    r.check("r", h5_read_attr<int>(adapter, "r", path, "/adapter"), lora.r);
     if (!r.empty()) problems.push_back("LoRA rank r differs: " + r.joined());
     targets.check("targets", h5_read_attr<std::string>(adapter, "targets", path, "/adapter"),
-                  cfg.lora.target_list());
+                  lora.target_list());
     if (!targets.empty()) problems.push_back("LoRA targets differ: " + targets.joined());
 
     // A merge folds s·B·A in with the run's scale: it must be the one the adapter was trained with.
     if (check_scale) {
       const double scale = h5_read_attr<double>(adapter, "scale", path, "/adapter");
-      if (!(std::abs(scale - cfg.lora.scale()) <= 1e-6 * std::abs(scale)))
+      if (!(std::abs(scale - lora.scale()) <= 1e-6 * std::abs(scale)))
         problems.push_back("LoRA scale (alpha/r) differs: " + str(scale) + " in the " + src.noun + ", " +
-                           str(cfg.lora.scale()) + " in this run: set lora.alpha, r and rslora as in training");
+                           str(lora.scale()) + " in this run: set lora.alpha, r and rslora as in training");
     }
   }
 
@@ -190,27 +190,27 @@ void check_compatible(hid_t file, const std::string& path, const RunConfig& cfg,
 
 // Settings a resume may change (a new LR, more steps...), each a note for the log. The
 // data order continues from step * batch_size, so a new batch_size moves the data cursor.
-std::vector<std::string> changed_settings(hid_t file, const std::string& path, const RunConfig& cfg) {
+std::vector<std::string> changed_settings(hid_t file, const std::string& path, const CheckpointRun& run) {
   H5Handle state = open_group(file, path, "/state");
   auto f64 = [&](hid_t obj, const char* name, const char* where) { return h5_read_attr<double>(obj, name, path, where); };
   auto i64 = [&](hid_t obj, const char* name, const char* where) { return h5_read_attr<int64_t>(obj, name, path, where); };
   Differences d;
-  if (cfg.lora.enabled) {
+  if (run.lora.enabled) {
     H5Handle adapter = open_group(file, path, "/adapter");
-    d.check("lora.alpha", f64(adapter, "alpha", "/adapter"), double(cfg.lora.alpha));
-    d.check("lora.rslora", i64(adapter, "rslora", "/adapter"), int64_t(cfg.lora.rslora));
-    d.check("lora.dropout", f64(adapter, "dropout", "/adapter"), double(cfg.lora.dropout));
+    d.check("lora.alpha", f64(adapter, "alpha", "/adapter"), double(run.lora.alpha));
+    d.check("lora.rslora", i64(adapter, "rslora", "/adapter"), int64_t(run.lora.rslora));
+    d.check("lora.dropout", f64(adapter, "dropout", "/adapter"), double(run.lora.dropout));
   }
-  d.check("train.seed", h5_read_attr<uint64_t>(state, "seed", path, "/state"), cfg.train.seed);
-  d.check("train.batch_size", i64(state, "batch_size", "/state"), int64_t(cfg.train.batch_size));
-  d.check("train.steps", i64(state, "total_steps", "/state"), int64_t(cfg.train.steps));
-  d.check("optim.lr", f64(state, "lr", "/state"), double(cfg.optim.lr));
-  d.check("optim.warmup_steps", i64(state, "warmup_steps", "/state"), int64_t(cfg.optim.warmup_steps));
-  d.check("optim.decay", h5_read_attr<std::string>(state, "decay", path, "/state"), cfg.optim.decay);
-  d.check("optim.min_lr_ratio", f64(state, "min_lr_ratio", "/state"), double(cfg.optim.min_lr_ratio));
+  d.check("train.seed", h5_read_attr<uint64_t>(state, "seed", path, "/state"), run.train.seed);
+  d.check("train.batch_size", i64(state, "batch_size", "/state"), int64_t(run.train.batch_size));
+  d.check("train.steps", i64(state, "total_steps", "/state"), int64_t(run.train.steps));
+  d.check("optim.lr", f64(state, "lr", "/state"), double(run.optim.lr));
+  d.check("optim.warmup_steps", i64(state, "warmup_steps", "/state"), int64_t(run.optim.warmup_steps));
+  d.check("optim.decay", h5_read_attr<std::string>(state, "decay", path, "/state"), run.optim.decay);
+  d.check("optim.min_lr_ratio", f64(state, "min_lr_ratio", "/state"), double(run.optim.min_lr_ratio));
   // Allowed (the adapter is fp32 either way) but the base it continues on is rounded
   // differently, so the continuation is no longer bit-identical: say so.
-  d.check("model.dtype", h5_read_attr<std::string>(state, "base_dtype", path, "/state"), cfg.model.dtype);
+  d.check("model.dtype", h5_read_attr<std::string>(state, "base_dtype", path, "/state"), run.model.dtype);
   return d.items();
 }
 
@@ -248,9 +248,9 @@ void read_tensor_group(hid_t file, const std::string& path, const char* group_pa
 
 // Every tensor of every group in its full shape, read once on the verifying rank so that a
 // NaN anywhere is refused there, before any rank has loaded anything.
-void check_all_tensors(hid_t file, const std::string& path, const RunConfig& cfg) {
-  const bool full_ft = !cfg.lora.enabled;
-  const ParamLayout whole = full_ft ? base_layout(cfg.model, 1) : lora_layout(cfg.model, cfg.lora, 1);
+void check_all_tensors(hid_t file, const std::string& path, const CheckpointRun& run) {
+  const bool full_ft = !run.lora.enabled;
+  const ParamLayout whole = full_ft ? base_layout(run.model, 1) : lora_layout(run.model, run.lora, 1);
   std::vector<float> scratch(whole.total);
   for (const auto& g : ckpt::tensor_groups(full_ft)) read_tensor_group(file, path, g.path, whole, 0, scratch.data());
 }
@@ -272,30 +272,31 @@ void broadcast_string(Communicator& comm, std::string& s) {
 
 }  // namespace
 
-CheckpointInfo verify_checkpoint(const std::string& path, const RunConfig& cfg, const BaseFingerprint& fp) {
+CheckpointInfo verify_checkpoint(const std::string& path, const CheckpointRun& run, const BaseFingerprint& fp) {
   H5Handle file = open_verified(path);
   // The seal verified: from here on a missing or unreadable part means the file was
   // written wrong, not damaged, and an older file of the folder is no better.
   return as_checkpoint_error(CheckpointError::Invalid, [&] {
-    check_compatible(file, path, cfg, fp, kCheckpoint, /*check_scale=*/false);
+    check_compatible(file, path, run.model, run.lora, fp, kCheckpoint, /*check_scale=*/false);
     CheckpointInfo info;
     info.path = path;
-    info.counters = read_counters(file, path, cfg.train.steps, "train.steps of this run");
+    info.counters = read_counters(file, path, run.train.steps, "train.steps of this run");
     H5Handle state = open_group(file, path, "/state");
     info.written_tp = h5_read_attr<int>(state, "written_tp", path, "/state");
     info.written_dp = h5_read_attr<int>(state, "written_dp", path, "/state");
-    check_all_tensors(file, path, cfg);
-    info.notes = changed_settings(file, path, cfg);
+    check_all_tensors(file, path, run);
+    info.notes = changed_settings(file, path, run);
     return info;
   });
 }
 
-std::optional<CheckpointInfo> select_checkpoint(const RunConfig& cfg, const BaseFingerprint& fp, std::ostream& log) {
-  const std::string& mode = cfg.checkpoint.resume;
+std::optional<CheckpointInfo> select_checkpoint(const CheckpointRun& run, const BaseFingerprint& fp,
+                                                std::ostream& log) {
+  const std::string& mode = run.resume;
   if (mode == "none") return std::nullopt;
-  if (mode != "auto") return verify_checkpoint(mode, cfg, fp);
+  if (mode != "auto") return verify_checkpoint(mode, run, fp);
 
-  const fs::path dir = checkpoint_dir(cfg.output.dir);
+  const fs::path dir = checkpoint_dir(run.output_dir);
   std::map<int, std::string, std::greater<int>> by_step;  // newest first
   static const std::regex kName(R"(step_(\d{8})\.h5)");
   std::error_code ec;
@@ -307,7 +308,7 @@ std::optional<CheckpointInfo> select_checkpoint(const RunConfig& cfg, const Base
     }
   for (const auto& [step, path] : by_step) {
     try {
-      return verify_checkpoint(path, cfg, fp);
+      return verify_checkpoint(path, run, fp);
     } catch (const CheckpointError& e) {
       if (e.kind != CheckpointError::Corrupt) throw;  // sound files of this folder's run: older ones are no better
       log << "lora_dist: warning: skipping checkpoint " << e.what() << "; trying the previous one" << std::endl;
@@ -330,13 +331,13 @@ TrainCounters read_checkpoint(const std::string& path, const LoraSlices& s, bool
   return read_counters(file, path, std::numeric_limits<int>::max(), "INT_MAX");
 }
 
-void read_adapter(const std::string& path, const RunConfig& cfg, const BaseFingerprint& fp, const LoraLayout& layout,
-                  int tp_rank, float* params) {
+void read_adapter(const std::string& path, const ModelConfig& model, const LoraConfig& lora, const BaseFingerprint& fp,
+                  const LoraLayout& layout, int tp_rank, float* params) {
   H5Handle file = open_sealed(path);
   as_checkpoint_error(CheckpointError::Invalid, [&] {
     if (H5Lexists(file, "adapter", H5P_DEFAULT) <= 0)
       throw CheckpointError(CheckpointError::Mismatch, path + ": no /adapter group: not an adapter or checkpoint file");
-    check_compatible(file, path, cfg, fp, adapter_source(file), /*check_scale=*/true);
+    check_compatible(file, path, model, lora, fp, adapter_source(file), /*check_scale=*/true);
     read_tensor_group(file, path, "/adapter", layout, tp_rank, params);
   });
 }
@@ -372,14 +373,14 @@ LoraConfig read_adapter_lora_config(const std::string& path) {
   });
 }
 
-std::optional<CheckpointInfo> resume_checkpoint(Communicator& comm, const RunConfig& cfg, const BaseFingerprint& fp,
-                                                const LoraSlices& s) {
+std::optional<CheckpointInfo> resume_checkpoint(Communicator& comm, const CheckpointRun& run,
+                                                const BaseFingerprint& fp, const LoraSlices& s) {
   Decision d;
   std::string text;  // the path to load, or why rank 0 refused
   std::optional<CheckpointInfo> info;
   if (comm.rank(Group::World) == 0) {
     try {
-      info = select_checkpoint(cfg, fp, std::cerr);
+      info = select_checkpoint(run, fp, std::cerr);
       if (info) d.what = Decision::Load, text = info->path;
     } catch (const CheckpointError& e) {
       d.what = Decision::Refuse, d.kind = e.kind, text = e.what();
@@ -390,7 +391,7 @@ std::optional<CheckpointInfo> resume_checkpoint(Communicator& comm, const RunCon
   if (d.what == Decision::Refuse) throw CheckpointError(static_cast<CheckpointError::Kind>(d.kind), text);
   if (d.what == Decision::Fresh) return std::nullopt;
   if (!info) info.emplace(), info->path = text;
-  info->counters = read_checkpoint(text, s, !cfg.lora.enabled);
+  info->counters = read_checkpoint(text, s, !run.lora.enabled);
   return info;
 }
 

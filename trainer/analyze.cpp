@@ -78,7 +78,7 @@ LoadedAdapter load_adapter(const std::string& spec_text, const RunConfig& base_c
   a.layout = lora_layout(cfg.model, cfg.lora, 1);
   a.params.assign(a.layout.total, 0.0f);
   if (a.info.kind == "peft") read_peft_adapter(spec.path, cfg.lora, cfg.model, a.layout, a.params);
-  else read_adapter(spec.path, cfg, fp, a.layout, 0, a.params.data());
+  else read_adapter(spec.path, cfg.model, cfg.lora, fp, a.layout, 0, a.params.data());
   return a;
 }
 

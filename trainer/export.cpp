@@ -28,7 +28,7 @@ int export_command(const ExportOptions& o) {
     const LoraLayout layout = lora_layout(cfg.model, cfg.lora, 1);  // tp 1: full tensors
     std::vector<float> params(layout.total);
     // Verified as merge and resume verify it: seal, model shape, base, r, targets, scale, finite.
-    if (!full) read_adapter(o.adapter, cfg, base_fingerprint(cfg.model), layout, 0, params.data());
+    if (!full) read_adapter(o.adapter, cfg.model, cfg.lora, base_fingerprint(cfg.model), layout, 0, params.data());
     // Both folders checked before either is written: a refused --merged leaves no --peft behind.
     for (const std::string& dir : {o.peft, o.merged}) {
       std::error_code ec;

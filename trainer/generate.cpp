@@ -121,7 +121,8 @@ void run_generate(const RunConfig& cfg, Communicator& comm, const GenerateOption
   const int tp_rank = model.dims().tp_rank;
   if (!o.adapter.empty())
     agree_on_failure<InputError>(comm, Group::World, kExitBadInput, "read the adapter", [&] {
-      read_adapter(o.adapter, cfg, base_fingerprint(cfg.model), model.lora_layout(), tp_rank, model.lora_params().data());
+      read_adapter(o.adapter, cfg.model, cfg.lora, base_fingerprint(cfg.model), model.lora_layout(), tp_rank,
+                   model.lora_params().data());
     });
   if (!o.peft.empty()) {
     RunConfig c = cfg;

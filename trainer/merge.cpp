@@ -44,7 +44,7 @@ std::unique_ptr<MergedModel> merged_model(const RunConfig& cfg, const std::strin
   // The adapter is checked against the base of this config (shape, fingerprint), its own
   // LoRA settings and every tensor's shape before anything is merged.
   if (cfg.lora.enabled)
-    read_adapter(adapter, cfg, base_fingerprint(cfg.model), model.lora_layout(), 0, model.lora_params().data());
+    read_adapter(adapter, cfg.model, cfg.lora, base_fingerprint(cfg.model), model.lora_layout(), 0, model.lora_params().data());
   load_frozen_base(cfg, model, m->self, /*log=*/nullptr);
   model.merge_lora(true);
   return m;

@@ -14,6 +14,7 @@
 #include "io/input_error.h"
 #include "model/ops/cpu/frozen_gemm.h"
 #include "model/tensor_shards.h"
+#include "trainer/checkpoint_run.h"
 #include "trainer/config_loader.h"
 #include "trainer/grad_sync.h"
 #include "trainer/load_base.h"
@@ -213,7 +214,7 @@ const BaseFingerprint& Trainer::fingerprint() {
 }
 
 bool Trainer::resume() {
-  const std::optional<CheckpointInfo> info = resume_checkpoint(comm_, cfg_, fingerprint(), slices());
+  const std::optional<CheckpointInfo> info = resume_checkpoint(comm_, checkpoint_run(cfg_), fingerprint(), slices());
   if (!info) return false;
   // Data order, dropout masks and the LR schedule are functions of (seed, step): restoring
   // the tensors and these counters restores everything.
@@ -234,7 +235,8 @@ bool Trainer::resume() {
 std::string Trainer::write_checkpoint() {
   Watchdog::LongPhase phase(watchdog_, "writing a checkpoint");
   const std::string path = checkpoint_path(cfg_.output.dir, step_);
-  save_checkpoint(comm_, cfg_, fingerprint(), slices(), TrainCounters{step_, adamw_.step}, path);
+  save_checkpoint(comm_, checkpoint_run(cfg_), fingerprint(), slices(), TrainCounters{step_, adamw_.step},
+                  checkpoint_lr_next(cfg_, step_), path);
   // Only now that the new file is complete may older ones go.
   if (is_logger()) prune_checkpoints(cfg_.output.dir, cfg_.checkpoint.keep_last);
   last_saved_step_ = step_;
@@ -249,7 +251,7 @@ void Trainer::export_adapter() {
   if (model_->full_finetuning()) return export_full_model();
   Watchdog::LongPhase phase(watchdog_, "writing adapter.h5");
   const std::string path = (std::filesystem::path(cfg_.output.dir) / "adapter.h5").string();
-  const uint64_t bytes = save_adapter(comm_, cfg_, fingerprint(), slices(), path);
+  const uint64_t bytes = save_adapter(comm_, cfg_.model, cfg_.lora, fingerprint(), slices(), path);
   if (!is_logger()) return;
   std::printf("adapter: %s (%s, %zu LoRA tensors)\n", path.c_str(), human_bytes(bytes).c_str(),
               model_->lora_layout().tensors.size());

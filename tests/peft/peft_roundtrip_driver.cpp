@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
     const lora::RunConfig cfg = lora::load_run_config(argv[1]);
     const lora::LoraLayout layout = lora::lora_layout(cfg.model, cfg.lora, 1);
     std::vector<float> h5(layout.total), peft;
-    lora::read_adapter(argv[2], cfg, lora::base_fingerprint(cfg.model), layout, 0, h5.data());
+    lora::read_adapter(argv[2], cfg.model, cfg.lora, lora::base_fingerprint(cfg.model), layout, 0, h5.data());
     lora::read_peft_adapter(argv[3], cfg.lora, cfg.model, layout, peft);
     for (const lora::TensorSpec& t : layout.tensors)
       for (size_t i = 0; i < t.local_size(); ++i)

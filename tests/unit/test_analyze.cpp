@@ -211,7 +211,7 @@ TEST(AnalyzeAdapter, LoraSettingsComeFromTheFile) {
   model.init_lora(1);
   AdamW unused(model.lora_params().size());
   const std::string path = (dir / "adapter.h5").string();
-  save_adapter(comm, cfg, base_fingerprint(cfg.model),
+  save_adapter(comm, cfg.model, cfg.lora, base_fingerprint(cfg.model),
                LoraSlices{model.lora_layout(), 0, model.lora_params().data(), unused.m.data(), unused.v.data()}, path);
   const LoraConfig lc = read_adapter_lora_config(path);
   EXPECT_EQ(lc.r, 3);

@@ -22,6 +22,8 @@
 #include "io/file_seal.h"
 #include "io/hdf5_util.h"
 #include "model/tensor_shards.h"
+#include "trainer/checkpoint_run.h"
+#include "trainer/lr_schedule.h"
 
 namespace fs = std::filesystem;
 using namespace lora;
@@ -71,7 +73,8 @@ class CheckpointTest : public ::testing::Test {
   std::string save(int step, const RunConfig& c, float salt = 0) {
     State s(c, 1, 0, salt);
     const std::string path = checkpoint_path(c.output.dir, step);
-    save_checkpoint(comm_, c, base_fingerprint(c.model), s.slices(), TrainCounters{step, step + 100L}, path);
+    save_checkpoint(comm_, checkpoint_run(c), base_fingerprint(c.model), s.slices(), TrainCounters{step, step + 100L},
+                    checkpoint_lr_next(c, step), path);
     return path;
   }
   std::string save(int step) { return save(step, cfg_); }
@@ -79,14 +82,14 @@ class CheckpointTest : public ::testing::Test {
   // A checkpoint of `s` with arbitrary counters, written by the real writer (so sealed).
   std::string save_state(State& s, TrainCounters c, int step_in_name) {
     const std::string path = checkpoint_path(cfg_.output.dir, step_in_name);
-    save_checkpoint(comm_, cfg_, fp_, s.slices(), c, path);
+    save_checkpoint(comm_, checkpoint_run(cfg_), fp_, s.slices(), c, checkpoint_lr_next(cfg_, c.step), path);
     return path;
   }
 
   // The CheckpointError verify_checkpoint throws for `path` against `c` (fails the test if none).
   CheckpointError refusal(const std::string& path, const RunConfig& c) {
     try {
-      verify_checkpoint(path, c, base_fingerprint(c.model));
+      verify_checkpoint(path, checkpoint_run(c), base_fingerprint(c.model));
     } catch (const CheckpointError& e) {
       return e;
     }
@@ -184,11 +187,43 @@ TEST_F(CheckpointTest, SchemaHoldsFullShapesAndTheRunState) {
   EXPECT_EQ(h5_read_attr<int>(state, "d_model", path, "/state"), 16);
   EXPECT_EQ(h5_read_attr<uint64_t>(state, "base_fingerprint", path, "/state"), fp_.hash);
   EXPECT_EQ(h5_read_attr<std::string>(state, "decay", path, "/state"), "cosine");
+  EXPECT_EQ(h5_read_attr<double>(state, "lr_next", path, "/state"), double(learning_rate(cfg_.optim, 7, 20)));
+}
+
+// trainer/checkpoint_run's mapping: every key io/checkpoint records or checks, from its section.
+TEST_F(CheckpointTest, CheckpointRunCarriesEveryKeyFromItsSection) {
+  RunConfig c = cfg_;
+  c.model.init_seed = 77;
+  c.lora.alpha = 3;
+  c.train.steps = 31, c.train.batch_size = 6, c.train.seq_len = 12, c.train.seed = 5;
+  c.optim.lr = 0.5f, c.optim.weight_decay = 0.25f, c.optim.beta1 = 0.8f, c.optim.beta2 = 0.9f, c.optim.eps = 1e-6f;
+  c.optim.warmup_steps = 3, c.optim.decay = "linear", c.optim.min_lr_ratio = 0.125f;
+  c.checkpoint.resume = "auto";
+  const CheckpointRun r = checkpoint_run(c);
+  EXPECT_EQ(r.model.init_seed, 77u);
+  EXPECT_EQ(r.model.d_model, c.model.d_model);
+  EXPECT_EQ(r.lora.alpha, 3.0f);
+  EXPECT_EQ(r.lora.target_list(), c.lora.target_list());
+  EXPECT_EQ(r.train.steps, 31);
+  EXPECT_EQ(r.train.batch_size, 6);
+  EXPECT_EQ(r.train.seq_len, 12);
+  EXPECT_EQ(r.train.seed, 5u);
+  EXPECT_EQ(r.optim.lr, 0.5f);
+  EXPECT_EQ(r.optim.weight_decay, 0.25f);
+  EXPECT_EQ(r.optim.beta1, 0.8f);
+  EXPECT_EQ(r.optim.beta2, 0.9f);
+  EXPECT_EQ(r.optim.eps, 1e-6f);
+  EXPECT_EQ(r.optim.warmup_steps, 3);
+  EXPECT_EQ(r.optim.decay, "linear");
+  EXPECT_EQ(r.optim.min_lr_ratio, 0.125f);
+  EXPECT_EQ(r.resume, "auto");
+  EXPECT_EQ(r.output_dir, cfg_.output.dir);
+  EXPECT_EQ(checkpoint_lr_next(c, 10), learning_rate(c.optim, 10, 31));
 }
 
 TEST_F(CheckpointTest, RoundTripIsBitExact) {
   const std::string path = save(3);
-  const CheckpointInfo info = verify_checkpoint(path, cfg_, fp_);
+  const CheckpointInfo info = verify_checkpoint(path, checkpoint_run(cfg_), fp_);
   EXPECT_EQ(info.counters.step, 3);
   EXPECT_EQ(info.counters.adam_step, 103);
   EXPECT_EQ(info.written_tp, 1);
@@ -275,7 +310,7 @@ TEST_F(CheckpointTest, OneFlippedBitAnywhereIsRefusedAsCorrupt) {
     ++tried;
   }
   EXPECT_GT(tried, 300);
-  EXPECT_NO_THROW(verify_checkpoint(good, cfg_, fp_));
+  EXPECT_NO_THROW(verify_checkpoint(good, checkpoint_run(cfg_), fp_));
 }
 
 TEST_F(CheckpointTest, TruncatedAtAnyLengthIsRefusedAsCorrupt) {
@@ -321,7 +356,7 @@ TEST_F(CheckpointTest, NonFiniteTensorIsRefusedNamingIt) {
     EXPECT_THROW(read_checkpoint(path, into.slices(), false), CheckpointError) << c.group;  // every rank checks its slice
     cfg_.checkpoint.resume = "auto";
     std::ostringstream log;
-    EXPECT_THROW(select_checkpoint(cfg_, fp_, log), CheckpointError) << c.group;
+    EXPECT_THROW(select_checkpoint(checkpoint_run(cfg_), fp_, log), CheckpointError) << c.group;
     fs::remove(path);
   }
 }
@@ -415,7 +450,7 @@ TEST_F(CheckpointTest, ChangedStepAttributeFailsTheSeal) {
 TEST_F(CheckpointTest, CheckpointErrorIsAnInputError) {
   const std::string path = save(1);
   fs::resize_file(path, 10);
-  EXPECT_THROW(verify_checkpoint(path, cfg_, fp_), InputError);  // main maps InputError to exit status 3
+  EXPECT_THROW(verify_checkpoint(path, checkpoint_run(cfg_), fp_), InputError);  // main maps InputError to exit status 3
 }
 
 TEST_F(CheckpointTest, OtherLoraRankIsRefusedAsMismatch) {
@@ -466,7 +501,7 @@ TEST_F(CheckpointTest, AllowedChangesBecomeNotes) {
   other.optim.lr = 1e-3f;
   other.train.steps = 40;
   other.model.dtype = "bf16";
-  const CheckpointInfo info = verify_checkpoint(path, other, fp_);
+  const CheckpointInfo info = verify_checkpoint(path, checkpoint_run(other), fp_);
   ASSERT_EQ(info.notes.size(), 3u);
   EXPECT_TRUE(contains(info.notes[0], "train.steps 20 in the checkpoint, 40 in this run")) << info.notes[0];
   EXPECT_TRUE(contains(info.notes[1], "optim.lr")) << info.notes[1];
@@ -477,11 +512,11 @@ TEST_F(CheckpointTest, ResumeModesNoneAndPath) {
   const std::string path = save(6);
   std::ostringstream log;
   cfg_.checkpoint.resume = "none";
-  EXPECT_FALSE(select_checkpoint(cfg_, fp_, log));
+  EXPECT_FALSE(select_checkpoint(checkpoint_run(cfg_), fp_, log));
   cfg_.checkpoint.resume = path;
-  EXPECT_EQ(select_checkpoint(cfg_, fp_, log)->counters.step, 6);
+  EXPECT_EQ(select_checkpoint(checkpoint_run(cfg_), fp_, log)->counters.step, 6);
   fs::resize_file(path, 100);
-  EXPECT_THROW(select_checkpoint(cfg_, fp_, log), CheckpointError);  // a named file is that file or nothing
+  EXPECT_THROW(select_checkpoint(checkpoint_run(cfg_), fp_, log), CheckpointError);  // a named file is that file or nothing
 }
 
 TEST_F(CheckpointTest, AutoTakesTheNewestGoodAndReportsTheBadOnes) {
@@ -494,7 +529,7 @@ TEST_F(CheckpointTest, AutoTakesTheNewestGoodAndReportsTheBadOnes) {
   std::ofstream(truncated + ".tmp") << "a killed writer's leftovers";  // never a candidate
   cfg_.checkpoint.resume = "auto";
   std::ostringstream log;
-  const auto info = select_checkpoint(cfg_, fp_, log);
+  const auto info = select_checkpoint(checkpoint_run(cfg_), fp_, log);
   ASSERT_TRUE(info);
   EXPECT_EQ(info->counters.step, 2);
   EXPECT_EQ(info->path, checkpoint_path(cfg_.output.dir, 2));
@@ -509,7 +544,7 @@ TEST_F(CheckpointTest, AutoRefusesAMismatchInsteadOfSkippingIt) {
   cfg_.lora.r = 8;
   std::ostringstream log;
   try {
-    select_checkpoint(cfg_, fp_, log);
+    select_checkpoint(checkpoint_run(cfg_), fp_, log);
     FAIL() << "accepted a checkpoint of another LoRA rank";
   } catch (const CheckpointError& e) {
     EXPECT_EQ(e.kind, CheckpointError::Mismatch);
@@ -519,7 +554,7 @@ TEST_F(CheckpointTest, AutoRefusesAMismatchInsteadOfSkippingIt) {
 TEST_F(CheckpointTest, AutoWithNothingToResumeStartsFresh) {
   cfg_.checkpoint.resume = "auto";
   std::ostringstream log;
-  EXPECT_FALSE(select_checkpoint(cfg_, fp_, log));
+  EXPECT_FALSE(select_checkpoint(checkpoint_run(cfg_), fp_, log));
 }
 
 TEST_F(CheckpointTest, KeepLastDeletesTheOldestAndStaleTemporaries) {
@@ -534,7 +569,7 @@ TEST_F(CheckpointTest, KeepLastDeletesTheOldestAndStaleTemporaries) {
 TEST_F(CheckpointTest, AdapterFileHoldsOnlyTheAdapter) {
   State s(cfg_, 1, 0);
   const std::string path = (dir_ / "adapter.h5").string();
-  const uint64_t bytes = save_adapter(comm_, cfg_, fp_, s.slices(), path);
+  const uint64_t bytes = save_adapter(comm_, cfg_.model, cfg_.lora, fp_, s.slices(), path);
   EXPECT_EQ(bytes, fs::file_size(path));
   H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   EXPECT_GT(H5Lexists(file, "adapter", H5P_DEFAULT), 0);

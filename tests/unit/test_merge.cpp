@@ -45,7 +45,7 @@ TEST(Merge, MergedWeightsGiveTheAdaptedLogits) {
   for (size_t i = 0; i < p.size(); ++i) p[i] = static_cast<float>(uniform_element(3, RngPurpose::LoraInit, 9, i, 0.3));
   AdamW unused(p.size());
   const std::string adapter = (dir / "adapter.h5").string(), merged = (dir / "merged.h5").string();
-  save_adapter(comm, cfg, base_fingerprint(cfg.model),
+  save_adapter(comm, cfg.model, cfg.lora, base_fingerprint(cfg.model),
                LoraSlices{adapted.lora_layout(), 0, p.data(), unused.m.data(), unused.v.data()}, adapter);
 
   merge_adapter_into_base(cfg, adapter, merged);
@@ -99,7 +99,7 @@ class MergeRefusal : public ::testing::Test {
     for (size_t i = 0; i < p.size(); ++i) p[i] = 0.01f * static_cast<float>(i % 17);
     AdamW unused(p.size());
     adapter_ = (dir_ / "adapter.h5").string();
-    save_adapter(comm_, cfg_, base_fingerprint(cfg_.model),
+    save_adapter(comm_, cfg_.model, cfg_.lora, base_fingerprint(cfg_.model),
                  LoraSlices{model.lora_layout(), 0, p.data(), unused.m.data(), unused.v.data()}, adapter_);
     out_ = (dir_ / "merged.h5").string();
   }
