@@ -1,0 +1,134 @@
+#include "comm/nccl_communicator.h"
+
+#include <cuda_runtime_api.h>
+
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "model/ops/cuda/cuda_check.h"
+#include "model/ops/cuda/device.h"
+
+#define LORA_NCCL_CHECK(call, comm) ::lora::check_nccl((call), (comm), #call, __FILE__, __LINE__)
+
+namespace lora {
+
+namespace {
+void check_nccl(ncclResult_t r, ncclComm_t comm, const char* call, const char* file, int line) {
+  if (r == ncclSuccess || r == ncclInProgress) return;
+  std::string what = "NCCL error " + std::to_string(int(r)) + " (" + ncclGetErrorString(r) + ") in " +
+                     cuda::call_site(call, file, line);
+  if (const char* last = ncclGetLastError(comm); last && *last) what += ": " + std::string(last);
+  throw cuda::CudaError(what);
+}
+
+cudaStream_t stream_of(Stream s) { return s ? static_cast<cudaStream_t>(s) : cuda::compute_stream(); }
+}  // namespace
+
+NcclCommunicator::NcclCommunicator(MPI_Comm world, int tp, int dp) {
+  int world_rank = 0, world_size = 0;
+  MPI_Comm_rank(world, &world_rank);
+  MPI_Comm_size(world, &world_size);
+  if (world_size != tp * dp)
+    throw std::runtime_error("world size " + std::to_string(world_size) + " != tp*dp = " + std::to_string(tp) + "*" +
+                             std::to_string(dp));
+  int device = 0;
+  LORA_CUDA_CHECK(cudaGetDevice(&device));  // no device: the error names the call
+  MPI_Comm_dup(world, &mpi_[static_cast<int>(Group::World)]);
+  MPI_Comm_split(world, world_rank / tp, world_rank % tp, &mpi_[static_cast<int>(Group::TP)]);
+  MPI_Comm_split(world, world_rank % tp, world_rank / tp, &mpi_[static_cast<int>(Group::DP)]);
+  for (Group g : {Group::World, Group::TP, Group::DP}) {
+    const int i = static_cast<int>(g);
+    MPI_Comm_rank(mpi_[i], &ranks_[i]);
+    MPI_Comm_size(mpi_[i], &sizes_[i]);
+    descriptions_[i] = std::string("the ") + group_name(g) + " group (NCCL, " + std::to_string(sizes_[i]) + " ranks)";
+    // A group of one gets a communicator too: it moves and counts nothing, but its calls run
+    // through NCCL, which is how NCCL is tested on a machine with one GPU.
+    ncclUniqueId id;
+    if (ranks_[i] == 0) LORA_NCCL_CHECK(ncclGetUniqueId(&id), nullptr);
+    MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, mpi_[i]);
+    LORA_NCCL_CHECK(ncclCommInitRank(&nccl_[i], sizes_[i], id, ranks_[i]), nccl_[i]);
+  }
+}
+
+NcclCommunicator::~NcclCommunicator() {
+  for (ncclComm_t& c : nccl_)
+    if (c) ncclCommDestroy(c);
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized)
+    for (MPI_Comm& c : mpi_) MPI_Comm_free(&c);
+}
+
+void NcclCommunicator::abort_all() {
+  for (ncclComm_t& c : nccl_)
+    if (c) ncclCommAbort(c);
+}
+
+void NcclCommunicator::wait(const char* op, size_t bytes, Group g, Stream s) {
+  Watchdog::Collective timed(watchdog_, op, bytes, descriptions_[static_cast<int>(g)]);
+  const cudaStream_t stream = stream_of(s);
+  ncclComm_t comm = nccl_[static_cast<int>(g)];
+  for (;;) {
+    const cudaError_t e = cudaStreamQuery(stream);
+    if (e == cudaSuccess) return;
+    if (e != cudaErrorNotReady) LORA_CUDA_CHECK(e);
+    ncclResult_t async = ncclSuccess;
+    LORA_NCCL_CHECK(ncclCommGetAsyncError(comm, &async), comm);
+    LORA_NCCL_CHECK(async, comm);
+    std::this_thread::yield();
+  }
+}
+
+void NcclCommunicator::all_reduce(void* buf, size_t n, ncclDataType_t type, size_t elem, ncclRedOp_t op, Group g,
+                                  Stream s) {
+  if (n == 0) return;
+  ncclComm_t comm = nccl_[static_cast<int>(g)];
+  LORA_NCCL_CHECK(ncclAllReduce(buf, buf, n, type, op, comm, stream_of(s)), comm);
+  wait(op == ncclSum ? "all-reduce (sum)" : "all-reduce (max)", n * elem, g, s);
+  count(g, n * elem);  // counts nothing for a group of one, as the MPI communicator
+}
+
+void NcclCommunicator::all_reduce_sum(float* buf, size_t n, Group g, Stream s) {
+  all_reduce(buf, n, ncclFloat32, sizeof(float), ncclSum, g, s);
+}
+void NcclCommunicator::all_reduce_sum(double* buf, size_t n, Group g, Stream s) {
+  all_reduce(buf, n, ncclFloat64, sizeof(double), ncclSum, g, s);
+}
+void NcclCommunicator::all_reduce_max(float* buf, size_t n, Group g, Stream s) {
+  all_reduce(buf, n, ncclFloat32, sizeof(float), ncclMax, g, s);
+}
+void NcclCommunicator::all_reduce_max(double* buf, size_t n, Group g, Stream s) {
+  all_reduce(buf, n, ncclFloat64, sizeof(double), ncclMax, g, s);
+}
+
+void NcclCommunicator::broadcast(void* buf, size_t bytes, int root, Group g, Stream s) {
+  if (bytes == 0) return;
+  ncclComm_t comm = nccl_[static_cast<int>(g)];
+  LORA_NCCL_CHECK(ncclBroadcast(buf, buf, bytes, ncclUint8, root, comm, stream_of(s)), comm);
+  wait("broadcast", bytes, g, s);
+  count(g, bytes);
+}
+
+void NcclCommunicator::all_gather(const void* send, size_t n, ncclDataType_t type, size_t elem, void* recv, Group g,
+                                  Stream s) {
+  ncclComm_t comm = nccl_[static_cast<int>(g)];
+  LORA_NCCL_CHECK(ncclAllGather(send, recv, n, type, comm, stream_of(s)), comm);
+  wait("all-gather", n * elem, g, s);
+  count(g, n * elem * static_cast<size_t>(size(g)));
+}
+void NcclCommunicator::all_gather(const float* send, size_t n, float* recv, Group g, Stream s) {
+  all_gather(send, n, ncclFloat32, sizeof(float), recv, g, s);
+}
+void NcclCommunicator::all_gather(const double* send, size_t n, double* recv, Group g, Stream s) {
+  all_gather(send, n, ncclFloat64, sizeof(double), recv, g, s);
+}
+
+// Host-side: everything this rank enqueued has finished, then the group meets over MPI.
+void NcclCommunicator::barrier(Group g) {
+  cuda::synchronize();
+  Watchdog::Collective timed(watchdog_, "barrier", 0, descriptions_[static_cast<int>(g)]);
+  MPI_Barrier(mpi_[static_cast<int>(g)]);
+}
+
+}  // namespace lora
