@@ -34,6 +34,7 @@
 #include "comm/collective_guard.h"
 #include "comm/mpi_communicator.h"
 #include "io/input_error.h"
+#include "trainer/backend.h"
 #include "trainer/bench.h"
 #include "trainer/analyze.h"
 #include "trainer/blas_kernels.h"
@@ -83,7 +84,8 @@ struct MergeOptions {
 
 int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOptions* merge,
         const lora::GenerateOptions* generate) {
-  lora::RunConfig cfg = lora::load_run_config(yaml);
+  lora::DeviceConfig device;
+  lora::RunConfig cfg = lora::load_run_config(yaml, {}, &device);
   if (merge) {  // one process's work; extra ranks have nothing to do
     if (world_rank() == 0) {
       lora::merge_adapter_into_base(cfg, merge->adapter, merge->out);
@@ -98,6 +100,7 @@ int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOpt
   // From here on no collective may block forever (a lost link, a dead host).
   lora::Watchdog watchdog(cfg.parallel.timeout_s, world_rank(), [](int code) { MPI_Abort(MPI_COMM_WORLD, code); });
   comm.set_watchdog(&watchdog);
+  if (world_rank() == 0) std::printf("%s\n", lora::backend_line(device.backend).c_str());
   if (generate) {
     lora::run_generate(cfg, comm, *generate);
     return 0;

@@ -36,6 +36,10 @@ def main():
     print(f"val_loss {first['val_loss']:.4f} at step {first['step']} -> {last['val_loss']:.4f} at step {last['step']}: "
           f"fell by {drop:.3f} (required: {MARGIN})")
     print(f"progress line for step 50 printed {len(progress_lines)} time(s) (must be 1: rank 0 only)")
+    # The backend line (trainer/backend.h): once, naming the CPU backend and why not CUDA.
+    backend = [l for l in run.stdout.splitlines() if l.startswith("backend: ")]
+    backend_ok = len(backend) == 1 and backend[0].startswith("backend: cpu, 1 thread(s) per rank (device.backend: auto; ")
+    print(f"backend line {backend} ({'ok' if backend_ok else 'WRONG'})")
     # The end record: every rank's own peak RSS (VmHWM), indexed by world rank. Each rank of
     # this model holds well under 200 MiB; MPI alone is over 10.
     ends = [json.loads(l) for l in open(metrics) if '"type":"end"' in l]
@@ -44,7 +48,7 @@ def main():
     printed = [l for l in run.stdout.splitlines() if l.startswith("peak RSS: ")]
     rss_ok = rss_ok and len(printed) == 1 and f"{max(rss):.1f} MiB on rank {rss.index(max(rss))}" in printed[0]
     print(f"end record: peak RSS per rank {rss} MiB; printed {printed} ({'ok' if rss_ok else 'WRONG'})")
-    if first["step"] != 0 or last["step"] != 100 or drop < MARGIN or len(progress_lines) != 1 or not rss_ok:
+    if first["step"] != 0 or last["step"] != 100 or drop < MARGIN or len(progress_lines) != 1 or not rss_ok or not backend_ok:
         print("demo: 0 passed, 1 failed")
         return 1
     print("demo: 1 passed, 0 failed")
