@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <random>
 #include <string>
@@ -299,6 +300,7 @@ TEST(CudaHost, ErrorsNameTheCallFileAndLine) {
     FAIL() << "cudaSetDevice of device 1048576 succeeded";
   } catch (const cuda::CudaError& e) {
     const std::string what = e.what();
+    std::printf("the message: %s\n", what.c_str());
     EXPECT_NE(what.find("cudaSetDevice(1 << 20)"), std::string::npos) << what;
     EXPECT_NE(what.find("test_cuda_ops.cpp:"), std::string::npos) << what;
   }
