@@ -144,9 +144,11 @@ void write_base_weights(const std::string& path, const ParamLayout& layout, cons
   for (const TensorSpec& s : layout.tensors)
     if (s.local_rows < s.rows || s.local_cols != s.cols)
       throw std::runtime_error(path + ": write_base_weights needs an unsharded (tp=1) layout");
-  AtomicH5File out(path);
-  for (const TensorSpec& s : layout.tensors)
-    h5_write_matrix(out.file(), s.name, s.rows, s.cols, buffer + s.offset, out.tmp_path(), "'" + s.name + "'");
+  BaseWeightsWriter out(path);
+  for (const TensorSpec& s : layout.tensors) {
+    out.begin_tensor(s.name, s.rows, s.cols);
+    out.write_block(0, s.rows, 0, s.cols, buffer + s.offset);
+  }
   out.commit();
 }
 

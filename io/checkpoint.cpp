@@ -100,15 +100,19 @@ BaseFingerprint base_fingerprint(const ModelConfig& m) {
 namespace {
 
 // Every tensor of `buffer` in its full shape into `group` of `out` (world rank 0; null on
-// the others). Collective over TP: the TP group of DP rank 0 gathers the sharded factors;
-// the other DP replicas hold the same values and skip.
+// the others). Collective over TP: the TP group of DP rank 0 gathers the sharded factors,
+// a block of at most kGatherBlockElements at a time (a full fine-tuning checkpoint gathers
+// the 147 MiB embedding); the other DP replicas hold the same values and skip.
 void gather_group(Communicator& comm, const LoraSlices& s, const float* buffer, AtomicH5File* out,
                   const std::string& group) {
   if (comm.rank(Group::DP) != 0) return;
   for (const TensorSpec& spec : s.layout.tensors) {
-    const std::vector<float> full = gather_full_tensor(comm, spec, buffer + spec.offset);
-    if (out) h5_write_matrix(out->group(group), spec.name, spec.rows, spec.cols, full.data(), out->tmp_path(),
-                             group + "/" + spec.name);
+    const std::string what = group + "/" + spec.name;
+    H5Handle ds = out ? h5_create_matrix(out->group(group), spec.name, spec.rows, spec.cols, out->tmp_path(), what)
+                      : H5Handle();
+    for_each_full_block<float>(comm, spec, buffer + spec.offset, kGatherBlockElements, [&](const TensorBlock<float>& b) {
+      if (out) h5_write_block(ds, b.row0, b.rows, b.col0, b.cols, b.data, out->tmp_path(), what);
+    });
   }
 }
 

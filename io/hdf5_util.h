@@ -98,16 +98,36 @@ void h5_read_block(hid_t ds, const std::string& file, const std::string& name, h
   h5_check(H5Dread(ds, h5_native<T>(), mem, space, H5P_DEFAULT, dst), file, "cannot read dataset '" + name + "'");
 }
 
-// Creates dataset `name` in `loc` as float32 [rows x cols] and writes `data` (row-major)
-// into it; what = how messages name it ("'wte'", "/adapter/h.0.lora.q.A").
+// Writing float32 [rows x cols] datasets; what = how messages name one ("'wte'",
+// "/adapter/h.0.lora.q.A").
+// An empty dataset `name` in `loc`, for h5_write_block to fill.
+inline H5Handle h5_create_matrix(hid_t loc, const std::string& name, hsize_t rows, hsize_t cols,
+                                 const std::string& file, const std::string& what) {
+  const hsize_t dims[2] = {rows, cols};
+  H5Handle space(H5Screate_simple(2, dims, nullptr), H5Sclose);
+  return H5Handle(h5_check(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                           file, "cannot create dataset " + what),
+                  H5Dclose);
+}
+
+// Rows [row0, row0 + rows) x columns [col0, col0 + cols) of dataset `ds` from `data` (row-major).
+template <typename T>
+void h5_write_block(hid_t ds, hsize_t row0, hsize_t rows, hsize_t col0, hsize_t cols, const T* data,
+                    const std::string& file, const std::string& what) {
+  const hsize_t start[2] = {row0, col0}, count[2] = {rows, cols};
+  H5Handle file_space(H5Dget_space(ds), H5Sclose);
+  H5Handle mem_space(H5Screate_simple(2, count, nullptr), H5Sclose);
+  h5_check(H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start, nullptr, count, nullptr), file,
+           "cannot select rows of dataset " + what);
+  h5_check(H5Dwrite(ds, h5_native<T>(), mem_space, file_space, H5P_DEFAULT, data), file,
+           "cannot write dataset " + what);
+}
+
+// Dataset `name` in `loc`, whole, from `data` (row-major, float or double).
 template <typename T>
 void h5_write_matrix(hid_t loc, const std::string& name, hsize_t rows, hsize_t cols, const T* data,
                      const std::string& file, const std::string& what) {
-  const hsize_t dims[2] = {rows, cols};
-  H5Handle space(H5Screate_simple(2, dims, nullptr), H5Sclose);
-  H5Handle ds(h5_check(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                       file, "cannot create dataset " + what),
-              H5Dclose);
+  H5Handle ds = h5_create_matrix(loc, name, rows, cols, file, what);
   h5_check(H5Dwrite(ds, h5_native<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data), file, "cannot write dataset " + what);
 }
 

@@ -1,5 +1,6 @@
 #include "model/tensor_shards.h"
 
+#include <algorithm>
 #include <cstddef>
 
 namespace lora {
@@ -18,18 +19,46 @@ void for_each_element(const TensorSpec& s, int tp_rank, F f) {
 }  // namespace
 
 template <typename T>
-std::vector<T> gather_full_tensor(Communicator& comm, const TensorSpec& spec, const T* local) {
-  std::vector<T> full(static_cast<size_t>(spec.rows) * spec.cols);
-  if (spec.shard == Shard::Replicated) {
-    for_each_element(spec, 0, [&](size_t li, size_t fi) { full[fi] = local[li]; });
-    return full;
+void for_each_full_block(Communicator& comm, const TensorSpec& spec, const T* local, size_t max_elements,
+                         const std::function<void(const TensorBlock<T>&)>& sink) {
+  const int lc = spec.local_cols;
+  if (spec.shard == Shard::Replicated) {  // every rank holds it whole: blocks of its rows
+    const int step = static_cast<int>(
+        std::clamp<size_t>(max_elements / static_cast<size_t>(spec.cols), 1, static_cast<size_t>(spec.rows)));
+    for (int r0 = 0; r0 < spec.rows; r0 += step)
+      sink({r0, std::min(step, spec.rows - r0), 0, spec.cols, local + static_cast<size_t>(r0) * spec.cols});
+    return;
   }
   const int tp = comm.size(Group::TP);
-  const size_t n = spec.local_size();
-  std::vector<T> all(n * tp);
-  comm.all_gather(local, n, all.data(), Group::TP);
-  for (int rank = 0; rank < tp; ++rank)
-    for_each_element(spec, rank, [&](size_t li, size_t fi) { full[fi] = all[rank * n + li]; });
+  const int step = static_cast<int>(
+      std::clamp<size_t>(max_elements / (static_cast<size_t>(lc) * tp), 1, static_cast<size_t>(spec.local_rows)));
+  std::vector<T> all;
+  for (int a = 0; a < spec.local_rows; a += step) {  // local rows [a, b) of every rank
+    const int b = std::min(spec.local_rows, a + step);
+    const size_t n = static_cast<size_t>(b - a) * lc;
+    all.resize(n * tp);
+    comm.all_gather(local + static_cast<size_t>(a) * lc, n, all.data(), Group::TP);
+    for (int rank = 0; rank < tp; ++rank)
+      for (int r = a; r < b;) {  // runs of local rows whose global rows follow each other
+        const int gr = spec.global_row(r, rank);
+        int e = r + 1;
+        while (e < b && spec.global_row(e, rank) == gr + (e - r)) ++e;
+        const int rows = std::min(e, r + std::max(0, spec.rows - gr)) - r;  // padding rows dropped
+        if (rows > 0)
+          sink({gr, rows, spec.global_col(0, rank), lc, all.data() + rank * n + static_cast<size_t>(r - a) * lc});
+        r = e;
+      }
+  }
+}
+
+template <typename T>
+std::vector<T> gather_full_tensor(Communicator& comm, const TensorSpec& spec, const T* local) {
+  std::vector<T> full(static_cast<size_t>(spec.rows) * spec.cols);
+  for_each_full_block<T>(comm, spec, local, static_cast<size_t>(-1), [&](const TensorBlock<T>& blk) {
+    for (int r = 0; r < blk.rows; ++r)
+      std::copy(blk.data + static_cast<size_t>(r) * blk.cols, blk.data + static_cast<size_t>(r + 1) * blk.cols,
+                full.begin() + static_cast<size_t>(blk.row0 + r) * spec.cols + blk.col0);
+  });
   return full;
 }
 
@@ -39,6 +68,10 @@ void slice_of_full_tensor(const TensorSpec& spec, const T* full, int tp_rank, T*
   for_each_element(spec, tp_rank, [&](size_t li, size_t fi) { local[li] = full[fi]; });
 }
 
+template void for_each_full_block<float>(Communicator&, const TensorSpec&, const float*, size_t,
+                                        const std::function<void(const TensorBlock<float>&)>&);
+template void for_each_full_block<double>(Communicator&, const TensorSpec&, const double*, size_t,
+                                         const std::function<void(const TensorBlock<double>&)>&);
 template std::vector<float> gather_full_tensor<float>(Communicator&, const TensorSpec&, const float*);
 template std::vector<double> gather_full_tensor<double>(Communicator&, const TensorSpec&, const double*);
 template void slice_of_full_tensor<float>(const TensorSpec&, const float*, int, float*);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -264,13 +265,18 @@ void Trainer::export_full_model() {
   Watchdog::LongPhase phase(watchdog_, "writing model.h5");
   const std::string path = (std::filesystem::path(cfg_.output.dir) / "model.h5").string();
   const ParamLayout whole = base_layout(cfg_.model, 1);
-  std::vector<float> all(is_logger() ? whole.total : 0);
+  // Tensor by tensor, 16 MiB blocks at a time: rank 0 never holds the whole model.
+  std::optional<BaseWeightsWriter> out;
+  if (is_logger()) out.emplace(path);
   if (comm_.rank(Group::DP) == 0)
     for (const TensorSpec& spec : model_->base_layout().tensors) {
-      const std::vector<float> t = gather_full_tensor(comm_, spec, model_->base().data() + spec.offset);
-      if (is_logger()) std::copy(t.begin(), t.end(), all.begin() + whole.at(spec.name).offset);
+      if (out) out->begin_tensor(spec.name, spec.rows, spec.cols);
+      for_each_full_block<float>(comm_, spec, model_->base().data() + spec.offset, kGatherBlockElements,
+                                 [&](const TensorBlock<float>& b) {
+                                   if (out) out->write_block(b.row0, b.rows, b.col0, b.cols, b.data);
+                                 });
     }
-  if (is_logger()) write_base_weights(path, whole, all.data());
+  if (out) out->commit();
   comm_.barrier(Group::World);
   if (!is_logger()) return;
   std::printf("model: %s (%s, %zu tensors; full fine-tuning: use it with model.init: file)\n", path.c_str(),
