@@ -10,9 +10,11 @@
 //
 // Each collective waits for its completion while a Watchdog::Collective times it, polling
 // ncclCommGetAsyncError: a dead peer or a broken link surfaces either as an NCCL error
-// (thrown, naming the group) or as a collective that never ends, which the watchdog turns
-// into abort() -> ncclCommAbort on every communicator, MPI_Abort, exit 5 (comm/watchdog.h).
-// Built only where CUDA is (LORA_HAVE_CUDA); the device must be chosen first (cuda::select_device).
+// (thrown, naming the group) or as a collective that never ends, which the watchdog ends: its
+// abort function is to call abort_all() (ncclCommAbort on every communicator), then MPI_Abort,
+// exit 5 (comm/watchdog.h). lora_dist does not construct this communicator yet (README, "The
+// GPU backend"). Built only where CUDA is (LORA_HAVE_CUDA); the device must be chosen first
+// (cuda::select_device).
 #pragma once
 #include <mpi.h>
 #include <nccl.h>

@@ -33,9 +33,9 @@ template <typename T>
 void attention_forward_cached(T* att, const T* q, int ldq, const T* k_cache, const T* v_cache, int n, int pos0, int Hl,
                               int hd);
 
-// The CUDA twin (model/ops/cuda/attention.cu) (one warp per row, the same online softmax; no T x T buffer either;
-// the cached one in model/ops/cuda/attention_cached.cu): the same signatures over device pointers,
-// float only; the CPU functions above are the reference it is tested against.
+// The CUDA twins (model/ops/cuda/attention.cu and attention_cached.cu; one warp per row, the
+// same online softmax, no T x T buffer either): the same signatures over device pointers,
+// float only; the CPU functions above are the reference they are tested against.
 namespace cuda {
 template <typename T>
 void attention_forward(T* att, T* lse, const T* qkv, int B, int Tn, int Hl, int hd);
