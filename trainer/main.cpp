@@ -100,7 +100,8 @@ int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOpt
   // From here on no collective may block forever (a lost link, a dead host).
   lora::Watchdog watchdog(cfg.parallel.timeout_s, world_rank(), [](int code) { MPI_Abort(MPI_COMM_WORLD, code); });
   comm.set_watchdog(&watchdog);
-  if (world_rank() == 0) std::printf("%s\n", lora::backend_line(device.backend).c_str());
+  // generate's stdout is the text alone: its notes, this line too, go to stderr.
+  if (world_rank() == 0) std::fprintf(generate ? stderr : stdout, "%s\n", lora::backend_line(device.backend).c_str());
   if (generate) {
     lora::run_generate(cfg, comm, *generate);
     return 0;
