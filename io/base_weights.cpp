@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "io/atomic_h5_file.h"
 #include "io/file_seal.h"
@@ -144,12 +145,21 @@ void write_base_weights(const std::string& path, const ParamLayout& layout, cons
   for (const TensorSpec& s : layout.tensors)
     if (s.local_rows < s.rows || s.local_cols != s.cols)
       throw std::runtime_error(path + ": write_base_weights needs an unsharded (tp=1) layout");
-  BaseWeightsWriter out(path);
-  for (const TensorSpec& s : layout.tensors) {
-    out.begin_tensor(s.name, s.rows, s.cols);
-    out.write_block(0, s.rows, 0, s.cols, buffer + s.offset);
-  }
+  AtomicH5File out(path);
+  for (const TensorSpec& s : layout.tensors)
+    h5_write_matrix(out.file(), s.name, s.rows, s.cols, buffer + s.offset, out.tmp_path(), "'" + s.name + "'");
   out.commit();
+}
+
+void write_gathered_base_weights(Communicator& comm, const std::string& path, const ParamLayout& layout,
+                                 const float* local) {
+  if (layout.total_bf16 > 0)
+    throw std::runtime_error(path + ": write_gathered_base_weights writes a model.dtype fp32 model; this one holds "
+                             "bf16 matrices");
+  std::optional<AtomicH5File> out;
+  if (comm.rank(Group::World) == 0) out.emplace(path);
+  h5_write_gathered_tensors(comm, layout, local, out ? &*out : nullptr, "");
+  if (out) out->commit();
 }
 
 template void read_base_weights<float>(const std::string&, const ParamLayout&, int, float*, uint16_t*);

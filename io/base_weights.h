@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "io/atomic_h5_file.h"
+#include "comm/communicator.h"
 #include "model/param_layout.h"
 
 namespace lora {
@@ -28,30 +28,11 @@ void read_base_weights(const std::string& path, const ParamLayout& layout, int t
 template <typename T>
 void write_base_weights(const std::string& path, const ParamLayout& layout, const T* buffer);
 
-// The same file written a tensor and a block at a time, so that the writer never holds the
-// whole model (a full fine-tuning's model.h5, gathered over TP block by block): begin_tensor,
-// then blocks covering it, for every tensor; commit() makes the file appear.
-class BaseWeightsWriter {
- public:
-  explicit BaseWeightsWriter(const std::string& path) : out_(path) {}
-  void begin_tensor(const std::string& name, int rows, int cols) {
-    name_ = "'" + name + "'";
-    tensor_ = h5_create_matrix(out_.file(), name, rows, cols, out_.tmp_path(), name_);
-  }
-  // Rows [row0, row0 + rows) x columns [col0, col0 + cols) of the current tensor.
-  template <typename T>
-  void write_block(int row0, int rows, int col0, int cols, const T* data) {
-    h5_write_block(tensor_, row0, rows, col0, cols, data, out_.tmp_path(), name_);
-  }
-  void commit() {
-    tensor_.reset();
-    out_.commit();
-  }
-
- private:
-  AtomicH5File out_;
-  H5Handle tensor_;
-  std::string name_;
-};
+// Collective over the world: the same file of the whole model, written by world rank 0 from
+// every rank's slices (`local`, in `layout`, the rank's own base layout), gathered over the TP
+// group of DP rank 0 16 MiB at a time, so no rank ever holds the whole model (a full
+// fine-tuning's model.h5).
+void write_gathered_base_weights(Communicator& comm, const std::string& path, const ParamLayout& layout,
+                                 const float* local);
 
 }  // namespace lora

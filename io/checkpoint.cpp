@@ -14,9 +14,9 @@
 #include "io/atomic_h5_file.h"
 #include "io/checkpoint_hash.h"
 #include "io/checkpoint_schema.h"
+#include "io/h5_tensor_slice.h"
 #include "io/hdf5_util.h"
 #include "io/hf_model_folder.h"
-#include "model/tensor_shards.h"
 
 namespace lora {
 
@@ -99,23 +99,6 @@ BaseFingerprint base_fingerprint(const ModelConfig& m) {
 
 namespace {
 
-// Every tensor of `buffer` in its full shape into `group` of `out` (world rank 0; null on
-// the others). Collective over TP: the TP group of DP rank 0 gathers the sharded factors,
-// a block of at most kGatherBlockElements at a time (a full fine-tuning checkpoint gathers
-// the 147 MiB embedding); the other DP replicas hold the same values and skip.
-void gather_group(Communicator& comm, const LoraSlices& s, const float* buffer, AtomicH5File* out,
-                  const std::string& group) {
-  if (comm.rank(Group::DP) != 0) return;
-  for (const TensorSpec& spec : s.layout.tensors) {
-    const std::string what = group + "/" + spec.name;
-    H5Handle ds = out ? h5_create_matrix(out->group(group), spec.name, spec.rows, spec.cols, out->tmp_path(), what)
-                      : H5Handle();
-    for_each_full_block<float>(comm, spec, buffer + spec.offset, kGatherBlockElements, [&](const TensorBlock<float>& b) {
-      if (out) h5_write_block(ds, b.row0, b.rows, b.col0, b.cols, b.data, out->tmp_path(), what);
-    });
-  }
-}
-
 void write_lora_attrs(hid_t adapter, const LoraConfig& l) {
   h5_write_attr(adapter, "r", l.r);
   h5_write_attr(adapter, "alpha", l.alpha);
@@ -178,7 +161,7 @@ void save_checkpoint(Communicator& comm, const CheckpointRun& run, const BaseFin
     out.emplace(path);
     for (const char* g : ckpt::groups(full)) out->group(g);
   }
-  for (const auto& g : ckpt::tensor_groups(full)) gather_group(comm, s, s.*g.buffer, out ? &*out : nullptr, g.path);
+  for (const auto& g : ckpt::tensor_groups(full)) h5_write_gathered_tensors(comm, s.layout, s.*g.buffer, out ? &*out : nullptr, g.path);
   if (out) {
     if (full) h5_write_attr(out->group("/model"), "full_finetuning", true);
     else write_lora_attrs(out->group("/adapter"), run.lora);
@@ -194,7 +177,7 @@ uint64_t save_adapter(Communicator& comm, const ModelConfig& model, const LoraCo
                       const LoraSlices& s, const std::string& path) {
   std::optional<AtomicH5File> out;
   if (comm.rank(Group::World) == 0) out.emplace(path);
-  gather_group(comm, s, s.params, out ? &*out : nullptr, "/adapter");
+  h5_write_gathered_tensors(comm, s.layout, s.params, out ? &*out : nullptr, "/adapter");
   uint64_t bytes = 0;
   if (out) {
     const hid_t adapter = out->group("/adapter");

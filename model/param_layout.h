@@ -32,6 +32,22 @@ struct TensorSpec {
   // Full-tensor row of local row lr on TP rank `tp_rank`; may be >= rows (padding).
   int global_row(int lr, int tp_rank) const;
   int global_col(int lc, int tp_rank) const;
+
+  // Calls f(local_row, global_row, n) for each run of n local rows in [lr0, lr1) of TP rank
+  // `tp_rank` whose full-tensor rows follow each other (one run for Rows/Cols/Replicated, one
+  // per q/k/v block for QkvRows); padding rows are left out. Readers and writers of full
+  // tensors move each run as one hyperslab.
+  template <typename F>
+  void for_each_row_run(int tp_rank, int lr0, int lr1, F f) const {
+    for (int lr = lr0; lr < lr1;) {
+      const int row0 = global_row(lr, tp_rank);
+      if (row0 >= rows) break;  // padding rows come last
+      int n = 1;
+      while (lr + n < lr1 && global_row(lr + n, tp_rank) == row0 + n && row0 + n < rows) ++n;
+      f(lr, row0, n);
+      lr += n;
+    }
+  }
 };
 
 struct ParamLayout {

@@ -39,15 +39,9 @@ void for_each_full_block(Communicator& comm, const TensorSpec& spec, const T* lo
     all.resize(n * tp);
     comm.all_gather(local + static_cast<size_t>(a) * lc, n, all.data(), Group::TP);
     for (int rank = 0; rank < tp; ++rank)
-      for (int r = a; r < b;) {  // runs of local rows whose global rows follow each other
-        const int gr = spec.global_row(r, rank);
-        int e = r + 1;
-        while (e < b && spec.global_row(e, rank) == gr + (e - r)) ++e;
-        const int rows = std::min(e, r + std::max(0, spec.rows - gr)) - r;  // padding rows dropped
-        if (rows > 0)
-          sink({gr, rows, spec.global_col(0, rank), lc, all.data() + rank * n + static_cast<size_t>(r - a) * lc});
-        r = e;
-      }
+      spec.for_each_row_run(rank, a, b, [&](int lr, int row0, int rows) {
+        sink({row0, rows, spec.global_col(0, rank), lc, all.data() + rank * n + static_cast<size_t>(lr - a) * lc});
+      });
   }
 }
 

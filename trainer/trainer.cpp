@@ -14,7 +14,6 @@
 #include "io/base_weights.h"
 #include "io/input_error.h"
 #include "model/ops/cpu/frozen_gemm.h"
-#include "model/tensor_shards.h"
 #include "trainer/checkpoint_run.h"
 #include "trainer/config_loader.h"
 #include "trainer/grad_sync.h"
@@ -260,27 +259,15 @@ void Trainer::export_adapter() {
 }
 
 void Trainer::export_full_model() {
-  // Every tensor gathered whole over TP (DP rank 0's group) onto world rank 0, which writes a
-  // base-weights file: the fine-tuned model, for model.init: file (or export --merged's reader).
+  // Every tensor gathered over TP (DP rank 0's group), 16 MiB at a time, for world rank 0 to
+  // write a base-weights file: the fine-tuned model, for model.init: file (or export --merged's reader).
   Watchdog::LongPhase phase(watchdog_, "writing model.h5");
   const std::string path = (std::filesystem::path(cfg_.output.dir) / "model.h5").string();
-  const ParamLayout whole = base_layout(cfg_.model, 1);
-  // Tensor by tensor, 16 MiB blocks at a time: rank 0 never holds the whole model.
-  std::optional<BaseWeightsWriter> out;
-  if (is_logger()) out.emplace(path);
-  if (comm_.rank(Group::DP) == 0)
-    for (const TensorSpec& spec : model_->base_layout().tensors) {
-      if (out) out->begin_tensor(spec.name, spec.rows, spec.cols);
-      for_each_full_block<float>(comm_, spec, model_->base().data() + spec.offset, kGatherBlockElements,
-                                 [&](const TensorBlock<float>& b) {
-                                   if (out) out->write_block(b.row0, b.rows, b.col0, b.cols, b.data);
-                                 });
-    }
-  if (out) out->commit();
+  write_gathered_base_weights(comm_, path, model_->base_layout(), model_->base().data());
   comm_.barrier(Group::World);
   if (!is_logger()) return;
   std::printf("model: %s (%s, %zu tensors; full fine-tuning: use it with model.init: file)\n", path.c_str(),
-              human_bytes(std::filesystem::file_size(path)).c_str(), whole.tensors.size());
+              human_bytes(std::filesystem::file_size(path)).c_str(), model_->base_layout().tensors.size());
   std::fflush(stdout);
 }
 
