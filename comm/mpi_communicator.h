@@ -34,8 +34,10 @@ class MpiCommunicator final : public Communicator {
   // Times every collective from now on (comm/watchdog.h); null turns it off.
   void set_watchdog(Watchdog* w) { watchdog_ = w; }
 
- private:
+  // "the dp group (world ranks 1, 3)", for messages.
   const std::string& group_description(Group g) const { return group_descriptions_[static_cast<int>(g)]; }
+
+ private:
   MPI_Comm comm(Group g) const { return comms_[static_cast<int>(g)]; }
   void all_reduce(void* buf, size_t n, MPI_Datatype type, size_t elem, MPI_Op op, Group g);
   void all_gather(const void* send, size_t n, MPI_Datatype type, size_t elem, void* recv, Group g);

@@ -2,7 +2,6 @@
 
 #include <cuda_runtime_api.h>
 
-#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -25,39 +24,23 @@ void check_nccl(ncclResult_t r, ncclComm_t comm, const char* call, const char* f
 cudaStream_t stream_of(Stream s) { return s ? static_cast<cudaStream_t>(s) : cuda::compute_stream(); }
 }  // namespace
 
-NcclCommunicator::NcclCommunicator(MPI_Comm world, int tp, int dp) {
-  int world_rank = 0, world_size = 0;
-  MPI_Comm_rank(world, &world_rank);
-  MPI_Comm_size(world, &world_size);
-  if (world_size != tp * dp)
-    throw std::runtime_error("world size " + std::to_string(world_size) + " != tp*dp = " + std::to_string(tp) + "*" +
-                             std::to_string(dp));
+NcclCommunicator::NcclCommunicator(MPI_Comm world, int tp, int dp) : mpi_(world, tp, dp) {
   int device = 0;
   LORA_CUDA_CHECK(cudaGetDevice(&device));  // no device: the error names the call
-  MPI_Comm_dup(world, &mpi_[static_cast<int>(Group::World)]);
-  MPI_Comm_split(world, world_rank / tp, world_rank % tp, &mpi_[static_cast<int>(Group::TP)]);
-  MPI_Comm_split(world, world_rank % tp, world_rank / tp, &mpi_[static_cast<int>(Group::DP)]);
   for (Group g : {Group::World, Group::TP, Group::DP}) {
-    const int i = static_cast<int>(g);
-    MPI_Comm_rank(mpi_[i], &ranks_[i]);
-    MPI_Comm_size(mpi_[i], &sizes_[i]);
-    descriptions_[i] = std::string("the ") + group_name(g) + " group (NCCL, " + std::to_string(sizes_[i]) + " ranks)";
-    // A group of one gets a communicator too: it moves and counts nothing, but its calls run
-    // through NCCL, which is how NCCL is tested on a machine with one GPU.
+    // A group of one rank gets a communicator too: it moves and counts nothing, but its calls
+    // run through NCCL, which is how NCCL is tested on a machine with one GPU.
     ncclUniqueId id;
-    if (ranks_[i] == 0) LORA_NCCL_CHECK(ncclGetUniqueId(&id), nullptr);
-    MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, mpi_[i]);
-    LORA_NCCL_CHECK(ncclCommInitRank(&nccl_[i], sizes_[i], id, ranks_[i]), nccl_[i]);
+    if (rank(g) == 0) LORA_NCCL_CHECK(ncclGetUniqueId(&id), nullptr);
+    mpi_.broadcast(&id, sizeof id, 0, g);
+    ncclComm_t& comm = nccl_[static_cast<int>(g)];
+    LORA_NCCL_CHECK(ncclCommInitRank(&comm, size(g), id, rank(g)), comm);
   }
 }
 
 NcclCommunicator::~NcclCommunicator() {
   for (ncclComm_t& c : nccl_)
     if (c) ncclCommDestroy(c);
-  int finalized = 0;
-  MPI_Finalized(&finalized);
-  if (!finalized)
-    for (MPI_Comm& c : mpi_) MPI_Comm_free(&c);
 }
 
 void NcclCommunicator::abort_all() {
@@ -66,7 +49,7 @@ void NcclCommunicator::abort_all() {
 }
 
 void NcclCommunicator::wait(const char* op, size_t bytes, Group g, Stream s) {
-  Watchdog::Collective timed(watchdog_, op, bytes, descriptions_[static_cast<int>(g)]);
+  Watchdog::Collective timed(watchdog_, op, bytes, mpi_.group_description(g));
   const cudaStream_t stream = stream_of(s);
   ncclComm_t comm = nccl_[static_cast<int>(g)];
   for (;;) {
@@ -127,8 +110,7 @@ void NcclCommunicator::all_gather(const double* send, size_t n, double* recv, Gr
 // Host-side: everything this rank enqueued has finished, then the group meets over MPI.
 void NcclCommunicator::barrier(Group g) {
   cuda::synchronize();
-  Watchdog::Collective timed(watchdog_, "barrier", 0, descriptions_[static_cast<int>(g)]);
-  MPI_Barrier(mpi_[static_cast<int>(g)]);
+  mpi_.barrier(g);
 }
 
 }  // namespace lora

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "comm/communicator.h"
+#include "comm/mpi_communicator.h"
 #include "comm/watchdog.h"
 
 namespace lora {
@@ -35,8 +36,8 @@ class NcclCommunicator final : public Communicator {
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
 
-  int rank(Group g) const override { return ranks_[static_cast<int>(g)]; }
-  int size(Group g) const override { return sizes_[static_cast<int>(g)]; }
+  int rank(Group g) const override { return mpi_.rank(g); }
+  int size(Group g) const override { return mpi_.size(g); }
 
   void all_reduce_sum(float* buf, size_t n, Group g, Stream s = nullptr) override;
   void all_reduce_sum(double* buf, size_t n, Group g, Stream s = nullptr) override;
@@ -47,7 +48,10 @@ class NcclCommunicator final : public Communicator {
   void all_gather(const double* send, size_t n, double* recv, Group g, Stream s = nullptr) override;
   void barrier(Group g) override;
 
-  void set_watchdog(Watchdog* w) { watchdog_ = w; }
+  void set_watchdog(Watchdog* w) {
+    watchdog_ = w;
+    mpi_.set_watchdog(w);
+  }
   // ncclCommAbort on every group: what the watchdog's abort calls before MPI_Abort, so no
   // kernel is left spinning on a peer that will never answer. Safe from another thread.
   void abort_all();
@@ -58,10 +62,8 @@ class NcclCommunicator final : public Communicator {
   // Waits for the work just enqueued on `s` under the watchdog, checking NCCL's async error.
   void wait(const char* op, size_t bytes, Group g, Stream s);
 
-  MPI_Comm mpi_[kNumGroups];
+  MpiCommunicator mpi_;  // the same groups over MPI: the bootstrap, barriers and group names
   ncclComm_t nccl_[kNumGroups] = {nullptr, nullptr, nullptr};
-  int ranks_[kNumGroups] = {0, 0, 0}, sizes_[kNumGroups] = {1, 1, 1};
-  std::string descriptions_[kNumGroups];
   Watchdog* watchdog_ = nullptr;
 };
 
