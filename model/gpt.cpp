@@ -22,49 +22,95 @@ namespace {
 // 1024 rows ran the LM head ~13% faster than 256 for 147 MiB more (64 rows: 1.6x slower).
 constexpr int kLmHeadChunk = 1024;
 
-template <typename T>
-void resize(std::vector<T>& v, size_t n) { v.assign(n, T(0)); }
 }  // namespace
 
 template <typename T>
 GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator& comm, int max_B, int max_T,
-                      bool recompute)
-    : mc_(mc), lc_(lc), comm_(comm), dims_(mc, comm.size(Group::TP), comm.rank(Group::TP)), max_M_(max_B * max_T),
-      recompute_(recompute), full_(!lc.enabled),
+                      bool recompute, const ComputeOps<T>& ops)
+    : mc_(mc), lc_(lc), comm_(comm), ops_(ops), dims_(mc, comm.size(Group::TP), comm.rank(Group::TP)),
+      max_M_(max_B * max_T), recompute_(recompute), full_(!lc.enabled),
       base_layout_(lora::base_layout(mc, dims_.tp)), lora_layout_(lora::lora_layout(mc, lc_, dims_.tp)),
       dtype_(parse_dtype(mc.dtype)) {
   if (full_ && dtype_ == DType::BF16)
     throw std::invalid_argument("full fine-tuning (lora.enabled: false) trains fp32 weights, not model.dtype bf16");
-  resize(base_, base_layout_.total);
-  if (full_) resize(base_grad_, base_layout_.total);
+  base_.assign(base_layout_.total, T(0));
+  if (full_) base_grad_.assign(base_layout_.total, T(0));
   base_bf16_.assign(base_layout_.total_bf16, 0);
-  resize(lora_, lora_layout_.total);
-  resize(lora_grad_, lora_layout_.total);
+  lora_.assign(lora_layout_.total, T(0));
+  lora_grad_.assign(lora_layout_.total, T(0));
+  cp_.base = backend_copy(base_, cp_.base_copy);
+  cp_.base_bf16 = backend_copy(base_bf16_, cp_.base_bf16_copy);
+  cp_.lora = backend_copy(lora_, cp_.lora_copy);
+  cp_.lora_grad = backend_copy(lora_grad_, cp_.lora_grad_copy);
+  cp_.base_grad = backend_copy(base_grad_, cp_.base_grad_copy);
   const size_t M = max_M_, d = dims_.d;
   resid_.resize(mc.n_layer + 1);
-  for (auto& r : resid_) resize(r, M * d);
-  for (auto* v : {&lnf_, &dlnf_, &dres_, &dln_, &y_}) resize(*v, M * d);
-  for (auto* v : {&lnf_mean_, &lnf_rstd_}) resize(*v, M);
-  resize(dqkv_, M * 3 * dims_.dl);
-  resize(datt_, M * dims_.dl);
-  resize(dh_, M * dims_.ffl);
+  for (auto& r : resid_) r = buffer(M * d);
+  for (auto* v : {&lnf_, &dlnf_, &dres_, &dln_, &y_}) *v = buffer(M * d);
+  for (auto* v : {&lnf_mean_, &lnf_rstd_}) *v = buffer(M);
+  dqkv_ = buffer(M * 3 * dims_.dl);
+  datt_ = buffer(M * dims_.dl);
+  dh_ = buffer(M * dims_.ffl);
   const size_t chunk = std::min<size_t>(kLmHeadChunk, M);
-  resize(logits_chunk_, chunk * dims_.vocab_local);
-  resize(ce_max_, chunk);
-  resize(ce_stats_, 2 * chunk);
-  resize(ce_weight_, chunk);
+  logits_chunk_ = buffer(chunk * dims_.vocab_local);
+  ce_max_ = buffer(chunk);
+  ce_stats_ = buffer(2 * chunk);
+  ce_weight_ = buffer(chunk);
+  ce_host_max_.assign(chunk, T(0));
+  ce_host_stats_.assign(2 * chunk, T(0));
+  ce_host_weight_.assign(chunk, T(0));
+  if (!ops_.memory->is_host) {
+    inputs_copy_ = ComputeBuffer<int32_t>(*ops_.memory, M);
+    targets_copy_ = ComputeBuffer<int32_t>(*ops_.memory, M);
+  }
   build_layers();
   acts_.resize(recompute ? 1 : mc.n_layer);
   for (BlockActivations& A : acts_) {
-    for (auto* v : {&A.x_mid, &A.ln1, &A.ln2}) resize(*v, M * d);
-    for (auto* v : {&A.ln1_mean, &A.ln1_rstd, &A.ln2_mean, &A.ln2_rstd}) resize(*v, M);
-    resize(A.qkv_out, M * 3 * dims_.dl);
-    resize(A.att, M * dims_.dl);
-    resize(A.lse, static_cast<size_t>(max_B) * dims_.local_heads * max_T);
-    resize(A.h, M * dims_.ffl);
-    resize(A.g, M * dims_.ffl);
+    for (auto* v : {&A.x_mid, &A.ln1, &A.ln2}) *v = buffer(M * d);
+    for (auto* v : {&A.ln1_mean, &A.ln1_rstd, &A.ln2_mean, &A.ln2_rstd}) *v = buffer(M);
+    A.qkv_out = buffer(M * 3 * dims_.dl);
+    A.att = buffer(M * dims_.dl);
+    A.lse = buffer(static_cast<size_t>(max_B) * dims_.local_heads * max_T);
+    A.h = buffer(M * dims_.ffl);
+    A.g = buffer(M * dims_.ffl);
   }
   point_lora_buffers();
+}
+
+template <typename T>
+template <typename E>
+E* GptModel<T>::backend_copy(std::vector<E>& host, ComputeBuffer<E>& copy) {
+  if (ops_.memory->is_host) return host.data();
+  copy = ComputeBuffer<E>(*ops_.memory, host.size());
+  return copy.data();
+}
+
+template <typename T>
+void GptModel<T>::upload_frozen() {
+  if (ops_.memory->is_host) return;
+  cp_.base_copy.upload(base_.data(), base_.size());
+  cp_.base_bf16_copy.upload(base_bf16_.data(), base_bf16_.size());
+}
+
+template <typename T>
+void GptModel<T>::upload_trainable() {
+  if (ops_.memory->is_host) return;
+  if (full_) cp_.base_copy.upload(base_.data(), base_.size());
+  else cp_.lora_copy.upload(lora_.data(), lora_.size());
+}
+
+template <typename T>
+void GptModel<T>::download_gradients() {
+  if (ops_.memory->is_host) return;
+  if (full_) cp_.base_grad_copy.download(base_grad_.data(), base_grad_.size());
+  else cp_.lora_grad_copy.download(lora_grad_.data(), lora_grad_.size());
+}
+
+template <typename T>
+const int32_t* GptModel<T>::backend_tokens(const int32_t* host, ComputeBuffer<int32_t>& copy, size_t n) {
+  if (ops_.memory->is_host || !host) return host;
+  copy.upload(host, n);
+  return copy.data();
 }
 
 // Every layer's adapters get their saved buffers in their layer's activations (all layers
@@ -77,9 +123,9 @@ void GptModel<T>::point_lora_buffers() {
       saved += LoraAdapter<T>::saved_size(max_M_, a.r, a.K, a.dropout);
       if (a.dropout > 0) widest = std::max<size_t>(widest, a.K);
     }
-  for (BlockActivations& A : acts_) resize(A.lora_saved, saved);
-  if (saved > 0) resize(lora_du_, static_cast<size_t>(max_M_) * lc_.r);
-  resize(lora_dx_drop_, static_cast<size_t>(max_M_) * widest);
+  for (BlockActivations& A : acts_) A.lora_saved = buffer(saved);
+  if (saved > 0) lora_du_ = buffer(static_cast<size_t>(max_M_) * lc_.r);
+  lora_dx_drop_ = buffer(static_cast<size_t>(max_M_) * widest);
   for (int l = 0; l < mc_.n_layer; ++l) {
     Layer& L = layers_[l];
     L.act = &acts_[recompute_ ? 0 : l];
@@ -110,8 +156,21 @@ WeightView<T> GptModel<T>::weight(const std::string& name) {
 }
 
 template <typename T>
-T* GptModel<T>::base_grad(const std::string& name) {
-  return full_ ? base_grad_.data() + base_layout_.at(name).offset : nullptr;
+T* GptModel<T>::backend_tensor(const std::string& name) {
+  base_tensor(name);  // the same refusal of a bf16 tensor
+  return cp_.base + base_layout_.at(name).offset;
+}
+
+template <typename T>
+WeightView<T> GptModel<T>::backend_weight(const std::string& name) {
+  const TensorSpec& s = base_layout_.at(name);
+  if (s.dtype == DType::BF16) return WeightView<T>(cp_.base_bf16 + s.offset);
+  return WeightView<T>(static_cast<const T*>(cp_.base + s.offset));
+}
+
+template <typename T>
+T* GptModel<T>::backend_grad(const std::string& name) {
+  return full_ ? cp_.base_grad + base_layout_.at(name).offset : nullptr;
 }
 
 template <typename T>
@@ -138,10 +197,11 @@ void GptModel<T>::attach_lora(int l, int target, int out_col, std::vector<LoraAd
   const TensorSpec& A = lora_layout_.at(name + "A");
   const TensorSpec& B = lora_layout_.at(name + "B");
   LoraAdapter<T> a;
-  a.A = lora_.data() + A.offset;
-  a.B = lora_.data() + B.offset;
-  a.dA = lora_grad_.data() + A.offset;
-  a.dB = lora_grad_.data() + B.offset;
+  a.ops = &ops_;
+  a.A = cp_.lora + A.offset;
+  a.B = cp_.lora + B.offset;
+  a.dA = cp_.lora_grad + A.offset;
+  a.dB = cp_.lora_grad + B.offset;
   a.r = lc_.r;
   a.K = A.local_cols;
   a.N = B.local_rows;
@@ -160,41 +220,43 @@ void GptModel<T>::build_layers() {
   for (int l = 0; l < mc_.n_layer; ++l) {
     Layer& L = layers_[l];
     const std::string h = "h." + std::to_string(l) + ".";
-    L.ln1_w = base_tensor(h + "ln_1.weight");
-    L.ln1_b = base_tensor(h + "ln_1.bias");
-    L.ln2_w = base_tensor(h + "ln_2.weight");
-    L.ln2_b = base_tensor(h + "ln_2.bias");
-    L.dln1_w = base_grad(h + "ln_1.weight");
-    L.dln1_b = base_grad(h + "ln_1.bias");
-    L.dln2_w = base_grad(h + "ln_2.weight");
-    L.dln2_b = base_grad(h + "ln_2.bias");
-    L.qkv.dW = base_grad(h + "attn.qkv.weight");
-    L.qkv.db = base_grad(h + "attn.qkv.bias");
-    L.proj.dW = base_grad(h + "attn.proj.weight");
-    L.proj.db = base_grad(h + "attn.proj.bias");
-    L.fc1.dW = base_grad(h + "mlp.fc.weight");
-    L.fc1.db = base_grad(h + "mlp.fc.bias");
-    L.fc2.dW = base_grad(h + "mlp.proj.weight");
-    L.fc2.db = base_grad(h + "mlp.proj.bias");
-    L.qkv.W = weight(h + "attn.qkv.weight");
-    L.qkv.b = base_tensor(h + "attn.qkv.bias");
+    L.qkv.ops = L.fc1.ops = &ops_;
+    L.proj.ops = L.fc2.ops = &ops_;
+    L.ln1_w = backend_tensor(h + "ln_1.weight");
+    L.ln1_b = backend_tensor(h + "ln_1.bias");
+    L.ln2_w = backend_tensor(h + "ln_2.weight");
+    L.ln2_b = backend_tensor(h + "ln_2.bias");
+    L.dln1_w = backend_grad(h + "ln_1.weight");
+    L.dln1_b = backend_grad(h + "ln_1.bias");
+    L.dln2_w = backend_grad(h + "ln_2.weight");
+    L.dln2_b = backend_grad(h + "ln_2.bias");
+    L.qkv.dW = backend_grad(h + "attn.qkv.weight");
+    L.qkv.db = backend_grad(h + "attn.qkv.bias");
+    L.proj.dW = backend_grad(h + "attn.proj.weight");
+    L.proj.db = backend_grad(h + "attn.proj.bias");
+    L.fc1.dW = backend_grad(h + "mlp.fc.weight");
+    L.fc1.db = backend_grad(h + "mlp.fc.bias");
+    L.fc2.dW = backend_grad(h + "mlp.proj.weight");
+    L.fc2.db = backend_grad(h + "mlp.proj.bias");
+    L.qkv.W = backend_weight(h + "attn.qkv.weight");
+    L.qkv.b = backend_tensor(h + "attn.qkv.bias");
     L.qkv.K = d;
     L.qkv.N = 3 * dl;
     attach_lora(l, kQ, 0, L.qkv.lora);
     attach_lora(l, kK, dl, L.qkv.lora);
     attach_lora(l, kV, 2 * dl, L.qkv.lora);
-    L.proj.W = weight(h + "attn.proj.weight");
-    L.proj.b = base_tensor(h + "attn.proj.bias");
+    L.proj.W = backend_weight(h + "attn.proj.weight");
+    L.proj.b = backend_tensor(h + "attn.proj.bias");
     L.proj.K = dl;
     L.proj.N = d;
     attach_lora(l, kO, 0, L.proj.lora);
-    L.fc1.W = weight(h + "mlp.fc.weight");
-    L.fc1.b = base_tensor(h + "mlp.fc.bias");
+    L.fc1.W = backend_weight(h + "mlp.fc.weight");
+    L.fc1.b = backend_tensor(h + "mlp.fc.bias");
     L.fc1.K = d;
     L.fc1.N = dims_.ffl;
     attach_lora(l, kFc1, 0, L.fc1.lora);
-    L.fc2.W = weight(h + "mlp.proj.weight");
-    L.fc2.b = base_tensor(h + "mlp.proj.bias");
+    L.fc2.W = backend_weight(h + "mlp.proj.weight");
+    L.fc2.b = backend_tensor(h + "mlp.proj.bias");
     L.fc2.K = dims_.ffl;
     L.fc2.N = d;
     attach_lora(l, kFc2, 0, L.fc2.lora);
@@ -257,10 +319,16 @@ template <typename T>
 void GptModel<T>::zero_grads() {
   std::fill(lora_grad_.begin(), lora_grad_.end(), T(0));
   std::fill(base_grad_.begin(), base_grad_.end(), T(0));
+  if (ops_.memory->is_host) return;
+  cp_.lora_grad_copy.zero(lora_grad_.size());
+  cp_.base_grad_copy.zero(base_grad_.size());
 }
 
 template <typename T>
 void GptModel<T>::merge_lora(bool merged) {
+  if (!ops_.memory->is_host)
+    throw std::logic_error(std::string("merge_lora: the ") + ops_.name +
+                           " backend does not merge; merge on the CPU (lora_dist export --merged)");
   for (Layer& L : layers_) {
     L.qkv.merge(merged);
     L.proj.merge(merged);
@@ -278,7 +346,7 @@ void GptModel<T>::block_forward(int l, const MicroBatch& mb, const DropoutContex
   const T* x = resid_[l].data();
   {
     Stopwatch t(timers_, "fwd layernorm");
-    layernorm_forward(A.ln1.data(), A.ln1_mean.data(), A.ln1_rstd.data(), x, L.ln1_w, L.ln1_b, M, d, mc_.ln_eps);
+    ops_.layernorm_forward(A.ln1.data(), A.ln1_mean.data(), A.ln1_rstd.data(), x, L.ln1_w, L.ln1_b, M, d, mc_.ln_eps);
   }
   {
     Stopwatch t(timers_, "fwd qkv (+lora)");
@@ -288,10 +356,10 @@ void GptModel<T>::block_forward(int l, const MicroBatch& mb, const DropoutContex
     Stopwatch t(timers_, "fwd attention");
     if (cache) {
       cache->append(l, A.qkv_out.data(), M);
-      attention_forward_cached(A.att.data(), A.qkv_out.data(), 3 * dims_.dl, cache->k[l].data(), cache->v[l].data(), M,
+      ops_.attention_forward_cached(A.att.data(), A.qkv_out.data(), 3 * dims_.dl, cache->k[l].data(), cache->v[l].data(), M,
                                cache->length, dims_.local_heads, dims_.head_dim);
     } else {
-      attention_forward(A.att.data(), A.lse.data(), A.qkv_out.data(), mb.B, mb.Tn, dims_.local_heads, dims_.head_dim);
+      ops_.attention_forward(A.att.data(), A.lse.data(), A.qkv_out.data(), mb.B, mb.Tn, dims_.local_heads, dims_.head_dim);
     }
   }
   {
@@ -300,14 +368,14 @@ void GptModel<T>::block_forward(int l, const MicroBatch& mb, const DropoutContex
   }
   {
     Stopwatch t(timers_, "fwd residual+layernorm");
-    residual_forward(A.x_mid.data(), x, y_.data(), Md);
-    layernorm_forward(A.ln2.data(), A.ln2_mean.data(), A.ln2_rstd.data(), A.x_mid.data(), L.ln2_w, L.ln2_b, M, d,
+    ops_.residual_forward(A.x_mid.data(), x, y_.data(), Md);
+    ops_.layernorm_forward(A.ln2.data(), A.ln2_mean.data(), A.ln2_rstd.data(), A.x_mid.data(), L.ln2_w, L.ln2_b, M, d,
                       mc_.ln_eps);
   }
   {
     Stopwatch t(timers_, "fwd fc1 (+lora) + gelu");
     L.fc1.forward(A.h.data(), A.ln2.data(), M, ctx);
-    gelu_forward(A.g.data(), A.h.data(), static_cast<size_t>(M) * dims_.ffl);
+    ops_.gelu_forward(A.g.data(), A.h.data(), static_cast<size_t>(M) * dims_.ffl);
   }
   if (!out) {  // a recompute: fc2's backward needs its LoRA branches' u, not its output
     Stopwatch t(timers_, "fwd fc2 lora (saved activations only)");
@@ -316,7 +384,7 @@ void GptModel<T>::block_forward(int l, const MicroBatch& mb, const DropoutContex
   }
   Stopwatch t(timers_, "fwd fc2 (+lora, tp all-reduce) + residual");
   L.fc2.forward(y_.data(), A.g.data(), M, ctx, comm_);
-  residual_forward(out, A.x_mid.data(), y_.data(), Md);
+  ops_.residual_forward(out, A.x_mid.data(), y_.data(), Md);
 }
 
 template <typename T>
@@ -329,14 +397,15 @@ void GptModel<T>::forward_blocks(const MicroBatch& mb, const DropoutContext& ctx
   T* x0 = resid_[0].data();
   {
     Stopwatch t(timers_, "fwd embedding (+tp all-reduce)");
-    embedding_forward<T>(x0, mb.inputs, weight("wte"), dims_.vocab_start, dims_.vocab_local, M, d);
+    const int32_t* tokens = backend_tokens(mb.inputs, inputs_copy_, M);
+    ops_.embedding_forward(x0, tokens, backend_weight("wte"), dims_.vocab_start, dims_.vocab_local, M, d);
     reduce_from_tp_region(comm_, x0, Md);  // vocab-parallel embedding: each row came from one TP rank
-    add_positions<T>(x0, weight("wpe"), mb.B, mb.Tn, d, pos0);
+    ops_.add_positions(x0, backend_weight("wpe"), mb.B, mb.Tn, d, pos0);
   }
   for (int l = 0; l < mc_.n_layer; ++l) block_forward(l, mb, ctx, resid_[l + 1].data(), cache);
   Stopwatch t(timers_, "fwd layernorm");
-  layernorm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), resid_[mc_.n_layer].data(),
-                    base_tensor("ln_f.weight"), base_tensor("ln_f.bias"), M, d, mc_.ln_eps);
+  ops_.layernorm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), resid_[mc_.n_layer].data(),
+                         backend_tensor("ln_f.weight"), backend_tensor("ln_f.bias"), M, d, mc_.ln_eps);
 }
 
 template <typename T>
@@ -344,28 +413,38 @@ double GptModel<T>::lm_head_loss(const MicroBatch& mb, double loss_tokens, bool 
   Stopwatch t(timers_, grad ? "lm head + cross-entropy, fwd+bwd" : "lm head + cross-entropy, fwd");
   const int M = mb.B * mb.Tn, d = dims_.d, Vl = dims_.vocab_local, v0 = dims_.vocab_start;
   const int valid = std::clamp(dims_.vocab - v0, 0, Vl);
-  const WeightView<T> wte = weight("wte");
+  const WeightView<T> wte = backend_weight("wte");
+  const int32_t* all_targets = backend_tokens(mb.targets, targets_copy_, M);
   double loss = 0;
   for (int c0 = 0; c0 < M; c0 += kLmHeadChunk) {
     const int mc = std::min(kLmHeadChunk, M - c0);
-    const int32_t* targets = mb.targets + c0;
+    const int32_t* targets = all_targets + c0;
     T* logits = logits_chunk_.data();
-    linear_forward<T>(logits, lnf_.data() + static_cast<size_t>(c0) * d, wte, nullptr, mc, d, Vl);
-    vocab_logits_max(ce_max_.data(), logits, mc, Vl, valid);
+    ops_.linear_forward(logits, lnf_.data() + static_cast<size_t>(c0) * d, wte, nullptr, mc, d, Vl);
+    ops_.vocab_logits_max(ce_max_.data(), logits, mc, Vl, valid);
     comm_.all_reduce_max(ce_max_.data(), mc, Group::TP);  // vocab-parallel CE: global max per token
-    vocab_sumexp_and_target(ce_stats_.data(), logits, ce_max_.data(), targets, v0, mc, Vl, valid);
+    ops_.vocab_sumexp_and_target(ce_stats_.data(), logits, ce_max_.data(), targets, v0, mc, Vl, valid);
     comm_.all_reduce_sum(ce_stats_.data(), 2 * static_cast<size_t>(mc), Group::TP);  // global sum exp, target logit
+    // The loss is summed on the host, in double: a few numbers per token cross from the backend.
+    const T* row_max = ce_host_max_.data();
+    const T* stats = ce_host_stats_.data();
+    T* weight = ce_host_weight_.data();
+    ce_max_.download(ce_host_max_.data(), mc);
+    ce_stats_.download(ce_host_stats_.data(), 2 * static_cast<size_t>(mc));
     for (int i = 0; i < mc; ++i) {
-      ce_weight_[i] = static_cast<T>(mb.loss_mask[c0 + i] / loss_tokens);
+      weight[i] = static_cast<T>(mb.loss_mask[c0 + i] / loss_tokens);
       if (mb.loss_mask[c0 + i] != 0.0f)
-        loss += static_cast<double>(ce_weight_[i]) *
-                (std::log(static_cast<double>(ce_stats_[2 * i])) + ce_max_[i] - ce_stats_[2 * i + 1]);
+        loss += static_cast<double>(weight[i]) *
+                (std::log(static_cast<double>(stats[2 * i])) + row_max[i] - stats[2 * i + 1]);
     }
     if (!grad) continue;
-    vocab_cross_entropy_backward(logits, ce_max_.data(), ce_stats_.data(), targets, ce_weight_.data(), v0, mc, Vl, valid);
+    ce_weight_.upload(weight, mc);
+    ops_.vocab_cross_entropy_backward(logits, ce_max_.data(), ce_stats_.data(), targets, ce_weight_.data(), v0, mc, Vl,
+                                      valid);
     if (full_)  // the tied table's LM-head share of its gradient; the embedding's comes in the backward
-      linear_backward_weight<T>(base_grad("wte"), nullptr, logits, lnf_.data() + static_cast<size_t>(c0) * d, mc, d, Vl);
-    linear_backward_input<T>(dlnf_.data() + static_cast<size_t>(c0) * d, logits, wte, mc, d, Vl, /*accumulate=*/false);
+      ops_.linear_backward_weight(backend_grad("wte"), nullptr, logits, lnf_.data() + static_cast<size_t>(c0) * d, mc,
+                                  d, Vl);
+    ops_.linear_backward_input(dlnf_.data() + static_cast<size_t>(c0) * d, logits, wte, mc, d, Vl, /*accumulate=*/false);
   }
   // The LM head is column-parallel over the vocabulary: its input gradient is a TP partial sum.
   if (grad) copy_to_tp_region_backward(comm_, dlnf_.data(), static_cast<size_t>(M) * d);
@@ -375,11 +454,11 @@ double GptModel<T>::lm_head_loss(const MicroBatch& mb, double loss_tokens, bool 
 template <typename T>
 void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ctx) {
   const int M = mb.B * mb.Tn, d = dims_.d;
-  std::fill(dres_.begin(), dres_.begin() + static_cast<size_t>(M) * d, T(0));
-  layernorm_backward(dres_.data(), dlnf_.data(), resid_[mc_.n_layer].data(), lnf_mean_.data(), lnf_rstd_.data(),
-                     base_tensor("ln_f.weight"), M, d);
+  dres_.zero(static_cast<size_t>(M) * d);
+  ops_.layernorm_backward(dres_.data(), dlnf_.data(), resid_[mc_.n_layer].data(), lnf_mean_.data(), lnf_rstd_.data(),
+                          backend_tensor("ln_f.weight"), M, d);
   if (full_)
-    layernorm_backward_params(base_grad("ln_f.weight"), base_grad("ln_f.bias"), dlnf_.data(), resid_[mc_.n_layer].data(),
+    ops_.layernorm_backward_params(backend_grad("ln_f.weight"), backend_grad("ln_f.bias"), dlnf_.data(), resid_[mc_.n_layer].data(),
                               lnf_mean_.data(), lnf_rstd_.data(), M, d);
   // dres_ is the gradient of the residual stream; the residual adds pass it through unchanged.
   for (int l = mc_.n_layer - 1; l >= 0; --l) {
@@ -393,7 +472,7 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
     {
       Stopwatch t(timers_, "bwd fc2 (+lora) + gelu");
       L.fc2.backward(dh_.data(), dres_.data(), A.g.data(), M, ctx);
-      gelu_backward(dh_.data(), dh_.data(), A.h.data(), static_cast<size_t>(M) * dims_.ffl);
+      ops_.gelu_backward(dh_.data(), dh_.data(), A.h.data(), static_cast<size_t>(M) * dims_.ffl);
     }
     {
       Stopwatch t(timers_, "bwd fc1 (+lora, tp all-reduce)");
@@ -401,9 +480,9 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
     }
     {
       Stopwatch t(timers_, "bwd layernorm");
-      layernorm_backward(dres_.data(), dln_.data(), A.x_mid.data(), A.ln2_mean.data(), A.ln2_rstd.data(), L.ln2_w, M, d);
+      ops_.layernorm_backward(dres_.data(), dln_.data(), A.x_mid.data(), A.ln2_mean.data(), A.ln2_rstd.data(), L.ln2_w, M, d);
       if (full_)
-        layernorm_backward_params(L.dln2_w, L.dln2_b, dln_.data(), A.x_mid.data(), A.ln2_mean.data(), A.ln2_rstd.data(),
+        ops_.layernorm_backward_params(L.dln2_w, L.dln2_b, dln_.data(), A.x_mid.data(), A.ln2_mean.data(), A.ln2_rstd.data(),
                                   M, d);
     }
     {
@@ -412,7 +491,7 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
     }
     {
       Stopwatch t(timers_, "bwd attention");
-      attention_backward(dqkv_.data(), datt_.data(), A.qkv_out.data(), A.att.data(), A.lse.data(), mb.B, mb.Tn,
+      ops_.attention_backward(dqkv_.data(), datt_.data(), A.qkv_out.data(), A.att.data(), A.lse.data(), mb.B, mb.Tn,
                          dims_.local_heads, dims_.head_dim);
     }
     // Below layer 0 is the embedding: frozen with LoRA (its input gradient would be thrown
@@ -424,10 +503,10 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
     }
     if (need_dx) {
       Stopwatch t(timers_, "bwd layernorm");
-      layernorm_backward(dres_.data(), dln_.data(), resid_[l].data(), A.ln1_mean.data(), A.ln1_rstd.data(), L.ln1_w,
+      ops_.layernorm_backward(dres_.data(), dln_.data(), resid_[l].data(), A.ln1_mean.data(), A.ln1_rstd.data(), L.ln1_w,
                          M, d);
       if (full_)
-        layernorm_backward_params(L.dln1_w, L.dln1_b, dln_.data(), resid_[l].data(), A.ln1_mean.data(),
+        ops_.layernorm_backward_params(L.dln1_w, L.dln1_b, dln_.data(), resid_[l].data(), A.ln1_mean.data(),
                                   A.ln1_rstd.data(), M, d);
     }
   }
@@ -435,8 +514,9 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
   // dres_ is now the gradient of the embedding's output, whole on every TP rank: each rank
   // adds the rows of its own vocabulary slice; the position table is replicated.
   Stopwatch t(timers_, "bwd embedding (full fine-tuning)");
-  embedding_backward(base_grad("wte"), dres_.data(), mb.inputs, dims_.vocab_start, dims_.vocab_local, M, d);
-  positions_backward(base_grad("wpe"), dres_.data(), mb.B, mb.Tn, d, 0);
+  const int32_t* tokens = ops_.memory->is_host ? mb.inputs : inputs_copy_.data();  // uploaded by the forward
+  ops_.embedding_backward(backend_grad("wte"), dres_.data(), tokens, dims_.vocab_start, dims_.vocab_local, M, d);
+  ops_.positions_backward(backend_grad("wpe"), dres_.data(), mb.B, mb.Tn, d, 0);
 }
 
 template <typename T>
@@ -451,13 +531,18 @@ template <typename T>
 void GptModel<T>::logits(const MicroBatch& mb, std::vector<T>& out) {
   forward_blocks(mb, DropoutContext{});
   const int M = mb.B * mb.Tn;
-  out.resize(static_cast<size_t>(M) * dims_.vocab_local);
-  linear_forward<T>(out.data(), lnf_.data(), weight("wte"), nullptr, M, dims_.d,
-                 dims_.vocab_local);
+  const size_t n = static_cast<size_t>(M) * dims_.vocab_local;
+  out.resize(n);
+  if (ops_.memory->is_host) return ops_.linear_forward(out.data(), lnf_.data(), backend_weight("wte"), nullptr, M, dims_.d, dims_.vocab_local);
+  ComputeBuffer<T> logits = buffer(n);
+  ops_.linear_forward(logits.data(), lnf_.data(), backend_weight("wte"), nullptr, M, dims_.d, dims_.vocab_local);
+  logits.download(out.data(), n);
 }
 
 template <typename T>
 void GptModel<T>::extend(const int32_t* tokens, int n, KvCache<T>& cache, std::vector<T>& logits_local) {
+  if (!ops_.memory->is_host)  // the cache is host memory; generate runs on the CPU backend
+    throw std::logic_error(std::string("extend: the ") + ops_.name + " backend has no KV cache; generate on the CPU");
   if (n < 1 || cache.length + n > cache.capacity)
     throw std::length_error("extend: " + std::to_string(n) + " tokens after " + std::to_string(cache.length) +
                             " do not fit the KV cache's " + std::to_string(cache.capacity) + " positions");
@@ -466,8 +551,8 @@ void GptModel<T>::extend(const int32_t* tokens, int n, KvCache<T>& cache, std::v
   cache.length += n;
   Stopwatch t(timers_, "lm head (last token)");
   logits_local.resize(dims_.vocab_local);
-  linear_forward<T>(logits_local.data(), lnf_.data() + static_cast<size_t>(n - 1) * dims_.d, weight("wte"), nullptr, 1,
-                    dims_.d, dims_.vocab_local);
+  ops_.linear_forward(logits_local.data(), lnf_.data() + static_cast<size_t>(n - 1) * dims_.d, backend_weight("wte"),
+                      nullptr, 1, dims_.d, dims_.vocab_local);
 }
 
 template class GptModel<float>;

@@ -1,11 +1,16 @@
 // The GPT-2/GPT-3 model of DESIGN §2 on one TP rank, with LoRA, forward and backward.
 // One buffer holds this rank's shard of every frozen weight, one all its LoRA parameters,
 // one their gradients (llm.c's layout); layers are views into them.
+// The ops run on a backend (model/compute_ops.h): the CPU's, where the ops read these host
+// buffers themselves, or CUDA's, where they read device copies: the host buffers are then
+// the masters that loaders, the optimizer and checkpoints use, moved by upload_frozen(),
+// upload_trainable() and download_gradients() (which do nothing on the CPU backend).
 #pragma once
 #include <cstdint>
 #include <vector>
 
 #include "comm/communicator.h"
+#include "model/compute_ops.h"
 #include "model/kv_cache.h"
 #include "model/op_timers.h"
 #include "model/param_layout.h"
@@ -28,8 +33,10 @@ class GptModel {
   // micro-batches up to max_B x max_T. Base weights are zero until init_base_* or load.
   // With `recompute` (train.recompute: full, DESIGN §8) only each block's input is kept for
   // the backward, which re-runs the block's forward: same results, one block's activations.
+  // `comm` must reach the backend's memory: the run's communicator on the CPU, NCCL or a
+  // host-staged one on CUDA (comm/host_staged_communicator.h).
   GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator& comm, int max_B, int max_T,
-           bool recompute = false);
+           bool recompute = false, const ComputeOps<T>& ops = cpu_ops<T>());
   GptModel(const GptModel&) = delete;  // layers hold pointers into the buffers
   GptModel& operator=(const GptModel&) = delete;
 
@@ -56,7 +63,18 @@ class GptModel {
   KvCache<T> make_kv_cache(int capacity) const { return KvCache<T>(mc_.n_layer, capacity, dims_.dl); }
 
   void zero_grads();
-  void merge_lora(bool merged);  // W0 += s B A (true) or -= (false)
+  void merge_lora(bool merged);  // W0 += s B A (true) or -= (false); CPU backend only
+
+  // Host buffers -> the backend's copies: the frozen weights (after a load) and the trainable
+  // parameters (after each optimizer step or a resume). Backend gradients -> trainable_grads().
+  void upload_frozen();
+  void upload_trainable();
+  void download_gradients();
+  // The gradients where the backend accumulates them (device memory on CUDA), for a
+  // collective of `comm()` before download_gradients().
+  T* backend_trainable_grads() { return full_ ? cp_.base_grad : cp_.lora_grad; }
+  Communicator& comm() { return comm_; }
+  const ComputeOps<T>& ops() const { return ops_; }
 
   const TpDims& dims() const { return dims_; }
   const ParamLayout& base_layout() const { return base_layout_; }
@@ -92,8 +110,16 @@ class GptModel {
   // T x T probabilities in backward), MLP pre- and post-GELU, and its LoRA adapters' saved
   // inputs. One per layer; with recompute one for all layers, refilled in the backward.
   struct BlockActivations {
-    std::vector<T> x_mid, ln1, ln1_mean, ln1_rstd, ln2, ln2_mean, ln2_rstd, qkv_out, lse, att, h, g;
-    std::vector<T> lora_saved;  // each adapter's u (and x_drop), in attach order
+    ComputeBuffer<T> x_mid, ln1, ln1_mean, ln1_rstd, ln2, ln2_mean, ln2_rstd, qkv_out, lse, att, h, g;
+    ComputeBuffer<T> lora_saved;  // each adapter's u (and x_drop), in attach order
+  };
+  // Where the ops read the parameters and write the gradients: the host vectors themselves
+  // on the CPU backend, the *_copy buffers on another.
+  struct BackendParams {
+    T *base = nullptr, *lora = nullptr, *lora_grad = nullptr, *base_grad = nullptr;
+    uint16_t* base_bf16 = nullptr;
+    ComputeBuffer<T> base_copy, lora_copy, lora_grad_copy, base_grad_copy;
+    ComputeBuffer<uint16_t> base_bf16_copy;
   };
   struct Layer {
     const T *ln1_w, *ln1_b, *ln2_w, *ln2_b;
@@ -103,8 +129,16 @@ class GptModel {
     BlockActivations* act = nullptr;
   };
 
+  ComputeBuffer<T> buffer(size_t n) { return ComputeBuffer<T>(*ops_.memory, n); }
+  template <typename E>
+  E* backend_copy(std::vector<E>& host, ComputeBuffer<E>& copy);  // host.data() on the CPU
+  // The backend's view of a tensor, its weight view, its gradient (full fine-tuning, else null).
+  T* backend_tensor(const std::string& name);
+  WeightView<T> backend_weight(const std::string& name);
+  T* backend_grad(const std::string& name);
+  // Token ids for the ops: the caller's array on the CPU, uploaded into `copy` on another.
+  const int32_t* backend_tokens(const int32_t* host, ComputeBuffer<int32_t>& copy, size_t n);
   void build_layers();
-  T* base_grad(const std::string& name);  // a tensor's gradient in full fine-tuning, else nullptr
   void attach_lora(int l, int target, int out_col, std::vector<LoraAdapter<T>>& into);
   void point_lora_buffers();
   // One block's forward from resid_[l]; out = resid_[l + 1], or nullptr for a recompute,
@@ -119,6 +153,7 @@ class GptModel {
   ModelConfig mc_;
   LoraConfig lc_;
   Communicator& comm_;
+  const ComputeOps<T>& ops_;
   TpDims dims_;
   int max_M_;
   bool recompute_;
@@ -128,13 +163,16 @@ class GptModel {
   DType dtype_;
   std::vector<T> base_, lora_, lora_grad_, base_grad_;
   std::vector<uint16_t> base_bf16_;
+  BackendParams cp_;
   std::vector<Layer> layers_;
   std::vector<BlockActivations> acts_;  // n_layer, or 1 with recompute
-  std::vector<T> lora_du_, lora_dx_drop_;  // LoRA backward scratch, shared by all adapters
+  ComputeBuffer<T> lora_du_, lora_dx_drop_;  // LoRA backward scratch, shared by all adapters
   // Residual stream at each block's input (n_layer + 1 entries), final LN, scratch.
-  std::vector<std::vector<T>> resid_;
-  std::vector<T> lnf_, lnf_mean_, lnf_rstd_, dlnf_, dres_, dln_, dqkv_, datt_, dh_, y_, logits_chunk_;
-  std::vector<T> ce_max_, ce_stats_, ce_weight_;
+  std::vector<ComputeBuffer<T>> resid_;
+  ComputeBuffer<T> lnf_, lnf_mean_, lnf_rstd_, dlnf_, dres_, dln_, dqkv_, datt_, dh_, y_, logits_chunk_;
+  ComputeBuffer<T> ce_max_, ce_stats_, ce_weight_;
+  std::vector<T> ce_host_max_, ce_host_stats_, ce_host_weight_;  // the loss is summed on the host
+  ComputeBuffer<int32_t> inputs_copy_, targets_copy_;  // the micro-batch's tokens off the CPU
   OpTimers timers_;
 };
 

@@ -6,9 +6,8 @@
 #pragma once
 #include <vector>
 
+#include "model/compute_ops.h"
 #include "model/dtype.h"
-#include "model/ops/dropout.h"
-#include "model/ops/lora.h"
 
 namespace lora {
 
@@ -22,6 +21,7 @@ struct DropoutContext {
 
 template <typename T>
 struct LoraAdapter {
+  const ComputeOps<T>* ops = nullptr;  // the backend its buffers live in
   const T* A = nullptr;  // [r x K] (this rank's columns, for a row-parallel base)
   const T* B = nullptr;  // [N x r] (this rank's rows, for a column-parallel base)
   T* dA = nullptr;
@@ -54,10 +54,10 @@ struct LoraAdapter {
   void forward(T* y, int ldy, const T* x, int M, const DropoutContext& ctx) {
     const T* xa = x;
     if (drops(ctx)) {
-      dropout_forward(x_drop, x, M, K, dropout, key(ctx));
+      ops->dropout_forward(x_drop, x, M, K, dropout, key(ctx));
       xa = x_drop;
     }
-    lora_forward(y + out_col, ldy, u, xa, A, B, M, K, N, r, scale);
+    ops->lora_forward(y + out_col, ldy, u, xa, A, B, M, K, N, r, scale);
   }
 
   // Only what forward saves for the backward (the dropped-out input and u), adding nothing
@@ -65,26 +65,27 @@ struct LoraAdapter {
   void forward_saved_only(const T* x, int M, const DropoutContext& ctx) {
     const T* xa = x;
     if (drops(ctx)) {
-      dropout_forward(x_drop, x, M, K, dropout, key(ctx));
+      ops->dropout_forward(x_drop, x, M, K, dropout, key(ctx));
       xa = x_drop;
     }
-    lora_down_forward(u, xa, A, M, K, r);
+    ops->lora_down_forward(u, xa, A, M, K, r);
   }
 
   // Accumulates dA, dB; adds this branch's input gradient to dx unless dx is null.
   void backward(T* dx, const T* dy, int ldy, const T* x, int M, const DropoutContext& ctx) {
     if (!drops(ctx)) {
-      lora_backward(dx, dA, dB, du, dy + out_col, ldy, x, u, A, B, M, K, N, r, scale);
+      ops->lora_backward(dx, dA, dB, du, dy + out_col, ldy, x, u, A, B, M, K, N, r, scale);
       return;
     }
-    std::fill(dx_drop, dx_drop + static_cast<size_t>(M) * K, T(0));
-    lora_backward(dx ? dx_drop : nullptr, dA, dB, du, dy + out_col, ldy, x_drop, u, A, B, M, K, N, r, scale);
-    if (dx) dropout_backward(dx, dx_drop, M, K, dropout, key(ctx));
+    ops->memory->zero(dx_drop, static_cast<size_t>(M) * K * sizeof(T));
+    ops->lora_backward(dx ? dx_drop : nullptr, dA, dB, du, dy + out_col, ldy, x_drop, u, A, B, M, K, N, r, scale);
+    if (dx) ops->dropout_backward(dx, dx_drop, M, K, dropout, key(ctx));
   }
 
   // W (this rank's [N_total x K] block, its rows from out_col on) += sign * scale * B A.
   // A bf16 W is widened, merged and rounded back (round-to-nearest-even): with model.dtype
-  // bf16, merging and unmerging are exact only to bf16 round-off.
+  // bf16, merging and unmerging are exact only to bf16 round-off. Host memory only (the CPU
+  // backend's buffers; GptModel::merge_lora refuses the others).
   void merge_into(WeightView<T> W, T sign) const {
     const size_t first = static_cast<size_t>(out_col) * K, n = static_cast<size_t>(N) * K;
     if (!W.is_bf16()) {

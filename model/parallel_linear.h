@@ -14,12 +14,12 @@
 
 #include "comm/tp_regions.h"
 #include "model/lora_adapter.h"
-#include "model/ops/linear.h"
 
 namespace lora {
 
 template <typename T>
 struct ColumnParallelLinear {
+  const ComputeOps<T>* ops = nullptr;  // the backend its buffers live in
   WeightView<T> W;       // [N x K], this rank's output rows (model type or bf16)
   const T* b = nullptr;  // [N]
   T *dW = nullptr, *db = nullptr;  // full fine-tuning only: gradients of this rank's W and b (local)
@@ -28,7 +28,7 @@ struct ColumnParallelLinear {
   bool merged = false;
 
   void forward(T* y, const T* x, int M, const DropoutContext& ctx) {
-    linear_forward<T>(y, x, W, b, M, K, N);
+    ops->linear_forward(y, x, W, b, M, K, N);
     if (!merged)
       for (auto& a : lora) a.forward(y, N, x, M, ctx);
   }
@@ -37,8 +37,8 @@ struct ColumnParallelLinear {
   // gradients are computed (the first layer's input gradient feeds a frozen embedding).
   void backward(T* dx, const T* dy, const T* x, int M, const DropoutContext& ctx, Communicator& comm,
                 bool need_dx) {
-    if (dW) linear_backward_weight<T>(dW, db, dy, x, M, K, N);
-    if (need_dx) linear_backward_input<T>(dx, dy, W, M, K, N, /*accumulate=*/false);
+    if (dW) ops->linear_backward_weight(dW, db, dy, x, M, K, N);
+    if (need_dx) ops->linear_backward_input(dx, dy, W, M, K, N, /*accumulate=*/false);
     for (auto& a : lora) a.backward(need_dx ? dx : nullptr, dy, N, x, M, ctx);
     if (need_dx) copy_to_tp_region_backward(comm, dx, static_cast<size_t>(M) * K);
   }
@@ -52,6 +52,7 @@ struct ColumnParallelLinear {
 
 template <typename T>
 struct RowParallelLinear {
+  const ComputeOps<T>* ops = nullptr;  // the backend its buffers live in
   WeightView<T> W;       // [N x K_local], this rank's input columns (model type or bf16)
   const T* b = nullptr;  // [N], replicated, added once after the reduction
   // Full fine-tuning only: dW local; db replicated, and whole on every TP rank (dy is).
@@ -61,11 +62,11 @@ struct RowParallelLinear {
   bool merged = false;
 
   void forward(T* y, const T* x, int M, const DropoutContext& ctx, Communicator& comm) {
-    linear_forward<T>(y, x, W, static_cast<const T*>(nullptr), M, K, N);
+    ops->linear_forward(y, x, W, nullptr, M, K, N);
     if (!merged)
       for (auto& a : lora) a.forward(y, N, x, M, ctx);
     reduce_from_tp_region(comm, y, static_cast<size_t>(M) * N);
-    add_bias(y, b, M, N);
+    ops->add_bias(y, b, M, N);
   }
 
   // A recompute (train.recompute: full) of a layer whose output the backward does not need:
@@ -76,8 +77,8 @@ struct RowParallelLinear {
   }
 
   void backward(T* dx, const T* dy, const T* x, int M, const DropoutContext& ctx) {
-    if (dW) linear_backward_weight<T>(dW, db, dy, x, M, K, N);
-    linear_backward_input<T>(dx, dy, W, M, K, N, /*accumulate=*/false);
+    if (dW) ops->linear_backward_weight(dW, db, dy, x, M, K, N);
+    ops->linear_backward_input(dx, dy, W, M, K, N, /*accumulate=*/false);
     for (auto& a : lora) a.backward(dx, dy, N, x, M, ctx);
   }
 
