@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <cerrno>
@@ -75,7 +76,25 @@ void print_op_times(const OpTimers& t, int steps, double step_ms) {
 
 }  // namespace
 
-int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& opt, Watchdog* watchdog) {
+namespace {
+// The dense bf16 peak (FLOP/s) of the preset whose GPU `description` names ("NVIDIA H200, ..."
+// -> h200-141gb), or 0 when none does.
+double gpu_bf16_peak(const std::string& description, std::string* preset) {
+  std::string lower = description;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (const DeviceSpec& d : gpu_presets()) {
+    const std::string chip = d.name.substr(0, d.name.find('-'));  // "h200"
+    if (lower.find(chip) != std::string::npos) {
+      *preset = d.name;
+      return d.peak_flops_bf16;
+    }
+  }
+  return 0;
+}
+}  // namespace
+
+int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& opt, Watchdog* watchdog,
+              ComputeBackend* backend) {
   RunConfig cfg = cfg_in;
   cfg.train.steps = opt.warmup + opt.steps;
   cfg.data.val.clear();
@@ -84,7 +103,8 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   // measured now, before the model exists, as `lora_dist plan` measures its own.
   const DeviceSpec cpu = cpu_device(omp_get_max_threads(), comm.size(Group::World), cfg.model.dtype == "bf16",
                                     cfg.train.micro_batch * cfg.train.seq_len, /*measure_rates=*/false);
-  Trainer trainer(cfg, comm, synthetic_tokens(cfg, cfg.train.steps));
+  Trainer trainer(cfg, comm, synthetic_tokens(cfg, cfg.train.steps), backend);
+  const bool gpu = backend && backend->on_gpu();
   const bool root = comm.rank(Group::World) == 0;
 
   std::vector<double> ms;
@@ -113,6 +133,14 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   const double gflops = tok_s * flop_tok / 1e9;
   const int ranks = comm.size(Group::World), threads = omp_get_max_threads();
   double per_core = opt.peak_gflops_per_core;
+  std::string gpu_peak_source = "given";
+  if (gpu && per_core <= 0) {  // per GPU: one rank per GPU
+    per_core = gpu_bf16_peak(backend->line(), &gpu_peak_source) / 1e9;
+    if (per_core <= 0)
+      throw std::runtime_error("bench: no GPU preset matches this device (" + backend->line() +
+                               "); give its dense bf16 peak with --peak-gflops-per-core (GFLOP/s per GPU)");
+    gpu_peak_source = "dense bf16 peak of the " + gpu_peak_source + " preset";
+  }
   Watchdog::LongPhase measuring(watchdog, "measuring the FMA peak on every rank");
   if (per_core <= 0) {
     // Every rank with all its threads at once, after a barrier: the peak of the cores while
@@ -124,7 +152,9 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
     comm.all_reduce_sum(&total, 1, Group::World);
     per_core = total / (threads * comm.size(Group::World));
   }
-  const double peak = per_core * threads * ranks;
+  const double peak = gpu ? per_core * ranks : per_core * threads * ranks;
+  double device_mib = gpu ? backend->device_bytes_in_use() / 1048576.0 : 0;
+  comm.all_reduce_max(&device_mib, 1, Group::World);
   double rss = peak_rss_mib();
   comm.all_reduce_max(&rss, 1, Group::World);
   const Plan plan = make_plan(cfg, cpu, synthetic_token_bytes(cfg, cfg.train.steps));
@@ -146,9 +176,16 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
     std::printf("step: median %.1f ms (min %.1f, max %.1f) over %d timed steps after %d warm-up\n", median, ms.front(),
                 ms.back(), opt.steps, opt.warmup);
     std::printf("tokens/s: %.1f\n", tok_s);
-    std::printf("model FLOP/token: %.4f GFLOP | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (fp32 FMA peak %.1f/core%s x %d cores)\n",
-                flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, per_core,
-                opt.peak_gflops_per_core > 0 ? ", given" : ", measured", threads * ranks);
+    if (gpu) {
+      std::printf("%s\n", backend->line().c_str());
+      std::printf("model FLOP/token: %.4f GFLOP | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (%s, %.0f GFLOP/s x %d GPUs)\n",
+                  flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, gpu_peak_source.c_str(), per_core, ranks);
+      std::printf("GPU memory in use (max over ranks): %.0f MiB\n", device_mib);
+    } else {
+      std::printf("model FLOP/token: %.4f GFLOP | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (fp32 FMA peak %.1f/core%s x %d cores)\n",
+                  flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, per_core,
+                  opt.peak_gflops_per_core > 0 ? ", given" : ", measured", threads * ranks);
+    }
     std::printf("peak RSS per rank: %.0f MiB (max over %d ranks), of which frozen weights %.0f MiB; planned %.0f MiB "
                 "(lora_dist plan, %+.1f %%)\n",
                 rss, ranks, weights_mib, planned, 100.0 * (planned - rss) / rss);
@@ -179,7 +216,8 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
                             {"recompute", cfg.train.recompute},
                             {"dtype", m.dtype}, {"frozen_bytes", frozen[0]}, {"frozen_matrix_bytes", frozen[1]},
                             {"frozen_gemm_kernel", kernel},
-                            {"lora_grad_bytes", last.lora_grad_bytes}, {"tp_activation_bytes", last.tp_bytes}}
+                            {"lora_grad_bytes", last.lora_grad_bytes}, {"tp_activation_bytes", last.tp_bytes},
+                            {"backend", gpu ? "cuda" : "cpu"}, {"gpu_memory_mib", device_mib}}
                  .dump()
           << '\n';
       out.close();

@@ -2,6 +2,7 @@
 // tokens/s, model FLOP/s and MFU (FLOPs counted as ../shared/anchors counts them), peak
 // memory per rank and the bytes all-reduced per step.
 #pragma once
+#include "trainer/compute_backend.h"
 #include "comm/communicator.h"
 #include "comm/watchdog.h"
 #include "trainer/run_config.h"
@@ -21,6 +22,9 @@ struct BenchOptions {
 double lora_flops_per_token(const ModelConfig& m, const LoraConfig& l, int seq_len);
 
 // `watchdog` (may be null) is told each step's time, so its limit fits the bench's shape.
-int run_bench(const RunConfig& cfg, Communicator& comm, const BenchOptions& opt, Watchdog* watchdog = nullptr);
+// On a GPU backend MFU is against the device's dense bf16 peak (its trainer/gpu_presets.cpp
+// entry, found from the device's name; --peak-gflops-per-core gives it per GPU instead).
+int run_bench(const RunConfig& cfg, Communicator& comm, const BenchOptions& opt, Watchdog* watchdog = nullptr,
+              ComputeBackend* backend = nullptr);
 
 }  // namespace lora

@@ -256,17 +256,6 @@ Reader path(std::string& dst, bool optional = false) {
   };
 }
 
-// device.backend: cuda names a backend whose ops exist but that the model cannot run on yet
-// (trainer/backend.h): refused here, with the file's line, rather than after MPI starts.
-Reader backend(std::string& dst) {
-  return [&dst](const Field& f) {
-    choice(dst, {"auto", "cpu", "cuda"})(f);
-    if (dst == "cuda")
-      f.fail("cuda: the model does not run on the CUDA backend yet (its kernels, cuBLAS GEMMs and NCCL communicator "
-             "are built and tested op by op, but GptModel's buffers are host memory); use auto or cpu");
-  };
-}
-
 Reader resume(std::string& dst) {
   return [&dst](const Field& f) {
     std::string s;
@@ -382,7 +371,8 @@ std::vector<SectionSpec> spec(RunConfig& c, DeviceConfig& device) {
         {"resume", resume(c.checkpoint.resume)}}},
       {"output", {{"dir", path(c.output.dir)}, {"metrics", text(c.output.metrics)}}},
       {"device",
-       {{"backend", backend(device.backend)},
+       {{"backend", choice(device.backend, {"auto", "cpu", "cuda"})},
+        {"comm", choice(device.comm, {"auto", "nccl", "mpi"})},
         {"preset", choice(device.preset, device_preset_names())},
         {"devices_per_node", number(device.devices_per_node, at_least(0))}}},
   };
@@ -662,6 +652,10 @@ RunConfig load_run_config(const std::string& yaml_path, const std::vector<std::s
 
   adopt_hf_shape(c, ctx);
   check_consistency(c, ctx);
+  const DeviceConfig& dev = device ? *device : ignored;
+  if (dev.backend == "cpu" && dev.comm == "nccl")
+    ctx.fail(ctx.line_of({"device.comm"}), "device.comm",
+             "NCCL moves GPU memory, but device.backend: cpu computes in host memory (use auto or mpi)", "nccl");
   check_files(c, ctx);
   return c;
 }

@@ -48,7 +48,8 @@ RunConfig load_run_config(const std::string& yaml_path);
 // The optional `device:` section: the device `lora_dist plan` plans for (trainer/plan.h).
 // Every command accepts it; only plan reads it (a run uses the machine it runs on).
 struct DeviceConfig {
-  std::string backend = "auto";  // auto | cpu | cuda (trainer/backend.h); cuda is refused until the model runs on it
+  std::string backend = "auto";  // auto | cpu | cuda (trainer/compute_backend.h)
+  std::string comm = "auto";     // the model's collectives on CUDA: auto (= nccl) | nccl | mpi (host-staged)
   std::string preset = "cpu";  // trainer/device_presets.h: cpu, a100-80gb, h100-80gb, h200-141gb
   int devices_per_node = 0;    // ranks per node; 0 = the preset's (8 for the GPU presets)
 };

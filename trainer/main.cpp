@@ -34,10 +34,10 @@
 #include "comm/collective_guard.h"
 #include "comm/mpi_communicator.h"
 #include "io/input_error.h"
-#include "trainer/backend.h"
-#include "trainer/bench.h"
 #include "trainer/analyze.h"
+#include "trainer/bench.h"
 #include "trainer/blas_kernels.h"
+#include "trainer/compute_backend.h"
 #include "trainer/config_loader.h"
 #include "trainer/memory_check.h"
 #include "trainer/device_presets.h"
@@ -97,18 +97,27 @@ int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOpt
   check_world_size(cfg);
   set_threads(cfg.train.threads);
   lora::MpiCommunicator comm(MPI_COMM_WORLD, cfg.parallel.tp, cfg.parallel.dp);
-  // From here on no collective may block forever (a lost link, a dead host).
-  lora::Watchdog watchdog(cfg.parallel.timeout_s, world_rank(), [](int code) { MPI_Abort(MPI_COMM_WORLD, code); });
+  // From here on no collective may block forever (a lost link, a dead host). On the GPU the
+  // NCCL communicators are aborted first, so no kernel keeps waiting for a dead peer.
+  static lora::ComputeBackend* backend_to_abort = nullptr;
+  lora::Watchdog watchdog(cfg.parallel.timeout_s, world_rank(), [](int code) {
+    if (backend_to_abort) backend_to_abort->abort_collectives();
+    MPI_Abort(MPI_COMM_WORLD, code);
+  });
   comm.set_watchdog(&watchdog);
+  if (generate) device.backend = "cpu";  // the KV cache is host memory (model/kv_cache.h)
+  // Every rank throws alike when device.backend: cuda cannot be had (a config error, exit 2).
+  lora::ComputeBackend backend = lora::open_compute_backend(device, comm, MPI_COMM_WORLD, &watchdog);
+  backend_to_abort = &backend;
   // generate's stdout is the text alone: its notes, this line too, go to stderr.
-  if (world_rank() == 0) std::fprintf(generate ? stderr : stdout, "%s\n", lora::backend_line(device.backend).c_str());
+  if (world_rank() == 0) std::fprintf(generate ? stderr : stdout, "%s\n", backend.line().c_str());
   if (generate) {
     lora::run_generate(cfg, comm, *generate);
     return 0;
   }
   lora::check_fits_in_memory(cfg, comm);
-  if (bench) return lora::run_bench(cfg, comm, *bench, &watchdog);
-  lora::Trainer trainer(cfg, comm);
+  if (bench) return lora::run_bench(cfg, comm, *bench, &watchdog, &backend);
+  lora::Trainer trainer(cfg, comm, &backend);
   trainer.set_watchdog(&watchdog);
   if (trainer.run() == lora::RunOutcome::Finished) return 0;
   if (world_rank() == 0)

@@ -46,10 +46,13 @@ void fail_if_asked(int rank, int step) {
 
 }  // namespace
 
-Trainer::Trainer(const RunConfig& cfg, Communicator& comm) : cfg_(cfg), comm_(comm) { setup(/*read_train=*/true); }
+Trainer::Trainer(const RunConfig& cfg, Communicator& comm, ComputeBackend* backend)
+    : cfg_(cfg), comm_(comm), backend_(backend ? backend : &cpu_backend_) {
+  setup(/*read_train=*/true);
+}
 
-Trainer::Trainer(const RunConfig& cfg, Communicator& comm, TokenShard train)
-    : cfg_(cfg), comm_(comm), train_data_(std::move(train)) {
+Trainer::Trainer(const RunConfig& cfg, Communicator& comm, TokenShard train, ComputeBackend* backend)
+    : cfg_(cfg), comm_(comm), backend_(backend ? backend : &cpu_backend_), train_data_(std::move(train)) {
   setup(/*read_train=*/false);
 }
 
@@ -70,7 +73,8 @@ void Trainer::setup(bool read_train) {
     if (val_data_) val_sampler_ = std::make_unique<BatchSampler>(*val_data_, t.seq_len, t.seed, /*shuffle=*/false);
   });
 
-  model_ = std::make_unique<GptModel<float>>(m, cfg_.lora, comm_, t.micro_batch, t.seq_len, t.recompute == "full");
+  model_ = std::make_unique<GptModel<float>>(m, cfg_.lora, backend_->model_comm(comm_), t.micro_batch, t.seq_len,
+                                             t.recompute == "full", backend_->ops());
   load_frozen_base(cfg_, *model_, comm_, is_logger() ? stdout : nullptr);
   model_->init_lora(t.seed);
   if (!cfg_.lora.init_from.empty()) {  // step 0's pairs from a PEFT adapter; a resume overrides them
@@ -79,10 +83,13 @@ void Trainer::setup(bool read_train) {
     });
     if (is_logger()) std::printf("lora: pairs initialised from the PEFT adapter %s\n", cfg_.lora.init_from.c_str());
   }
+  model_->upload_frozen();  // to the GPU, on the CUDA backend; the host copies stay the masters
+  model_->upload_trainable();
   if (is_logger())  // the run's first line: what the frozen weights are and which kernel multiplies them
     std::printf("model: %s %s weights, %zu bytes on TP rank 0; frozen-weight GEMMs: %s\n", m.dtype.c_str(),
                 model_->full_finetuning() ? "trained (full fine-tuning, lora.enabled: false)" : "frozen",
-                model_->frozen_bytes(), frozen_gemm_kernel(model_->dtype()).c_str());
+                model_->frozen_bytes(),
+                backend_->on_gpu() ? "cuBLAS (cublasGemmEx, fp32 sums)" : frozen_gemm_kernel(model_->dtype()).c_str());
   adamw_ = AdamW(model_->trainable_params().size());
 
   const size_t n = static_cast<size_t>(t.micro_batch) * t.seq_len;
@@ -117,7 +124,8 @@ StepStats Trainer::train_step() {
 
   StepStats s;
   s.lr = learning_rate(cfg_.optim, step_, t.steps);
-  const uint64_t tp_before = comm_.bytes(Group::TP);
+  Communicator& model_comm = model_->comm();  // the run's, or NCCL / host-staged on the GPU
+  const uint64_t tp_before = model_comm.bytes(Group::TP);
   model_->zero_grads();
   double loss = 0;
   for (int i = 0; i < per_rank; i += mb) {
@@ -127,18 +135,24 @@ StepStats Trainer::train_step() {
     loss += model_->step(load(*train_sampler_, first, mb), loss_tokens, ctx, /*grad=*/true);
     fail_if_asked(comm_.rank(Group::World), step_);
   }
-  s.tp_bytes = comm_.bytes(Group::TP) - tp_before;
+  s.tp_bytes = model_comm.bytes(Group::TP) - tp_before;
 
+  // The all-reduce runs where the gradients are (over NCCL on the GPU); clipping and AdamW on
+  // the host masters, which then go back to the backend.
   auto& grads = model_->trainable_grads();
+  float* backend_grads = model_->backend_trainable_grads();
   s.lora_grad_bytes = model_->full_finetuning()
-                          ? all_reduce_full_grads(comm_, grads.data(), grads.size())
-                          : all_reduce_lora_grads(comm_, grads.data(), model_->lora_layout().replicated_size, grads.size());
+                          ? all_reduce_full_grads(model_comm, backend_grads, grads.size())
+                          : all_reduce_lora_grads(model_comm, backend_grads, model_->lora_layout().replicated_size,
+                                                  grads.size());
+  model_->download_gradients();
   s.grad_norm = grad_norm(comm_, model_->trainable_layout(), grads.data());
   s.loss = dp_sum(loss);
   // Both are all-reduced, so every rank takes the same branch.
   if (std::isfinite(s.loss) && std::isfinite(s.grad_norm)) {
     clip_grads(grads.data(), grads.size(), s.grad_norm, cfg_.optim.grad_clip);
     adamw_.update(model_->trainable_params().data(), grads.data(), s.lr, cfg_.optim);
+    model_->upload_trainable();
   } else {
     s.skipped = true;
     handle_nonfinite(s);  // throws for on_nonfinite: stop, before the step counts
@@ -218,6 +232,7 @@ bool Trainer::resume() {
   if (!info) return false;
   // Data order, dropout masks and the LR schedule are functions of (seed, step): restoring
   // the tensors and these counters restores everything.
+  model_->upload_trainable();  // the checkpoint's tensors went into the host masters
   step_ = info->counters.step;
   adamw_.step = info->counters.adam_step;
   last_saved_step_ = step_;
@@ -289,6 +304,8 @@ void Trainer::log_run_end() {
   const auto top = std::max_element(per_rank.begin(), per_rank.end());
   std::printf("peak RSS: %.1f MiB on rank %d (the largest of %zu ranks; metrics.jsonl has each)\n", *top,
               static_cast<int>(top - per_rank.begin()), per_rank.size());
+  if (backend_->on_gpu())
+    std::printf("GPU memory in use on rank 0's device: %.1f MiB\n", backend_->device_bytes_in_use() / 1048576.0);
   std::fflush(stdout);
 }
 

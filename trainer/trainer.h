@@ -15,6 +15,7 @@
 #include "io/checkpoint.h"
 #include "model/gpt.h"
 #include "trainer/adamw.h"
+#include "trainer/compute_backend.h"
 #include "trainer/metrics_log.h"
 #include "trainer/run_config.h"
 
@@ -49,10 +50,11 @@ enum class RunOutcome {
 
 class Trainer {
  public:
-  // Reads data.train (and data.val) itself.
-  Trainer(const RunConfig& cfg, Communicator& comm);
+  // Reads data.train (and data.val) itself. The model computes on `backend` (the CPU when
+  // null); `comm` carries the trainer's own collectives, over host memory.
+  Trainer(const RunConfig& cfg, Communicator& comm, ComputeBackend* backend = nullptr);
   // With training data given (the benchmark's synthetic tokens).
-  Trainer(const RunConfig& cfg, Communicator& comm, TokenShard train);
+  Trainer(const RunConfig& cfg, Communicator& comm, TokenShard train, ComputeBackend* backend = nullptr);
 
   StepStats train_step();  // runs optimizer step number step() and advances
   double evaluate();       // mean CE over train.eval_batches global batches of data.val
@@ -99,6 +101,8 @@ class Trainer {
 
   RunConfig cfg_;
   Communicator& comm_;
+  ComputeBackend cpu_backend_;  // when none is given
+  ComputeBackend* backend_;
   TokenShard train_data_;
   std::optional<TokenShard> val_data_;
   std::unique_ptr<BatchSampler> train_sampler_, val_sampler_;
