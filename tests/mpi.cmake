@@ -22,3 +22,9 @@ add_executable(gather_blocks ${CMAKE_CURRENT_SOURCE_DIR}/mpi/gather_blocks.cpp)
 target_link_libraries(gather_blocks PRIVATE lora_core)
 add_test(NAME mpi_gather_blocks COMMAND ${LORA_MPIRUN} -np 4 $<TARGET_FILE:gather_blocks>)
 set_tests_properties(mpi_gather_blocks PROPERTIES TIMEOUT 120 LABELS mpi ENVIRONMENT "${LORA_MPI_ENV}")
+# The trainer's device path (upload, download, host-staged collectives) with the CPU's ops in
+# memory of their own, against the plain CPU backend, bit for bit: issue 14 without a GPU.
+add_executable(device_path ${CMAKE_CURRENT_SOURCE_DIR}/mpi/device_path.cpp)
+target_link_libraries(device_path PRIVATE lora_core)
+add_test(NAME mpi_device_path COMMAND ${LORA_MPIRUN} -np 4 $<TARGET_FILE:device_path> ${CMAKE_CURRENT_BINARY_DIR}/device_path_work)
+set_tests_properties(mpi_device_path PROPERTIES TIMEOUT 300 LABELS mpi ENVIRONMENT "${LORA_MPI_ENV}")

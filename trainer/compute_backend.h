@@ -27,6 +27,10 @@ struct CudaPlugin;
 class ComputeBackend {
  public:
   ComputeBackend() = default;  // the CPU backend
+  // A backend made by hand: `ops`, with the model's collectives over `device_comm` (tests
+  // run the CPU's ops in memory of their own this way: the device path without a GPU).
+  ComputeBackend(const ComputeOps<float>& ops, std::unique_ptr<Communicator> device_comm, std::string line)
+      : ops_(&ops), device_comm_(std::move(device_comm)), line_(std::move(line)) {}
   ComputeBackend(ComputeBackend&&) = default;
   ComputeBackend& operator=(ComputeBackend&&) = default;
   ~ComputeBackend();
