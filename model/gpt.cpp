@@ -75,6 +75,7 @@ GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator&
     A.g = buffer(M * dims_.ffl);
   }
   point_lora_buffers();
+  if (!ops_.memory->is_host) timers_.synchronize = ops_.synchronize;
 }
 
 template <typename T>

@@ -74,6 +74,12 @@ const CudaPlugin* find_cuda(std::string* why) {
 
 ComputeBackend::~ComputeBackend() = default;
 
+ComputeBackend ComputeBackend::cpu(const std::string& why) {
+  ComputeBackend b;
+  b.line_ = "backend: cpu, " + std::to_string(omp_get_max_threads()) + " thread(s) per rank (" + why + ")";
+  return b;
+}
+
 size_t ComputeBackend::device_bytes_in_use() const { return cuda_ ? cuda_->device_bytes_in_use() : 0; }
 
 void ComputeBackend::abort_collectives() {
@@ -97,9 +103,7 @@ ComputeBackend open_compute_backend(const DeviceConfig& device, Communicator& ru
     throw ConfigError("device.backend: cuda, but another rank of the job cannot use a GPU (its own error says why)");
   if (!cuda || !everywhere) {
     if (cuda) why = "another rank of the job has no usable GPU";
-    b.line_ = "backend: cpu, " + std::to_string(omp_get_max_threads()) + " thread(s) per rank (device.backend: " +
-              device.backend + "; " + why + ")";
-    return b;
+    return ComputeBackend::cpu("device.backend: " + device.backend + "; " + why);
   }
   const int local = cuda->local_rank_from_env();
   const int id = cuda->select_device(local);

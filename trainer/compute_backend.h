@@ -27,6 +27,8 @@ struct CudaPlugin;
 class ComputeBackend {
  public:
   ComputeBackend() = default;  // the CPU backend
+  // The CPU backend with its line: "backend: cpu, N thread(s) per rank (<why>)".
+  static ComputeBackend cpu(const std::string& why);
   // A backend made by hand: `ops`, with the model's collectives over `device_comm` (tests
   // run the CPU's ops in memory of their own this way: the device path without a GPU).
   ComputeBackend(const ComputeOps<float>& ops, std::unique_ptr<Communicator> device_comm, std::string line)

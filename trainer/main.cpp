@@ -105,9 +105,11 @@ int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOpt
     MPI_Abort(MPI_COMM_WORLD, code);
   });
   comm.set_watchdog(&watchdog);
-  if (generate) device.backend = "cpu";  // the KV cache is host memory (model/kv_cache.h)
   // Every rank throws alike when device.backend: cuda cannot be had (a config error, exit 2).
-  lora::ComputeBackend backend = lora::open_compute_backend(device, comm, MPI_COMM_WORLD, &watchdog);
+  // generate decodes on the CPU: its KV cache is host memory (model/kv_cache.h).
+  lora::ComputeBackend backend =
+      generate ? lora::ComputeBackend::cpu("generate decodes on the CPU: its KV cache is host memory")
+               : lora::open_compute_backend(device, comm, MPI_COMM_WORLD, &watchdog);
   backend_to_abort = &backend;
   // generate's stdout is the text alone: its notes, this line too, go to stderr.
   if (world_rank() == 0) std::fprintf(generate ? stderr : stdout, "%s\n", backend.line().c_str());
