@@ -21,3 +21,14 @@ add_test(NAME cli.bench_full_finetuning
           --yaml ${CMAKE_CURRENT_SOURCE_DIR}/cli/bench_tiny_full.yaml --steps 2 --warmup 1)
 set_tests_properties(cli.bench_full_finetuning PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=1" LABELS mpi
   PASS_REGULAR_EXPRESSION "\\| full fine-tuning \\|.*tokens/s: [0-9.]+\n.*peak RSS per rank: [0-9]+ MiB.*planned.*gradients 474112 = every base tensor's over DP")
+# device.backend: cuda on a machine without a usable GPU: exit 2 on both ranks, the reason
+# named (on a machine with GPUs the run would train: skipped there, gpu.cuda_runs covers it).
+add_test(NAME cli.backend_cuda_needs_a_gpu
+  COMMAND bash -c "if [ -e /dev/nvidia0 ]; then echo 'a GPU is visible: this is the no-GPU case'; exit 77; fi; exec \"$0\" \"$@\""
+          ${CMAKE_COMMAND}
+          "-DCMD=${MPIRUN}$<SEMICOLON>--oversubscribe$<SEMICOLON>--allow-run-as-root$<SEMICOLON>-np$<SEMICOLON>2$<SEMICOLON>$<TARGET_FILE:lora_dist>$<SEMICOLON>--yaml$<SEMICOLON>${CMAKE_CURRENT_SOURCE_DIR}/cli/backend_cuda.yaml"
+          "-DEXPECT=lora_dist: config error: device.backend: cuda, but rank 0 cannot use a GPU: "
+          -DEXIT=2
+          -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_failure.cmake)
+set_tests_properties(cli.backend_cuda_needs_a_gpu PROPERTIES LABELS "config;mpi" SKIP_RETURN_CODE 77
+  ENVIRONMENT "OMP_NUM_THREADS=1")
