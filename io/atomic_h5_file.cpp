@@ -47,7 +47,9 @@ AtomicH5File::~AtomicH5File() {
 hid_t AtomicH5File::group(const std::string& name) {
   auto it = groups_.find(name);
   if (it != groups_.end()) return it->second;
-  const hid_t g = H5Gcreate2(file_, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Handle gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
+  H5Pset_obj_track_times(gcpl, false);  // no timestamps: the same contents give the same bytes
+  const hid_t g = H5Gcreate2(file_, name.c_str(), H5P_DEFAULT, gcpl, H5P_DEFAULT);
   return groups_.emplace(name, H5Handle(h5_check(g, tmp_, "cannot create group " + name), H5Gclose)).first->second;
 }
 

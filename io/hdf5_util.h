@@ -105,7 +105,10 @@ inline H5Handle h5_create_matrix(hid_t loc, const std::string& name, hsize_t row
                                  const std::string& file, const std::string& what) {
   const hsize_t dims[2] = {rows, cols};
   H5Handle space(H5Screate_simple(2, dims, nullptr), H5Sclose);
-  return H5Handle(h5_check(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+  // No creation and modification times in the object header: the same tensors give the same bytes.
+  H5Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  H5Pset_obj_track_times(dcpl, false);
+  return H5Handle(h5_check(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT),
                            file, "cannot create dataset " + what),
                   H5Dclose);
 }
