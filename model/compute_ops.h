@@ -55,6 +55,18 @@ struct ComputeOps {
   decltype(&vocab_cross_entropy_backward<T>) vocab_cross_entropy_backward;
 };
 
+// A backend's op entries for ComputeOps<T>'s initialiser, in its order: the functions of
+// namespace NS (::lora for the CPU, ::lora::cuda for CUDA). One list, so the twin tables
+// cannot drift apart.
+#define LORA_COMPUTE_OPS_OF(NS, T)                                                                        \
+  NS::layernorm_forward<T>, NS::layernorm_backward<T>, NS::layernorm_backward_params<T>,                 \
+      NS::linear_forward<T>, NS::linear_backward_input<T>, NS::linear_backward_weight<T>, NS::add_bias<T>, \
+      NS::lora_forward<T>, NS::lora_down_forward<T>, NS::lora_backward<T>, NS::dropout_forward<T>,         \
+      NS::dropout_backward<T>, NS::attention_forward<T>, NS::attention_backward<T>,                        \
+      NS::attention_forward_cached<T>, NS::gelu_forward<T>, NS::gelu_backward<T>, NS::residual_forward<T>, \
+      NS::embedding_forward<T>, NS::add_positions<T>, NS::embedding_backward<T>, NS::positions_backward<T>, \
+      NS::vocab_logits_max<T>, NS::vocab_sumexp_and_target<T>, NS::vocab_cross_entropy_backward<T>
+
 // The CPU backend, for float and double (the gradient checks run in double).
 template <typename T>
 const ComputeOps<T>& cpu_ops();

@@ -20,9 +20,8 @@
 
 #include "comm/host_staged_communicator.h"
 #include "comm/mpi_communicator.h"
-#include "io/token_shard.h"
-#include "model/rng.h"
 #include "tests/model_shape.h"
+#include "tests/mpi/test_shard.h"
 #include "trainer/trainer.h"
 
 namespace {
@@ -106,16 +105,8 @@ int main(int argc, char** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   const std::string dir = argc > 1 ? argv[1] : ".";
-  const std::string shard_path = dir + "/device_path_tokens.bin";
-  if (rank == 0) {
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    std::vector<uint32_t> tokens(3000);
-    std::vector<uint8_t> mask(3000);
-    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = philox(3, 4, i, 0, 0)[0] % 61, mask[i] = i % 7 != 0;
-    write_token_shard(shard_path, tokens, 61, &mask, 2);
-  }
-  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0) std::filesystem::remove_all(dir);
+  const std::string shard_path = test::write_test_shard(dir, "device_path_tokens.bin", 3, 61, 7);
   const ComputeOps<float> ops = separate_ops();
   int passed = 0, failed = 0;
   auto check = [&](bool ok, const std::string& what) {

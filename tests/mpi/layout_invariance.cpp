@@ -26,6 +26,7 @@
 #include "model/rng.h"
 #include "model/tensor_shards.h"
 #include "tests/model_shape.h"
+#include "tests/mpi/test_shard.h"
 #include "trainer/grad_sync.h"
 #include "trainer/trainer.h"
 
@@ -205,15 +206,7 @@ int main(int argc, char** argv) {
   const std::string dir = argc > 1 ? argv[1] : ".";
   if (argc > 2) g_full = std::string(argv[2]) == "full";
   if (argc > 2 && !g_full) g_dtype = argv[2];
-  const std::string shard_path = dir + "/layout_tokens.bin";
-  if (rank == 0) {
-    std::filesystem::create_directories(dir);
-    std::vector<uint32_t> tokens(3000);
-    std::vector<uint8_t> mask(3000);
-    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = philox(1, 2, i, 0, 0)[0] % 61, mask[i] = i % 5 != 0;
-    write_token_shard(shard_path, tokens, 61, &mask, 2);
-  }
-  MPI_Barrier(MPI_COMM_WORLD);
+  const std::string shard_path = test::write_test_shard(dir, "layout_tokens.bin", 1, 61, 5);
   const TokenShard shard = read_token_shard(shard_path);
 
   // fp32 round-off: TP sums partial products in another order, DP/accumulation sum

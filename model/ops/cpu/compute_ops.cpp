@@ -19,20 +19,6 @@ void host_copy(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src,
 void host_zero(void* p, size_t bytes) { std::memset(p, 0, bytes); }
 void nothing_to_wait_for() {}
 
-template <typename T>
-ComputeOps<T> make_cpu_ops() {
-  return ComputeOps<T>{
-      "cpu", &host_memory(), nothing_to_wait_for,
-      layernorm_forward<T>, layernorm_backward<T>, layernorm_backward_params<T>,
-      linear_forward<T>, linear_backward_input<T>, linear_backward_weight<T>, add_bias<T>,
-      lora_forward<T>, lora_down_forward<T>, lora_backward<T>,
-      dropout_forward<T>, dropout_backward<T>,
-      attention_forward<T>, attention_backward<T>, attention_forward_cached<T>,
-      gelu_forward<T>, gelu_backward<T>, residual_forward<T>,
-      embedding_forward<T>, add_positions<T>, embedding_backward<T>, positions_backward<T>,
-      vocab_logits_max<T>, vocab_sumexp_and_target<T>, vocab_cross_entropy_backward<T>,
-  };
-}
 }  // namespace
 
 const DeviceMemory& host_memory() {
@@ -42,7 +28,7 @@ const DeviceMemory& host_memory() {
 
 template <typename T>
 const ComputeOps<T>& cpu_ops() {
-  static const ComputeOps<T> ops = make_cpu_ops<T>();
+  static const ComputeOps<T> ops{"cpu", &host_memory(), nothing_to_wait_for, LORA_COMPUTE_OPS_OF(::lora, T)};
   return ops;
 }
 template const ComputeOps<float>& cpu_ops<float>();

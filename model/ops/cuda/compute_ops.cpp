@@ -35,17 +35,7 @@ const DeviceMemory& device_memory() {
 }
 
 const ComputeOps<float>& compute_ops() {
-  static const ComputeOps<float> ops{
-      "cuda", &device_memory(), synchronize,
-      layernorm_forward<float>, layernorm_backward<float>, layernorm_backward_params<float>,
-      linear_forward<float>, linear_backward_input<float>, linear_backward_weight<float>, add_bias<float>,
-      lora_forward<float>, lora_down_forward<float>, lora_backward<float>,
-      dropout_forward<float>, dropout_backward<float>,
-      attention_forward<float>, attention_backward<float>, attention_forward_cached<float>,
-      gelu_forward<float>, gelu_backward<float>, residual_forward<float>,
-      embedding_forward<float>, add_positions<float>, embedding_backward<float>, positions_backward<float>,
-      vocab_logits_max<float>, vocab_sumexp_and_target<float>, vocab_cross_entropy_backward<float>,
-  };
+  static const ComputeOps<float> ops{"cuda", &device_memory(), synchronize, LORA_COMPUTE_OPS_OF(::lora::cuda, float)};
   return ops;
 }
 
