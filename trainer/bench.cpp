@@ -160,6 +160,15 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   const Plan plan = make_plan(cfg, cpu, synthetic_token_bytes(cfg, cfg.train.steps));
   double planned = (cfg.lora.enabled ? plan.lora : plan.full).peak() / 1048576.0;
   comm.all_reduce_max(&planned, 1, Group::World);
+  // On a GPU, `plan`'s prediction for the matching preset, beside the memory in use.
+  double planned_gpu = 0;
+  std::string gpu_preset;
+  if (gpu && gpu_bf16_peak(backend->line(), &gpu_preset) > 0) {
+    const auto& presets = gpu_presets();
+    const auto it = std::find_if(presets.begin(), presets.end(), [&](const DeviceSpec& d) { return d.name == gpu_preset; });
+    const Plan on_gpu = make_plan(cfg, *it, synthetic_token_bytes(cfg, cfg.train.steps));
+    planned_gpu = (cfg.lora.enabled ? on_gpu.lora : on_gpu.full).peak() / 1048576.0;
+  }
   // Exact bytes of the frozen weights (all matrices in model.dtype, LayerNorms and biases fp32).
   double frozen[2] = {double(trainer.model().frozen_bytes()), double(trainer.model().frozen_matrix_bytes())};
   comm.all_reduce_max(frozen, 2, Group::World);
@@ -180,7 +189,8 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
       std::printf("%s\n", backend->line().c_str());
       std::printf("model FLOP/token: %.4f GFLOP | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (%s, %.0f GFLOP/s x %d GPUs)\n",
                   flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, gpu_peak_source.c_str(), per_core, ranks);
-      std::printf("GPU memory in use (max over ranks): %.0f MiB\n", device_mib);
+      std::printf("GPU memory in use (max over ranks): %.0f MiB; planned %.0f MiB (lora_dist plan --device %s)\n",
+                  device_mib, planned_gpu, gpu_preset.empty() ? "?" : gpu_preset.c_str());
     } else {
       std::printf("model FLOP/token: %.4f GFLOP | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (fp32 FMA peak %.1f/core%s x %d cores)\n",
                   flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, per_core,
@@ -217,7 +227,8 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
                             {"dtype", m.dtype}, {"frozen_bytes", frozen[0]}, {"frozen_matrix_bytes", frozen[1]},
                             {"frozen_gemm_kernel", kernel},
                             {"lora_grad_bytes", last.lora_grad_bytes}, {"tp_activation_bytes", last.tp_bytes},
-                            {"backend", gpu ? "cuda" : "cpu"}, {"gpu_memory_mib", device_mib}}
+                            {"backend", gpu ? "cuda" : "cpu"}, {"gpu_memory_mib", device_mib},
+                            {"planned_gpu_memory_mib", planned_gpu}}
                  .dump()
           << '\n';
       out.close();
