@@ -20,7 +20,7 @@ namespace lora {
 namespace {
 
 // Tokens and their loss mask, appended example after example.
-struct Stream {
+struct TokenStream {
   std::vector<uint32_t> tokens;
   std::vector<uint8_t> mask;
   ShardSummary summary;
@@ -41,7 +41,7 @@ std::string read_text(const std::string& path) {
 }
 
 void add_example(const Gpt2Tokenizer& tok, const PromptCompletion& ex, const std::string& path,
-                 const PrepareOptions& o, Stream& out) {
+                 const PrepareOptions& o, TokenStream& out) {
   std::vector<uint32_t> ids;
   size_t n_prompt = 0;
   try {
@@ -68,7 +68,7 @@ void add_example(const Gpt2Tokenizer& tok, const PromptCompletion& ex, const std
   out.summary.tokens += ids.size();
 }
 
-void add_text(const std::vector<uint32_t>& ids, Stream& out) {
+void add_text(const std::vector<uint32_t>& ids, TokenStream& out) {
   out.tokens.insert(out.tokens.end(), ids.begin(), ids.end());
   out.mask.insert(out.mask.end(), ids.size(), 1);
   ++out.summary.examples;
@@ -86,7 +86,7 @@ std::vector<uint32_t> encode_file(const Gpt2Tokenizer& tok, const std::string& p
 
 // Adds `path` to `train`, holding out `fraction` of it in `val` (null: none).
 void add_file(const Gpt2Tokenizer& tok, const std::string& path, const PrepareOptions& o, double fraction,
-              std::mt19937_64& rng, Stream& train, Stream* val) {
+              std::mt19937_64& rng, TokenStream& train, TokenStream* val) {
   if (is_jsonl(path)) {
     const std::vector<PromptCompletion> examples = read_prompt_completion_jsonl(path);
     std::vector<size_t> order(examples.size());
@@ -105,7 +105,7 @@ void add_file(const Gpt2Tokenizer& tok, const std::string& path, const PrepareOp
   if (n_val) add_text(std::vector<uint32_t>(ids.end() - n_val, ids.end()), *val);
 }
 
-void write(const std::string& path, const Stream& s, uint32_t vocab) {
+void write(const std::string& path, const TokenStream& s, uint32_t vocab) {
   if (s.tokens.size() < 2)
     throw InputError(path + ": " + std::to_string(s.tokens.size()) + " token(s) to write; a shard needs at least 2");
   write_token_shard(path, s.tokens, vocab, &s.mask, vocab <= 65536 ? 2 : 4);
@@ -124,7 +124,7 @@ PrepareSummary run_prepare(const PrepareOptions& o) {
   if (has_val && o.out_val.empty()) throw std::invalid_argument("prepare: a validation set needs --out-val");
   const auto tok = Gpt2Tokenizer::from_folder(o.tokenizer);
   std::mt19937_64 rng(o.seed);
-  Stream train, val;
+  TokenStream train, val;
   for (const std::string& in : o.inputs) add_file(*tok, in, o, o.val_fraction, rng, train, o.val_fraction > 0 ? &val : nullptr);
   for (const std::string& in : o.val_inputs) add_file(*tok, in, o, 0, rng, val, nullptr);
   write(o.out_train, train, tok->vocab_size());
