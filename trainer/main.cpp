@@ -195,7 +195,9 @@ std::string unescape(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"lora_dist: LoRA fine-tuning of GPT-style models across MPI ranks (tensor x data parallel)"};
+  CLI::App app{"lora_dist: LoRA fine-tuning of GPT-style models across MPI ranks (tensor x data parallel), on CPUs or "
+               "GPUs (the config's device.backend: auto | cpu | cuda, device.comm: auto | nccl | mpi; the run's first "
+               "line names the backend)"};
   app.set_version_flag("--version", std::string("lora_dist ") + LORA_VERSION);
   app.footer("Exit status: 0 done, 1 internal error (job aborted), 2 config or command-line error, 3 unusable input "
              "file, 4 stopped on a non-finite loss or gradient, 5 watchdog (a collective hung: lost link or host), 75 preempted (checkpoint written; requeue).");
@@ -207,7 +209,8 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--steps", bench.steps, "timed steps (1..100000)")->check(CLI::Range(1, 100000));
   bench_cmd->add_option("--warmup", bench.warmup, "untimed steps before them (0..100000)")->check(CLI::Range(0, 100000));
   bench_cmd->add_option("--peak-gflops-per-core", bench.peak_gflops_per_core,
-                        "fp32 peak per core the MFU is measured against (default: measured here)")
+                        "peak the MFU is measured against: fp32 FMA GFLOP/s per core on the CPU (default: measured here), "
+                        "dense bf16 GFLOP/s per GPU on the CUDA backend (default: the matching GPU preset's)")
       ->check(kFinitePositive);
   bench_cmd->add_option("--json", bench.json, "append the result as a JSON line to this file (its folder must exist)")
       ->check(kInExistingFolder);
