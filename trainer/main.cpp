@@ -25,6 +25,7 @@
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -99,9 +100,9 @@ int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOpt
   lora::MpiCommunicator comm(MPI_COMM_WORLD, cfg.parallel.tp, cfg.parallel.dp);
   // From here on no collective may block forever (a lost link, a dead host). On the GPU the
   // NCCL communicators are aborted first, so no kernel keeps waiting for a dead peer.
-  static lora::ComputeBackend* backend_to_abort = nullptr;
+  static std::atomic<lora::ComputeBackend*> backend_to_abort{nullptr};  // read by the watchdog's thread
   lora::Watchdog watchdog(cfg.parallel.timeout_s, world_rank(), [](int code) {
-    if (backend_to_abort) backend_to_abort->abort_collectives();
+    if (lora::ComputeBackend* b = backend_to_abort.load()) b->abort_collectives();
     MPI_Abort(MPI_COMM_WORLD, code);
   });
   comm.set_watchdog(&watchdog);
@@ -111,6 +112,9 @@ int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOpt
       generate ? lora::ComputeBackend::cpu("generate decodes on the CPU: its KV cache is host memory")
                : lora::open_compute_backend(device, comm, MPI_COMM_WORLD, &watchdog);
   backend_to_abort = &backend;
+  struct ForgetBackend {  // destroyed before `backend`: the watchdog never reaches a dead one
+    ~ForgetBackend() { backend_to_abort = nullptr; }
+  } forget_backend_first;
   // generate's stdout is the text alone: its notes, this line too, go to stderr.
   if (world_rank() == 0) std::fprintf(generate ? stderr : stdout, "%s\n", backend.line().c_str());
   if (generate) {
