@@ -2,6 +2,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <chrono>
 #include <string>
 #include <thread>
 
@@ -39,20 +40,29 @@ NcclCommunicator::NcclCommunicator(MPI_Comm world, int tp, int dp) : mpi_(world,
 }
 
 NcclCommunicator::~NcclCommunicator() {
+  if (aborted_) return;  // ncclCommAbort freed them
   for (ncclComm_t& c : nccl_)
     if (c) ncclCommDestroy(c);
 }
 
 void NcclCommunicator::abort_all() {
+  aborted_ = true;  // first: the main thread must not touch a communicator being freed
   for (ncclComm_t& c : nccl_)
     if (c) ncclCommAbort(c);
+}
+
+ncclComm_t NcclCommunicator::live(Group g) const {
+  // After abort_all the communicators are gone and the watchdog is ending the process
+  // (MPI_Abort, or _exit after its grace): wait for that rather than use a freed one.
+  while (aborted_) std::this_thread::sleep_for(std::chrono::seconds(1));
+  return nccl_[static_cast<int>(g)];
 }
 
 void NcclCommunicator::wait(const char* op, size_t bytes, Group g, Stream s) {
   Watchdog::Collective timed(watchdog_, op, bytes, mpi_.group_description(g));
   const cudaStream_t stream = stream_of(s);
-  ncclComm_t comm = nccl_[static_cast<int>(g)];
   for (;;) {
+    ncclComm_t comm = live(g);
     const cudaError_t e = cudaStreamQuery(stream);
     if (e == cudaSuccess) return;
     if (e != cudaErrorNotReady) LORA_CUDA_CHECK(e);
@@ -66,7 +76,7 @@ void NcclCommunicator::wait(const char* op, size_t bytes, Group g, Stream s) {
 void NcclCommunicator::all_reduce(void* buf, size_t n, ncclDataType_t type, size_t elem, ncclRedOp_t op, Group g,
                                   Stream s) {
   if (n == 0) return;
-  ncclComm_t comm = nccl_[static_cast<int>(g)];
+  ncclComm_t comm = live(g);
   LORA_NCCL_CHECK(ncclAllReduce(buf, buf, n, type, op, comm, stream_of(s)), comm);
   wait(op == ncclSum ? "all-reduce (sum)" : "all-reduce (max)", n * elem, g, s);
   count(g, n * elem);  // counts nothing for a group of one, as the MPI communicator
@@ -87,7 +97,7 @@ void NcclCommunicator::all_reduce_max(double* buf, size_t n, Group g, Stream s) 
 
 void NcclCommunicator::broadcast(void* buf, size_t bytes, int root, Group g, Stream s) {
   if (bytes == 0) return;
-  ncclComm_t comm = nccl_[static_cast<int>(g)];
+  ncclComm_t comm = live(g);
   LORA_NCCL_CHECK(ncclBroadcast(buf, buf, bytes, ncclUint8, root, comm, stream_of(s)), comm);
   wait("broadcast", bytes, g, s);
   count(g, bytes);
@@ -95,7 +105,7 @@ void NcclCommunicator::broadcast(void* buf, size_t bytes, int root, Group g, Str
 
 void NcclCommunicator::all_gather(const void* send, size_t n, ncclDataType_t type, size_t elem, void* recv, Group g,
                                   Stream s) {
-  ncclComm_t comm = nccl_[static_cast<int>(g)];
+  ncclComm_t comm = live(g);
   LORA_NCCL_CHECK(ncclAllGather(send, recv, n, type, comm, stream_of(s)), comm);
   wait("all-gather", n * elem, g, s);
   count(g, n * elem * static_cast<size_t>(size(g)));

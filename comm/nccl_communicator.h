@@ -19,6 +19,7 @@
 #include <mpi.h>
 #include <nccl.h>
 
+#include <atomic>
 #include <string>
 
 #include "comm/communicator.h"
@@ -61,10 +62,13 @@ class NcclCommunicator final : public Communicator {
   void all_gather(const void* send, size_t n, ncclDataType_t type, size_t elem, void* recv, Group g, Stream s);
   // Waits for the work just enqueued on `s` under the watchdog, checking NCCL's async error.
   void wait(const char* op, size_t bytes, Group g, Stream s);
+  ncclComm_t live(Group g) const;  // group g's communicator; parks the caller once aborted
+
 
   MpiCommunicator mpi_;  // the same groups over MPI: the bootstrap, barriers and group names
   ncclComm_t nccl_[kNumGroups] = {nullptr, nullptr, nullptr};
   Watchdog* watchdog_ = nullptr;
+  std::atomic<bool> aborted_{false};  // set by abort_all (the watchdog's thread)
 };
 
 }  // namespace lora

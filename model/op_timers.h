@@ -30,8 +30,13 @@ class Stopwatch {
   Stopwatch& operator=(const Stopwatch&) = delete;
 
  private:
-  double now() const {
-    if (t_.synchronize) t_.synchronize();
+  // A failed kernel makes synchronize throw: not from a destructor. The error is sticky, so
+  // the next op or copy reports it, with its own call site.
+  double now() const noexcept {
+    try {
+      if (t_.synchronize) t_.synchronize();
+    } catch (...) {
+    }
     return omp_get_wtime();
   }
   OpTimers& t_;

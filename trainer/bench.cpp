@@ -173,7 +173,8 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   double frozen[2] = {double(trainer.model().frozen_bytes()), double(trainer.model().frozen_matrix_bytes())};
   comm.all_reduce_max(frozen, 2, Group::World);
   const double weights_mib = frozen[0] / 1048576.0;
-  const std::string kernel = frozen_gemm_kernel(trainer.model().dtype());
+  const std::string kernel =
+      gpu ? "cuBLAS (cublasGemmEx, fp32 sums)" : frozen_gemm_kernel(trainer.model().dtype());
 
   if (root) {
     const ModelConfig& m = cfg.model;
@@ -196,9 +197,13 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
                   flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, per_core,
                   opt.peak_gflops_per_core > 0 ? ", given" : ", measured", threads * ranks);
     }
-    std::printf("peak RSS per rank: %.0f MiB (max over %d ranks), of which frozen weights %.0f MiB; planned %.0f MiB "
-                "(lora_dist plan, %+.1f %%)\n",
-                rss, ranks, weights_mib, planned, 100.0 * (planned - rss) / rss);
+    if (gpu)  // the CPU plan counts activations in host memory; on the GPU they are in its memory (above)
+      std::printf("peak RSS per rank: %.0f MiB (max over %d ranks): the host masters, of which frozen weights %.0f MiB\n",
+                  rss, ranks, weights_mib);
+    else
+      std::printf("peak RSS per rank: %.0f MiB (max over %d ranks), of which frozen weights %.0f MiB; planned %.0f MiB "
+                  "(lora_dist plan, %+.1f %%)\n",
+                  rss, ranks, weights_mib, planned, 100.0 * (planned - rss) / rss);
     std::printf("frozen weights per rank (max over ranks), model.dtype %s: %.0f bytes = matrices %.0f + LayerNorms and biases %.0f\n",
                 m.dtype.c_str(), frozen[0], frozen[1], frozen[0] - frozen[1]);
     std::printf("frozen-weight GEMMs: %s\n", kernel.c_str());

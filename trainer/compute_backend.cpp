@@ -109,12 +109,23 @@ ComputeBackend open_compute_backend(const DeviceConfig& device, Communicator& ru
   const int id = cuda->select_device(local);
   b.cuda_ = cuda;
   b.ops_ = cuda->ops;
-  const bool nccl = device.comm != "mpi";
+  // NCCL needs a GPU per rank. Under device.comm: auto, a node with more ranks than GPUs
+  // (anywhere in the job) makes the model's collectives host-staged MPI instead.
+  MPI_Comm node;
+  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int ranks_on_node = 1;
+  MPI_Comm_size(node, &ranks_on_node);
+  MPI_Comm_free(&node);
+  float crowded = ranks_on_node > cuda->device_count(nullptr) ? 1.0f : 0.0f;
+  run.all_reduce_max(&crowded, 1, Group::World);
+  const bool nccl = device.comm == "nccl" || (device.comm == "auto" && crowded == 0);
   if (nccl) b.device_comm_ = cuda->make_nccl_communicator(world, run.size(Group::TP), run.size(Group::DP), watchdog);
   else b.device_comm_ = std::make_unique<HostStagedCommunicator>(run, *cuda->ops->memory);
   b.line_ = "backend: cuda, device " + std::to_string(id) + " (" + cuda->device_description() + ") for node-local rank " +
             std::to_string(local) + "; model collectives over " +
-            (nccl ? "NCCL" : "MPI, staged through host memory") + " (device.backend: " + device.backend +
+            (nccl ? "NCCL" : "MPI, staged through host memory") +
+            (!nccl && device.comm == "auto" ? ", as a node holds more ranks than GPUs" : "") +
+            " (device.backend: " + device.backend +
             ", device.comm: " + device.comm + ")";
   return b;
 }

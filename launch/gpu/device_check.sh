@@ -24,8 +24,13 @@ for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
 done
 export OPAL_PREFIX=$b/usr PMIX_INSTALL_PREFIX=$b/usr PATH=$b/usr/bin:$PATH
 export PMIX_MCA_mca_base_component_path=$b/usr/lib/x86_64-linux-gnu/pmix2/lib/pmix
-export LD_LIBRARY_PATH="$b/lib:$b/usr/lib/x86_64-linux-gnu/openmpi/lib:$b/usr/lib/x86_64-linux-gnu/pmix2/lib${cuda_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LORA_CUDA_PLUGIN=$b/bin/liblora_cuda.so  # the test binaries need it too (lora_dist finds it beside itself)
+export LD_LIBRARY_PATH="$b/bin:$b/lib:$b/usr/lib/x86_64-linux-gnu/openmpi/lib:$b/usr/lib/x86_64-linux-gnu/pmix2/lib${cuda_libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader OMPI_MCA_pml=ob1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none  # no CMA in a sandboxed container
+# The memory check counts activations as host memory (the CPU plan), and this machine's
+# MemTotal starts low and grows: state the host's memory instead of reading it.
+export LORA_DIST_NODE_MEMORY=${LORA_DIST_NODE_MEMORY:-120G}
 export OMP_NUM_THREADS=4
 { date -u; nvidia-smi 2>&1 || echo "nvidia-smi: not available"; echo "CUDA libraries from:${cuda_libs:- (none found)}"; } |
   tee "$out/device.txt"

@@ -8,13 +8,17 @@
 # with OPAL_PREFIX (launch/gpu/device_check.sh), so its tree keeps Debian's layout under usr/.
 # Written to .gpu_carry/bundle.tar.xz (git-ignored; name the folder in the tool's `carry`):
 # xz, because the tool carries at most 64 MiB and oneDNN + OpenBLAS alone are 73 MiB.
-#   bash launch/gpu/pack.sh            # uses build/ (launch/build.sh's)
-#   BUILD=build-cuda bash launch/gpu/pack.sh
+#   bash launch/gpu/pack.sh            # configures and builds build-gpu/ (about 8 min on 2 cores)
+#   BUILD=build-other bash launch/gpu/pack.sh
+# The build is for any x86-64-v3 host (AVX2, FMA), not -march=native: the GPU machine's CPU is
+# not this one's.
 # Then: run(command="bash launch/gpu/device_check.sh", carry=[".gpu_carry"], timeout_s=540).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-build=${BUILD:-$repo/build}
+build=${BUILD:-$repo/build-gpu}
 case $build in /*) ;; *) build=$repo/$build ;; esac
+cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLORA_WITH_CUDA=ON -DLORA_NATIVE=OFF \
+  -DCMAKE_CXX_FLAGS=-march=x86-64-v3 > /dev/null
 cmake --build "$build" --target lora_dist lora_cuda cuda_op_tests cuda_model_tests nccl_tests -j"$(nproc)"
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT

@@ -14,6 +14,7 @@
 #include <mpi.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,7 +46,9 @@ TEST(CudaModel, SkippedWithoutCudaBuild) {
 
 // The plugin as lora_dist loads it: dlopen, its one symbol, a table without a hole.
 TEST(CudaPlugin, LoadsAndExportsAFullTable) {
-  const std::string path = std::string(LORA_BINARY_DIR) + "/liblora_cuda.so";
+  // Where lora_dist would find it: $LORA_CUDA_PLUGIN (the GPU bundle sets it), else the build's.
+  const char* env = std::getenv("LORA_CUDA_PLUGIN");
+  const std::string path = env && *env ? env : std::string(LORA_BINARY_DIR) + "/liblora_cuda.so";
   void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   ASSERT_NE(lib, nullptr) << dlerror();
   using EntryFn = const CudaPlugin* (*)();

@@ -306,6 +306,7 @@ TEST(CudaHost, ErrorsNameTheCallFileAndLine) {
     EXPECT_NE(what.find("cudaSetDevice(1 << 20)"), std::string::npos) << what;
     EXPECT_NE(what.find("test_cuda_ops.cpp:"), std::string::npos) << what;
   }
+  cudaGetLastError();  // clear it, or the next kernel launch check in this process would report it
   try {
     cuda::check(CUBLAS_STATUS_NOT_INITIALIZED, "cublasSgemm(h, ...)", "linear.cu", 42);
     FAIL() << "a failed cuBLAS status passed";
