@@ -88,7 +88,7 @@ E* GptModel<T>::backend_copy(std::vector<E>& host, ComputeBuffer<E>& copy) {
 
 template <typename T>
 void GptModel<T>::upload_frozen() {
-  if (ops_.memory->is_host) return;
+  if (ops_.memory->is_host || full_) return;  // full fine-tuning freezes nothing: upload_trainable moves the base
   cp_.base_copy.upload(base_.data(), base_.size());
   cp_.base_bf16_copy.upload(base_bf16_.data(), base_bf16_.size());
 }

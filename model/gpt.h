@@ -65,8 +65,9 @@ class GptModel {
   void zero_grads();
   void merge_lora(bool merged);  // W0 += s B A (true) or -= (false); CPU backend only
 
-  // Host buffers -> the backend's copies: the frozen weights (after a load) and the trainable
-  // parameters (after each optimizer step or a resume). Backend gradients -> trainable_grads().
+  // Host buffers -> the backend's copies: the frozen weights (after a load; none in full
+  // fine-tuning) and the trainable parameters (after a load, each optimizer step and a resume).
+  // Backend gradients -> trainable_grads().
   void upload_frozen();
   void upload_trainable();
   void download_gradients();

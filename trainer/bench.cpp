@@ -12,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include "model/ops/cpu/frozen_gemm.h"
 #include "model/rng.h"
 #include "trainer/device_presets.h"
 #include "trainer/fma_peak.h"
@@ -77,19 +76,13 @@ void print_op_times(const OpTimers& t, int steps, double step_ms) {
 }  // namespace
 
 namespace {
-// The dense bf16 peak (FLOP/s) of the preset whose GPU `description` names ("NVIDIA H200, ..."
-// -> h200-141gb), or 0 when none does.
-double gpu_bf16_peak(const std::string& description, std::string* preset) {
+// The GPU preset whose chip `description` names ("... NVIDIA H200 ..." -> h200-141gb), or null.
+const DeviceSpec* matching_gpu_preset(const std::string& description) {
   std::string lower = description;
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-  for (const DeviceSpec& d : gpu_presets()) {
-    const std::string chip = d.name.substr(0, d.name.find('-'));  // "h200"
-    if (lower.find(chip) != std::string::npos) {
-      *preset = d.name;
-      return d.peak_flops_bf16;
-    }
-  }
-  return 0;
+  for (const DeviceSpec& d : gpu_presets())
+    if (lower.find(d.name.substr(0, d.name.find('-'))) != std::string::npos) return &d;  // "h200"
+  return nullptr;
 }
 }  // namespace
 
@@ -104,7 +97,8 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   const DeviceSpec cpu = cpu_device(omp_get_max_threads(), comm.size(Group::World), cfg.model.dtype == "bf16",
                                     cfg.train.micro_batch * cfg.train.seq_len, /*measure_rates=*/false);
   Trainer trainer(cfg, comm, synthetic_tokens(cfg, cfg.train.steps), backend);
-  const bool gpu = backend && backend->on_gpu();
+  const bool gpu = trainer.backend().on_gpu();
+  const DeviceSpec* gpu_preset = gpu ? matching_gpu_preset(trainer.backend().line()) : nullptr;
   const bool root = comm.rank(Group::World) == 0;
 
   std::vector<double> ms;
@@ -135,11 +129,11 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   double per_core = opt.peak_gflops_per_core;
   std::string gpu_peak_source = "given";
   if (gpu && per_core <= 0) {  // per GPU: one rank per GPU
-    per_core = gpu_bf16_peak(backend->line(), &gpu_peak_source) / 1e9;
-    if (per_core <= 0)
-      throw std::runtime_error("bench: no GPU preset matches this device (" + backend->line() +
+    if (!gpu_preset)
+      throw std::runtime_error("bench: no GPU preset matches this device (" + trainer.backend().line() +
                                "); give its dense bf16 peak with --peak-gflops-per-core (GFLOP/s per GPU)");
-    gpu_peak_source = "dense bf16 peak of the " + gpu_peak_source + " preset";
+    per_core = gpu_preset->peak_flops_bf16 / 1e9;
+    gpu_peak_source = "dense bf16 peak of the " + gpu_preset->name + " preset";
   }
   Watchdog::LongPhase measuring(watchdog, "measuring the FMA peak on every rank");
   if (per_core <= 0) {
@@ -153,7 +147,7 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
     per_core = total / (threads * comm.size(Group::World));
   }
   const double peak = gpu ? per_core * ranks : per_core * threads * ranks;
-  double device_mib = gpu ? backend->device_bytes_in_use() / 1048576.0 : 0;
+  double device_mib = trainer.backend().device_bytes_in_use() / 1048576.0;
   comm.all_reduce_max(&device_mib, 1, Group::World);
   double rss = peak_rss_mib();
   comm.all_reduce_max(&rss, 1, Group::World);
@@ -162,19 +156,15 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   comm.all_reduce_max(&planned, 1, Group::World);
   // On a GPU, `plan`'s prediction for the matching preset, beside the memory in use.
   double planned_gpu = 0;
-  std::string gpu_preset;
-  if (gpu && gpu_bf16_peak(backend->line(), &gpu_preset) > 0) {
-    const auto& presets = gpu_presets();
-    const auto it = std::find_if(presets.begin(), presets.end(), [&](const DeviceSpec& d) { return d.name == gpu_preset; });
-    const Plan on_gpu = make_plan(cfg, *it, synthetic_token_bytes(cfg, cfg.train.steps));
+  if (gpu_preset) {
+    const Plan on_gpu = make_plan(cfg, *gpu_preset, synthetic_token_bytes(cfg, cfg.train.steps));
     planned_gpu = (cfg.lora.enabled ? on_gpu.lora : on_gpu.full).peak() / 1048576.0;
   }
   // Exact bytes of the frozen weights (all matrices in model.dtype, LayerNorms and biases fp32).
   double frozen[2] = {double(trainer.model().frozen_bytes()), double(trainer.model().frozen_matrix_bytes())};
   comm.all_reduce_max(frozen, 2, Group::World);
   const double weights_mib = frozen[0] / 1048576.0;
-  const std::string kernel =
-      gpu ? "cuBLAS (cublasGemmEx, fp32 sums)" : frozen_gemm_kernel(trainer.model().dtype());
+  const std::string kernel = trainer.backend().frozen_gemm_kernel(trainer.model().dtype());
 
   if (root) {
     const ModelConfig& m = cfg.model;
@@ -187,11 +177,11 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
                 ms.back(), opt.steps, opt.warmup);
     std::printf("tokens/s: %.1f\n", tok_s);
     if (gpu) {
-      std::printf("%s\n", backend->line().c_str());
+      std::printf("%s\n", trainer.backend().line().c_str());
       std::printf("model FLOP/token: %.4f GFLOP | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (%s, %.0f GFLOP/s x %d GPUs)\n",
                   flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, gpu_peak_source.c_str(), per_core, ranks);
       std::printf("GPU memory in use (max over ranks): %.0f MiB; planned %.0f MiB (lora_dist plan --device %s)\n",
-                  device_mib, planned_gpu, gpu_preset.empty() ? "?" : gpu_preset.c_str());
+                  device_mib, planned_gpu, gpu_preset ? gpu_preset->name.c_str() : "?");
     } else {
       std::printf("model FLOP/token: %.4f GFLOP | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (fp32 FMA peak %.1f/core%s x %d cores)\n",
                   flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, per_core,

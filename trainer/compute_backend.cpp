@@ -9,6 +9,8 @@
 
 #include "comm/host_staged_communicator.h"
 #include "model/ops/cuda/plugin_api.h"
+#include "model/ops/cpu/frozen_gemm.h"
+#include "trainer/memory_check.h"
 
 namespace lora {
 
@@ -80,6 +82,11 @@ ComputeBackend ComputeBackend::cpu(const std::string& why) {
   return b;
 }
 
+std::string ComputeBackend::frozen_gemm_kernel(DType dtype) const {
+  if (!cuda_) return lora::frozen_gemm_kernel(dtype);
+  return dtype == DType::BF16 ? "cuBLAS cublasGemmEx, bf16 x bf16 with fp32 sums" : "cuBLAS cublasSgemm, fp32 (no TF32)";
+}
+
 size_t ComputeBackend::device_bytes_in_use() const { return cuda_ ? cuda_->device_bytes_in_use() : 0; }
 
 void ComputeBackend::abort_collectives() {
@@ -111,12 +118,7 @@ ComputeBackend open_compute_backend(const DeviceConfig& device, Communicator& ru
   b.ops_ = cuda->ops;
   // NCCL needs a GPU per rank. Under device.comm: auto, a node with more ranks than GPUs
   // (anywhere in the job) makes the model's collectives host-staged MPI instead.
-  MPI_Comm node;
-  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-  int ranks_on_node = 1;
-  MPI_Comm_size(node, &ranks_on_node);
-  MPI_Comm_free(&node);
-  float crowded = ranks_on_node > cuda->device_count(nullptr) ? 1.0f : 0.0f;
+  float crowded = ranks_on_this_node() > cuda->device_count(nullptr) ? 1.0f : 0.0f;
   run.all_reduce_max(&crowded, 1, Group::World);
   const bool nccl = device.comm == "nccl" || (device.comm == "auto" && crowded == 0);
   if (nccl) b.device_comm_ = cuda->make_nccl_communicator(world, run.size(Group::TP), run.size(Group::DP), watchdog);

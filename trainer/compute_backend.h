@@ -18,6 +18,7 @@
 #include "comm/communicator.h"
 #include "comm/watchdog.h"
 #include "model/compute_ops.h"
+#include "model/dtype.h"
 #include "trainer/config_loader.h"
 
 namespace lora {
@@ -42,6 +43,8 @@ class ComputeBackend {
   // The communicator of the model's collectives: NCCL or host-staged MPI on the GPU, `run` on the CPU.
   Communicator& model_comm(Communicator& run) { return device_comm_ ? *device_comm_ : run; }
   const std::string& line() const { return line_; }  // "backend: ..."
+  // What multiplies the frozen weights, for the run's first line and bench.
+  std::string frozen_gemm_kernel(DType dtype) const;
   // Device memory in use (cudaMemGetInfo), 0 on the CPU.
   size_t device_bytes_in_use() const;
   // ncclCommAbort on the NCCL groups, if any: for the watchdog, before MPI_Abort.

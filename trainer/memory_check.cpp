@@ -50,6 +50,9 @@ uint64_t cgroup_limit() {
   return std::numeric_limits<uint64_t>::max();
 }
 
+
+}  // namespace
+
 int ranks_on_this_node() {
   MPI_Comm node;
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
@@ -58,8 +61,6 @@ int ranks_on_this_node() {
   MPI_Comm_free(&node);
   return n;
 }
-
-}  // namespace
 
 uint64_t node_memory_bytes() {
   if (const char* env = std::getenv("LORA_DIST_NODE_MEMORY")) {

@@ -14,6 +14,9 @@ namespace lora {
 // nodes whose memory the job may only partly use.
 uint64_t node_memory_bytes();
 
+// Ranks of the job on this node (MPI_COMM_TYPE_SHARED).
+int ranks_on_this_node();
+
 // Collective over the world: each rank compares model/memory_estimate.h's need of its rank,
 // times the ranks on its node, with node_memory_bytes(); if any node is too small, every
 // rank throws the same ConfigError (exit 2), naming the keys and the bytes.

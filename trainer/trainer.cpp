@@ -13,7 +13,6 @@
 #include "comm/collective_guard.h"
 #include "io/base_weights.h"
 #include "io/input_error.h"
-#include "model/ops/cpu/frozen_gemm.h"
 #include "trainer/checkpoint_run.h"
 #include "trainer/config_loader.h"
 #include "trainer/grad_sync.h"
@@ -89,7 +88,7 @@ void Trainer::setup(bool read_train) {
     std::printf("model: %s %s weights, %zu bytes on TP rank 0; frozen-weight GEMMs: %s\n", m.dtype.c_str(),
                 model_->full_finetuning() ? "trained (full fine-tuning, lora.enabled: false)" : "frozen",
                 model_->frozen_bytes(),
-                backend_->on_gpu() ? "cuBLAS (cublasGemmEx, fp32 sums)" : frozen_gemm_kernel(model_->dtype()).c_str());
+                backend_->frozen_gemm_kernel(model_->dtype()).c_str());
   adamw_ = AdamW(model_->trainable_params().size());
 
   const size_t n = static_cast<size_t>(t.micro_batch) * t.seq_len;

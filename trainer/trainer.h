@@ -69,6 +69,7 @@ class Trainer {
 
   int step() const { return step_; }
   GptModel<float>& model() { return *model_; }
+  ComputeBackend& backend() { return *backend_; }
   AdamW& optimizer() { return adamw_; }
   const RunConfig& config() const { return cfg_; }
   const std::string& last_checkpoint() const { return last_checkpoint_; }
