@@ -8,6 +8,7 @@ packages=(
   libopenmpi-dev openmpi-bin            # MPI ranks, the CPU communicator
   libopenblas-openmp-dev                # sgemm/dgemm (the OpenMP build, so BLAS threads and ours agree)
   libdnnl-dev                           # oneDNN 2.6: matmul of the frozen-weight GEMMs, ISA picked at run time
+  ocl-icd-opencl-dev                    # required by libdnnl-dev's own CMake config (Debian's oneDNN has an OpenCL GPU runtime), only Recommended by it
   libhdf5-dev hdf5-tools                # checkpoints; h5ls/h5dump to browse them
   libyaml-cpp-dev                       # run.yaml
   libgtest-dev googletest               # unit tests
@@ -22,6 +23,8 @@ packages=(
   python3-regex nodejs                  # the two GPT-2 tokenizer references (encoder.py's regex, gpt-3-encoder)
   bible-kjv bible-kjv-text              # the King James Bible (public domain): the text launch/pretrain_base.sh pretrains on
   slurm-wlm munge libpmix-dev           # the real-Slurm test and the sbatch scripts
+  iproute2                              # ip: the multi-node tests' network namespaces (tests/multinode)
+  git                                   # the tests list the project's files with git ls-files
   clang-14 libclang-rt-14-dev           # libFuzzer targets (tests/fuzz), built with clang
 )
 
