@@ -35,7 +35,7 @@ namespace lora {
 
 // What checkpoint writing and verifying read of a run's configuration, each field under the
 // run.yaml key it comes from (messages name those keys: "train.seed", "optim.lr"). The
-// trainer builds it from its RunConfig (trainer/checkpoint_run.h): io/ never sees the
+// trainer builds it from its RunConfig (trainer/train/checkpoint_run.h): io/ never sees the
 // run's config. Adapter files need only the model: and lora: sections, passed on their own.
 struct CheckpointRun {
   ModelConfig model;  // model: shape, base (fingerprint description, dtype), init_seed

@@ -75,7 +75,7 @@ void probe_dataset(hid_t file, const std::string& name) {
   const struct rlimit no_core = {0, 0};
   setrlimit(RLIMIT_CORE, &no_core);
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) signal(sig, SIG_DFL);
-  // The parent's preemption signals are blocked and recorded (trainer/preemption.h); in
+  // The parent's preemption signals are blocked and recorded (trainer/train/preemption.h); in
   // the child a scheduler's SIGTERM to the whole job should simply end it.
   for (int sig : {SIGTERM, SIGUSR1}) signal(sig, SIG_DFL);
   sigset_t none;

@@ -1,7 +1,7 @@
 // Errors in the files a run reads (token shards, base weights, checkpoints, adapters) and
 // the check every loaded tensor goes through. An InputError's what() starts with the file
 // and names the tensor or field; lora_dist exits with kExitBadInput for it, on every rank
-// (trainer/collective_guard.h makes the ranks agree before any of them leaves).
+// (comm/collective_guard.h makes the ranks agree before any of them leaves).
 #pragma once
 #include <cmath>
 #include <cstddef>

@@ -1,6 +1,6 @@
 // The operations a GptModel computes with, as one table: the CPU backend's (model/ops/cpu/
 // compute_ops.cpp) or the CUDA backend's (model/ops/cuda/compute_ops.cpp, inside the plugin
-// liblora_cuda.so that lora_dist loads only when a run uses a GPU; trainer/compute_backend.h).
+// liblora_cuda.so that lora_dist loads only when a run uses a GPU; trainer/machine/compute_backend.h).
 // Each entry has exactly the type of the op it points to (model/ops/*.h declares the CPU
 // function and its CUDA twin with one signature), so the model's forward and backward are one
 // code for both backends; its buffers are in `memory`, host or device.

@@ -1,6 +1,6 @@
 // The model's own configuration: its shape and base weights (model:) and its LoRA pairs
 // (lora:), as read from run.yaml. They live with the layer that uses them, so model/ and io/
-// need no trainer header; trainer/run_config.h gathers them with the other sections.
+// need no trainer header; trainer/config/run_config.h gathers them with the other sections.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -7,7 +7,7 @@
 #   ctest --test-dir build -L badinput --output-on-failure
 # badinput.build_asan configures and builds the sanitizer binary in LORA_ASAN_BUILD_DIR
 # (incremental after the first time), at -O1 -g1 to spend less of CI's 2 cores compiling
-# (ASan's reports still name functions and lines). LORA_NATIVE=ON: trainer/fma_peak.cpp does not yet
+# (ASan's reports still name functions and lines). LORA_NATIVE=ON: trainer/machine/fma_peak.cpp does not yet
 # compile without -march=native (AVX2/FMA intrinsics); the binary only runs here anyway. A unity
 # build (8 sources a unit) because the headers (HDF5, yaml-cpp, CLI11, Eigen, nlohmann-json) are
 # most of the compile: 7 min 30 s instead of 10 min 24 s alone on 2 cores (2026-12-02).

@@ -1,6 +1,6 @@
 // The small model shapes the tests train: one line per shape instead of five assignments.
 #pragma once
-#include "trainer/run_config.h"
+#include "trainer/config/run_config.h"
 
 namespace lora::test {
 

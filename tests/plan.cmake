@@ -1,4 +1,4 @@
-# `lora_dist plan` (trainer/plan.h, issue 11): plan = measurement on real ranks, the GPT-3 175B
+# `lora_dist plan` (trainer/plan/plan.h, issue 11): plan = measurement on real ranks, the GPT-3 175B
 # answer end to end, and bad input (exit 2 with a message naming what is wrong).
 
 # Collective bytes equal to bench's, byte for byte, and peak RSS within 10 %, at tp 1/2 x

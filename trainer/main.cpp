@@ -35,20 +35,20 @@
 #include "comm/collective_guard.h"
 #include "comm/mpi_communicator.h"
 #include "io/input_error.h"
-#include "trainer/analyze.h"
-#include "trainer/bench.h"
-#include "trainer/blas_kernels.h"
-#include "trainer/compute_backend.h"
-#include "trainer/config_loader.h"
-#include "trainer/memory_check.h"
-#include "trainer/device_presets.h"
-#include "trainer/export.h"
-#include "trainer/generate.h"
-#include "trainer/merge.h"
-#include "trainer/prepare.h"
-#include "trainer/plan_command.h"
-#include "trainer/preemption.h"
-#include "trainer/trainer.h"
+#include "trainer/analyze/analyze.h"
+#include "trainer/bench/bench.h"
+#include "trainer/machine/blas_kernels.h"
+#include "trainer/machine/compute_backend.h"
+#include "trainer/config/config_loader.h"
+#include "trainer/machine/memory_check.h"
+#include "trainer/devices/device_spec.h"
+#include "trainer/export/export.h"
+#include "trainer/generate/generate.h"
+#include "trainer/export/merge.h"
+#include "trainer/prepare/prepare.h"
+#include "trainer/plan/plan_command.h"
+#include "trainer/train/preemption.h"
+#include "trainer/train/trainer.h"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -397,7 +397,7 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   if (prepare_cmd->parsed()) return lora::prepare_command(prep);  // no MPI: one process's work
-  if (export_cmd->parsed()) {  // the same (--merged starts a one-process MPI itself: trainer/export.cpp)
+  if (export_cmd->parsed()) {  // the same (--merged starts a one-process MPI itself: trainer/export/export.cpp)
     if (exp.peft.empty() && exp.merged.empty()) {
       std::fprintf(stderr, "lora_dist: command line: export: --peft DIR, --merged DIR or both are required\n"
                            "Run with --help for more information.\n");
@@ -405,7 +405,7 @@ int main(int argc, char** argv) {
     }
     return lora::export_command(exp);
   }
-  if (analyze_cmd->parsed()) return lora::analyze_command(an);  // one process (MPI as a singleton: trainer/analyze.cpp)
+  if (analyze_cmd->parsed()) return lora::analyze_command(an);  // one process (MPI as a singleton: trainer/analyze/analyze.cpp)
   const bool is_bench = bench_cmd->parsed(), is_merge = merge_cmd->parsed(), is_plan = plan_cmd->parsed(),
              is_generate = gen_cmd->parsed();
   if (is_generate) {

@@ -1,6 +1,6 @@
 // The pieces of gradient clipping that touch every gradient element (torch's
 // clip_grad_norm_): a sum of squares in double, and a scaling. The trainer adds the sums of
-// the tensors and all-reduces them over the TP group (trainer/grad_sync.h).
+// the tensors and all-reduces them over the TP group (trainer/train/grad_sync.h).
 #pragma once
 #include <cstddef>
 

@@ -456,7 +456,7 @@ class Gen:
                      extra_files={"config.json": b'{"n_layer": '})
         self.hf_case("index_escapes_folder", "the index names ../model.safetensors", names=["index.json"],
                      index={"weight_map": {k: "../model.safetensors" for k in T}})
-        # lora_dist prepare: JSONL and tokenizer files from anywhere (trainer/prepare.h).
+        # lora_dist prepare: JSONL and tokenizer files from anywhere (trainer/prepare/prepare.h).
         tok = os.path.join(self.fx, "gpt2_tokenizer")
         if not os.path.isdir(tok):
             os.makedirs(tok)

@@ -36,7 +36,7 @@ def main():
     print(f"val_loss {first['val_loss']:.4f} at step {first['step']} -> {last['val_loss']:.4f} at step {last['step']}: "
           f"fell by {drop:.3f} (required: {MARGIN})")
     print(f"progress line for step 50 printed {len(progress_lines)} time(s) (must be 1: rank 0 only)")
-    # The backend line (trainer/backend.h): once, naming the CPU backend and why not CUDA.
+    # The backend line (trainer/machine/compute_backend.h): once, naming the CPU backend and why not CUDA.
     backend = [l for l in run.stdout.splitlines() if l.startswith("backend: ")]
     backend_ok = len(backend) == 1 and backend[0].startswith("backend: cpu, 1 thread(s) per rank (device.backend: auto; ")
     print(f"backend line {backend} ({'ok' if backend_ok else 'WRONG'})")

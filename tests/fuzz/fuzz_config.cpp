@@ -1,5 +1,5 @@
 // libFuzzer target: lora::load_run_config on arbitrary bytes as run.yaml
-// (trainer/config_loader.h). ConfigError (or any std::exception) is a refusal; a crash,
+// (trainer/config/config_loader.h). ConfigError (or any std::exception) is a refusal; a crash,
 // a stack overflow, an ASan/UBSan report, an out-of-memory or a timeout is a finding.
 //
 // The YAML goes to run.yaml in a private folder under /dev/shm that also holds two small
@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "io/token_shard.h"
-#include "trainer/config_loader.h"
+#include "trainer/config/config_loader.h"
 
 namespace {
 

@@ -15,7 +15,7 @@
 #include "comm/mpi_communicator.h"
 #include "io/hf_base_weights.h"
 #include "model/gpt.h"
-#include "trainer/config_loader.h"
+#include "trainer/config/config_loader.h"
 
 int main(int argc, char** argv) {
   if (argc != 4) {

@@ -22,7 +22,7 @@
 #include "comm/mpi_communicator.h"
 #include "tests/model_shape.h"
 #include "tests/mpi/test_shard.h"
-#include "trainer/trainer.h"
+#include "trainer/train/trainer.h"
 
 namespace {
 

@@ -27,8 +27,8 @@
 #include "model/tensor_shards.h"
 #include "tests/model_shape.h"
 #include "tests/mpi/test_shard.h"
-#include "trainer/grad_sync.h"
-#include "trainer/trainer.h"
+#include "trainer/train/grad_sync.h"
+#include "trainer/train/trainer.h"
 
 namespace {
 

@@ -11,7 +11,7 @@
 #include "io/checkpoint.h"
 #include "io/input_error.h"
 #include "io/peft_adapter.h"
-#include "trainer/config_loader.h"
+#include "trainer/config/config_loader.h"
 
 int main(int argc, char** argv) {
   if (argc != 4) {

@@ -14,8 +14,8 @@
 #include "comm/mpi_communicator.h"
 #include "io/base_weights.h"
 #include "io/batch_sampler.h"
-#include "trainer/config_loader.h"
-#include "trainer/trainer.h"
+#include "trainer/config/config_loader.h"
+#include "trainer/train/trainer.h"
 
 int main(int argc, char** argv) {
   if (argc != 3) {

@@ -73,7 +73,7 @@ output: {{dir: {workdir}/out}}
 """)
 
 
-def learning_rate(step):  # trainer/lr_schedule.cpp, cosine to 0
+def learning_rate(step):  # trainer/train/lr_schedule.cpp, cosine to 0
     lr, warm, total = CFG["lr"], CFG["warmup"], CFG["steps"]
     if step < warm:
         return lr * (step + 1) / warm

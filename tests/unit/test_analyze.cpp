@@ -1,4 +1,4 @@
-// `lora_dist analyze` (trainer/subspace.h, trainer/analyze.h): the subspace similarity φ of
+// `lora_dist analyze` (trainer/analyze/subspace.h, trainer/analyze/analyze.h): the subspace similarity φ of
 // constructed A matrices whose answer is known in closed form (the same span: 1; orthogonal
 // spans: 0; one direction turned by θ: cos²θ), the amplification of a ΔW and W built from
 // chosen singular vectors, checked against values computed here by hand and by an explicit
@@ -15,10 +15,10 @@
 #include "model/gpt.h"
 #include "model/rng.h"
 #include "tests/model_shape.h"
-#include "trainer/adamw.h"
-#include "trainer/analyze.h"
-#include "trainer/config_loader.h"
-#include "trainer/subspace.h"
+#include "trainer/train/adamw.h"
+#include "trainer/analyze/analyze.h"
+#include "trainer/config/config_loader.h"
+#include "trainer/analyze/subspace.h"
 #include "unique_temp_path.h"
 
 namespace lora {

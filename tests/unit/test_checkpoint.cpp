@@ -22,8 +22,8 @@
 #include "io/file_seal.h"
 #include "io/hdf5_util.h"
 #include "model/tensor_shards.h"
-#include "trainer/checkpoint_run.h"
-#include "trainer/lr_schedule.h"
+#include "trainer/train/checkpoint_run.h"
+#include "trainer/train/lr_schedule.h"
 
 namespace fs = std::filesystem;
 using namespace lora;
@@ -190,7 +190,7 @@ TEST_F(CheckpointTest, SchemaHoldsFullShapesAndTheRunState) {
   EXPECT_EQ(h5_read_attr<double>(state, "lr_next", path, "/state"), double(learning_rate(cfg_.optim, 7, 20)));
 }
 
-// trainer/checkpoint_run's mapping: every key io/checkpoint records or checks, from its section.
+// trainer/train/checkpoint_run's mapping: every key io/checkpoint records or checks, from its section.
 TEST_F(CheckpointTest, CheckpointRunCarriesEveryKeyFromItsSection) {
   RunConfig c = cfg_;
   c.model.init_seed = 77;

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "trainer/config_loader.h"
+#include "trainer/config/config_loader.h"
 
 namespace fs = std::filesystem;
 using lora::ConfigError;

@@ -23,7 +23,7 @@
 #include "comm/mpi_communicator.h"
 #include "tests/model_shape.h"
 #include "tests/unit/model_test_inputs.h"
-#include "trainer/adamw.h"
+#include "trainer/train/adamw.h"
 
 #ifdef LORA_HAVE_CUDA
 #include "model/ops/cuda/device.h"

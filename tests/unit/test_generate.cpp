@@ -14,7 +14,7 @@
 #include "gradcheck.h"
 #include "model_test_inputs.h"
 #include "tests/model_shape.h"
-#include "trainer/sampling.h"
+#include "trainer/generate/sampling.h"
 
 namespace lora::test {
 namespace {

@@ -19,8 +19,8 @@
 #include "io/safetensors_file.h"
 #include "model/tensor_shards.h"
 #include "tests/model_shape.h"
-#include "trainer/config_loader.h"
-#include "trainer/runtime_baseline.h"
+#include "trainer/config/config_loader.h"
+#include "trainer/machine/runtime_baseline.h"
 #include "unique_temp_path.h"
 
 namespace lora {

@@ -14,8 +14,8 @@
 #include "model/gpt.h"
 #include "model/rng.h"
 #include "tests/model_shape.h"
-#include "trainer/adamw.h"
-#include "trainer/merge.h"
+#include "trainer/train/adamw.h"
+#include "trainer/export/merge.h"
 #include "unique_temp_path.h"
 
 namespace lora {

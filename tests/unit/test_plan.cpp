@@ -1,12 +1,12 @@
-// `lora_dist plan`'s cost model (trainer/plan.h) on the LoRA paper's GPT-3 175B figures, and
+// `lora_dist plan`'s cost model (trainer/plan/plan.h) on the LoRA paper's GPT-3 175B figures, and
 // its FLOPs against bench's count. Collective bytes and peak RSS against measurement are in
 // tests/plan/plan_vs_bench.py (ctest plan.vs_bench).
 #include <gtest/gtest.h>
 
-#include "trainer/bench.h"
-#include "trainer/config_loader.h"
-#include "trainer/device_presets.h"
-#include "trainer/plan.h"
+#include "trainer/bench/bench.h"
+#include "trainer/config/config_loader.h"
+#include "trainer/machine/device_preset.h"
+#include "trainer/plan/plan.h"
 
 namespace lora {
 namespace {

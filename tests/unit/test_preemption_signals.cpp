@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "model/ops/cpu/frozen_gemm.h"
-#include "trainer/preemption.h"
+#include "trainer/train/preemption.h"
 
 namespace lora {
 namespace {

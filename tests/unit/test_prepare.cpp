@@ -1,4 +1,4 @@
-// `lora_dist prepare` (trainer/prepare.h): JSONL prompt/completion examples become tokens
+// `lora_dist prepare` (trainer/prepare/prepare.h): JSONL prompt/completion examples become tokens
 // whose loss mask is 1 exactly on the completion and the closing <|endoftext|>; plain text is
 // scored everywhere; overlong examples are truncated or dropped and counted; a validation
 // fraction is a deterministic, disjoint share; malformed JSONL lines are errors with file and
@@ -11,7 +11,7 @@
 #include "io/gpt2_tokenizer.h"
 #include "io/input_error.h"
 #include "io/token_shard.h"
-#include "trainer/prepare.h"
+#include "trainer/prepare/prepare.h"
 #include "unique_temp_path.h"
 
 namespace lora {

@@ -1,6 +1,6 @@
 // What the CUDA backend plugin (liblora_cuda.so, built from model/ops/cuda and
 // comm/nccl_communicator) gives lora_dist, which loads it with dlopen only on ranks that run
-// on a GPU (trainer/compute_backend.cpp): linking cuBLAS and NCCL into every process would
+// on a GPU (trainer/machine/compute_backend.cpp): linking cuBLAS and NCCL into every process would
 // cost each CPU rank about 210 MiB of resident memory before it did anything.
 // Host-side types only, so lora_dist includes it without the CUDA headers.
 #pragma once

@@ -1,0 +1,236 @@
+#include "trainer/bench/bench.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <cerrno>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "model/rng.h"
+#include "trainer/machine/device_preset.h"
+#include "trainer/machine/fma_peak.h"
+#include "trainer/plan/plan.h"
+#include "trainer/machine/runtime_baseline.h"
+#include "trainer/train/trainer.h"
+
+namespace lora {
+
+double lora_flops_per_token(const ModelConfig& m, const LoraConfig& l, int seq_len) {
+  const double L = m.n_layer, d = m.d_model;
+  const double n_mm = 12.0 * L * d * d + static_cast<double>(m.vocab_size) * d;
+  if (!l.enabled) return 6.0 * n_mm + 12.0 * L * seq_len * d;  // full fine-tuning: + the weight gradients
+  double n_lora = 0;
+  for (int t = 0; t < kNumTargets; ++t) {
+    if (!l.targets[t]) continue;
+    int out = 0, in = 0;
+    lora_target_shape(m, t, &out, &in);
+    n_lora += L * l.r * (in + out);
+  }
+  return 4.0 * n_mm + 6.0 * n_lora + 12.0 * L * seq_len * d;
+}
+
+namespace {
+
+size_t synthetic_token_count(const RunConfig& cfg, int steps) {
+  return static_cast<size_t>(steps) * cfg.train.batch_size * cfg.train.seq_len + 1;
+}
+
+// Their bytes in memory as the plan counts data: 4 per token, 4 per shuffled window.
+uint64_t synthetic_token_bytes(const RunConfig& cfg, int steps) {
+  const uint64_t n = synthetic_token_count(cfg, steps);
+  return 4 * n + 4 * ((n - 1) / cfg.train.seq_len);
+}
+
+// Random tokens, all scored: enough windows for every step to see fresh data.
+TokenShard synthetic_tokens(const RunConfig& cfg, int steps) {
+  TokenShard s;
+  s.path = "<synthetic>";
+  s.vocab_size = static_cast<uint32_t>(cfg.model.vocab_size);
+  const size_t n = synthetic_token_count(cfg, steps);
+  s.tokens.resize(n);
+  for (size_t i = 0; i < n; ++i) s.tokens[i] = philox(cfg.train.seed, 0x42454e43u, 0, i, i >> 32)[0] % s.vocab_size;
+  return s;
+}
+
+double peak_rss_mib() { return static_cast<double>(peak_rss_bytes()) / (1 << 20); }
+
+// Rank 0's per-op wall time per step, largest first; the rest of the step is the
+// optimizer, the gradient all-reduces and the data.
+void print_op_times(const OpTimers& t, int steps, double step_ms) {
+  std::vector<std::pair<double, std::string>> rows;
+  double total = 0;
+  for (const auto& [name, sec] : t.seconds) rows.emplace_back(sec * 1e3 / steps, name), total += sec * 1e3 / steps;
+  std::sort(rows.rbegin(), rows.rend());
+  std::printf("where a step's time goes (rank 0, ms per step, %% of the mean step):\n");
+  for (const auto& [ms, name] : rows) std::printf("  %-44s %8.1f  %5.1f%%\n", name.c_str(), ms, 100 * ms / step_ms);
+  std::printf("  %-44s %8.1f  %5.1f%%\n", "(rest: optimizer, grad all-reduce, data)", step_ms - total,
+              100 * (step_ms - total) / step_ms);
+}
+
+}  // namespace
+
+namespace {
+// The GPU preset whose chip `description` names ("... NVIDIA H200 ..." -> h200-141gb), or null.
+const DeviceSpec* matching_gpu_preset(const std::string& description) {
+  std::string lower = description;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (const DeviceSpec& d : gpu_presets())
+    if (lower.find(d.name.substr(0, d.name.find('-'))) != std::string::npos) return &d;  // "h200"
+  return nullptr;
+}
+}  // namespace
+
+int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& opt, Watchdog* watchdog,
+              ComputeBackend* backend) {
+  RunConfig cfg = cfg_in;
+  cfg.train.steps = opt.warmup + opt.steps;
+  cfg.data.val.clear();
+  cfg.output.metrics.clear();
+  // The plan's peak RSS for this process, printed beside the measured one: the runtime is
+  // measured now, before the model exists, as `lora_dist plan` measures its own.
+  const DeviceSpec cpu = cpu_device(omp_get_max_threads(), comm.size(Group::World), cfg.model.dtype == "bf16",
+                                    cfg.train.micro_batch * cfg.train.seq_len, /*measure_rates=*/false);
+  Trainer trainer(cfg, comm, synthetic_tokens(cfg, cfg.train.steps), backend);
+  const bool gpu = trainer.backend().on_gpu();
+  const DeviceSpec* gpu_preset = gpu ? matching_gpu_preset(trainer.backend().line()) : nullptr;
+  const bool root = comm.rank(Group::World) == 0;
+
+  std::vector<double> ms;
+  StepStats last;
+  trainer.model().timers().enabled = opt.warmup == 0;
+  for (int i = 0; i < cfg.train.steps; ++i) {
+    comm.barrier(Group::World);
+    if (watchdog) watchdog->step_started(i);
+    last = trainer.train_step();
+    if (watchdog) watchdog->step_finished(last.seconds);
+    double sec = last.seconds;
+    comm.all_reduce_max(&sec, 1, Group::World);  // a step lasts as long as its slowest rank
+    if (i >= opt.warmup) ms.push_back(sec * 1e3);
+    if (i + 1 == opt.warmup) {  // time the ops of the timed steps only
+      trainer.model().timers().enabled = true;
+      trainer.model().timers().reset();
+    }
+  }
+  std::sort(ms.begin(), ms.end());
+  const double median = ms[ms.size() / 2];
+  double mean = 0;
+  for (double v : ms) mean += v / ms.size();
+  const double tokens_per_step = static_cast<double>(cfg.train.batch_size) * cfg.train.seq_len;
+  const double tok_s = tokens_per_step / (median / 1e3);
+  const double flop_tok = lora_flops_per_token(cfg.model, cfg.lora, cfg.train.seq_len);
+  const double gflops = tok_s * flop_tok / 1e9;
+  const int ranks = comm.size(Group::World), threads = omp_get_max_threads();
+  double per_core = opt.peak_gflops_per_core;
+  std::string gpu_peak_source = "given";
+  if (gpu && per_core <= 0) {  // per GPU: one rank per GPU
+    if (!gpu_preset)
+      throw std::runtime_error("bench: no GPU preset matches this device (" + trainer.backend().line() +
+                               "); give its dense bf16 peak with --peak-gflops-per-core (GFLOP/s per GPU)");
+    per_core = gpu_preset->peak_flops_bf16 / 1e9;
+    gpu_peak_source = "dense bf16 peak of the " + gpu_preset->name + " preset";
+  }
+  Watchdog::LongPhase measuring(watchdog, "measuring the FMA peak on every rank");
+  if (per_core <= 0) {
+    // Every rank with all its threads at once, after a barrier: the peak of the cores while
+    // all of them are busy, as in a step. (Rank 0 alone, while the others spin in MPI on
+    // the SMT sibling of its core, measured 20-56 GFLOP/s/core on one Zen 3 VM, under
+    // what its GEMMs then achieved.)
+    comm.barrier(Group::World);
+    double total = measure_fma_peak_gflops_all_threads(threads);
+    comm.all_reduce_sum(&total, 1, Group::World);
+    per_core = total / (threads * comm.size(Group::World));
+  }
+  const double peak = gpu ? per_core * ranks : per_core * threads * ranks;
+  double device_mib = trainer.backend().device_bytes_in_use() / 1048576.0;
+  comm.all_reduce_max(&device_mib, 1, Group::World);
+  double rss = peak_rss_mib();
+  comm.all_reduce_max(&rss, 1, Group::World);
+  const Plan plan = make_plan(cfg, cpu, synthetic_token_bytes(cfg, cfg.train.steps));
+  double planned = (cfg.lora.enabled ? plan.lora : plan.full).peak() / 1048576.0;
+  comm.all_reduce_max(&planned, 1, Group::World);
+  // On a GPU, `plan`'s prediction for the matching preset, beside the memory in use.
+  double planned_gpu = 0;
+  if (gpu_preset) {
+    const Plan on_gpu = make_plan(cfg, *gpu_preset, synthetic_token_bytes(cfg, cfg.train.steps));
+    planned_gpu = (cfg.lora.enabled ? on_gpu.lora : on_gpu.full).peak() / 1048576.0;
+  }
+  // Exact bytes of the frozen weights (all matrices in model.dtype, LayerNorms and biases fp32).
+  double frozen[2] = {double(trainer.model().frozen_bytes()), double(trainer.model().frozen_matrix_bytes())};
+  comm.all_reduce_max(frozen, 2, Group::World);
+  const double weights_mib = frozen[0] / 1048576.0;
+  const std::string kernel = trainer.backend().frozen_gemm_kernel(trainer.model().dtype());
+
+  if (root) {
+    const ModelConfig& m = cfg.model;
+    const std::string trained = cfg.lora.enabled ? "LoRA r" + std::to_string(cfg.lora.r) + " on " + cfg.lora.target_list()
+                                                 : std::string("full fine-tuning");
+    std::printf("bench: GPT L%d d%d H%d V%d T%d micro-batch %d batch %d | %s | tp %d dp %d | %d threads/rank\n",
+                m.n_layer, m.d_model, m.n_head, m.vocab_size, cfg.train.seq_len, cfg.train.micro_batch,
+                cfg.train.batch_size, trained.c_str(), cfg.parallel.tp, cfg.parallel.dp, threads);
+    std::printf("step: median %.1f ms (min %.1f, max %.1f) over %d timed steps after %d warm-up\n", median, ms.front(),
+                ms.back(), opt.steps, opt.warmup);
+    std::printf("tokens/s: %.1f\n", tok_s);
+    if (gpu) {
+      std::printf("%s\n", trainer.backend().line().c_str());
+      std::printf("model FLOP/token: %.4f GFLOP | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (%s, %.0f GFLOP/s x %d GPUs)\n",
+                  flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, gpu_peak_source.c_str(), per_core, ranks);
+      std::printf("GPU memory in use (max over ranks): %.0f MiB; planned %.0f MiB (lora_dist plan --device %s)\n",
+                  device_mib, planned_gpu, gpu_preset ? gpu_preset->name.c_str() : "?");
+    } else {
+      std::printf("model FLOP/token: %.4f GFLOP | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (fp32 FMA peak %.1f/core%s x %d cores)\n",
+                  flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, per_core,
+                  opt.peak_gflops_per_core > 0 ? ", given" : ", measured", threads * ranks);
+    }
+    if (gpu)  // the CPU plan counts activations in host memory; on the GPU they are in its memory (above)
+      std::printf("peak RSS per rank: %.0f MiB (max over %d ranks): the host masters, of which frozen weights %.0f MiB\n",
+                  rss, ranks, weights_mib);
+    else
+      std::printf("peak RSS per rank: %.0f MiB (max over %d ranks), of which frozen weights %.0f MiB; planned %.0f MiB "
+                  "(lora_dist plan, %+.1f %%)\n",
+                  rss, ranks, weights_mib, planned, 100.0 * (planned - rss) / rss);
+    std::printf("frozen weights per rank (max over ranks), model.dtype %s: %.0f bytes = matrices %.0f + LayerNorms and biases %.0f\n",
+                m.dtype.c_str(), frozen[0], frozen[1], frozen[0] - frozen[1]);
+    std::printf("frozen-weight GEMMs: %s\n", kernel.c_str());
+    const size_t rep = trainer.model().lora_layout().replicated_size * sizeof(float);
+    const size_t shard = trainer.model().lora_params().size() * sizeof(float) - rep;
+    if (!cfg.lora.enabled)
+      std::printf("bytes all-reduced per step, rank 0: gradients %llu = every base tensor's over DP (dp=%d)%s; "
+                  "TP activations %llu\n",
+                  static_cast<unsigned long long>(last.lora_grad_bytes), cfg.parallel.dp,
+                  cfg.parallel.dp > 1 ? "" : " (none at dp=1)", static_cast<unsigned long long>(last.tp_bytes));
+    else std::printf("bytes all-reduced per step, rank 0: LoRA grads %llu = replicated factors %zu B over the world (%d ranks)"
+                " + TP-sharded factors %zu B over DP (dp=%d)%s; TP activations %llu\n",
+                static_cast<unsigned long long>(last.lora_grad_bytes), ranks > 1 ? rep : 0, ranks,
+                cfg.parallel.dp > 1 ? shard : 0, cfg.parallel.dp, cfg.parallel.dp > 1 ? "" : " (none at dp=1)",
+                static_cast<unsigned long long>(last.tp_bytes));
+    print_op_times(trainer.model().timers(), opt.steps, mean);
+    std::fflush(stdout);
+    if (!opt.json.empty()) {
+      std::ofstream out(opt.json, std::ios::app);
+      out << nlohmann::json{{"n_layer", m.n_layer}, {"d_model", m.d_model}, {"n_head", m.n_head},
+                            {"vocab_size", m.vocab_size}, {"seq_len", cfg.train.seq_len},
+                            {"micro_batch", cfg.train.micro_batch}, {"tp", cfg.parallel.tp}, {"dp", cfg.parallel.dp},
+                            {"threads_per_rank", threads}, {"step_ms_median", median}, {"tokens_per_s", tok_s},
+                            {"gflops", gflops}, {"mfu", gflops / peak}, {"peak_gflops", peak}, {"peak_rss_mib", rss}, {"planned_peak_rss_mib", planned}, {"weights_mib", weights_mib},
+                            {"recompute", cfg.train.recompute},
+                            {"dtype", m.dtype}, {"frozen_bytes", frozen[0]}, {"frozen_matrix_bytes", frozen[1]},
+                            {"frozen_gemm_kernel", kernel},
+                            {"lora_grad_bytes", last.lora_grad_bytes}, {"tp_activation_bytes", last.tp_bytes},
+                            {"backend", gpu ? "cuda" : "cpu"}, {"gpu_memory_mib", device_mib},
+                            {"planned_gpu_memory_mib", planned_gpu}}
+                 .dump()
+          << '\n';
+      out.close();
+      if (!out) throw std::runtime_error(opt.json + ": bench --json: cannot append the result: " + std::strerror(errno));
+    }
+  }
+  return 0;
+}
+
+}  // namespace lora

@@ -1,0 +1,138 @@
+#include "trainer/export/merge.h"
+
+#include <mpi.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "comm/mpi_communicator.h"
+#include "io/atomic_folder.h"
+#include "io/base_weights.h"
+#include "io/checkpoint.h"
+#include "io/hf_base_weights.h"
+#include "io/hf_model_folder.h"
+#include "io/safetensors_writer.h"
+#include "model/gpt.h"
+#include "trainer/config/config_loader.h"
+#include "trainer/train/load_base.h"
+
+namespace lora {
+
+namespace {
+
+// The base of cfg with the adapter folded in (W0 + s B A), whole (tp 1), in fp32.
+struct MergedModel {
+  MpiCommunicator self{MPI_COMM_SELF, 1, 1};  // the whole, unsharded model
+  std::unique_ptr<GptModel<float>> model;
+};
+
+std::unique_ptr<MergedModel> merged_model(const RunConfig& cfg, const std::string& adapter) {
+  auto m = std::make_unique<MergedModel>();
+  // Merged in fp32 whatever model.dtype trained with: W0 + s B A rounded to bf16 would lose
+  // most of the update (|s B A| is often below bf16's resolution of |W0|), and the file
+  // format stores float32. A bf16 run then loads and rounds the merged file once.
+  ModelConfig mc = cfg.model;
+  mc.dtype = "fp32";
+  // A full fine-tuning config (lora.enabled: false) has no adapter: its base is the model.
+  LoraConfig lc = cfg.lora;
+  if (!lc.enabled) std::fill(std::begin(lc.targets), std::end(lc.targets), false), lc.enabled = true;
+  m->model = std::make_unique<GptModel<float>>(mc, lc, m->self, 1, 1);
+  GptModel<float>& model = *m->model;
+  // The adapter is checked against the base of this config (shape, fingerprint), its own
+  // LoRA settings and every tensor's shape before anything is merged.
+  if (cfg.lora.enabled)
+    read_adapter(adapter, cfg.model, cfg.lora, base_fingerprint(cfg.model), model.lora_layout(), 0, model.lora_params().data());
+  load_frozen_base(cfg, model, m->self, /*log=*/nullptr);
+  model.merge_lora(true);
+  return m;
+}
+
+// The shortest decimal that reads back as the same float (1e-05, not 9.99999974738e-06).
+double short_decimal(float v) {
+  for (int digits = 6; digits < 10; ++digits) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.*g", digits, double(v));
+    if (std::strtof(buf, nullptr) == v) return std::strtod(buf, nullptr);
+  }
+  return v;
+}
+
+const char* torch_dtype(const std::set<std::string>& dtypes) {
+  if (dtypes.size() != 1) return "float32";
+  const std::string& d = *dtypes.begin();
+  return d == "BF16" ? "bfloat16" : d == "F16" ? "float16" : "float32";
+}
+
+}  // namespace
+
+void merge_adapter_into_base(const RunConfig& cfg, const std::string& adapter, const std::string& out) {
+  if (!cfg.lora.enabled)
+    throw ConfigError(cfg.source_path + ": lora.enabled is false (full fine-tuning): there is no adapter to merge; "
+                      "the run's model.h5 is already the merged model");
+  const auto m = merged_model(cfg, adapter);
+  write_base_weights(out, m->model->base_layout(), m->model->base().data());
+}
+
+std::string export_merged_hf(const RunConfig& cfg, const std::string& adapter, const std::string& dir) {
+  const auto m = merged_model(cfg, adapter);
+  const ParamLayout& layout = m->model->base_layout();
+  const float* base = m->model->base().data();
+  std::unique_ptr<HfModelFolder> source;  // an HF base: each tensor keeps the dtype of its file
+  if (cfg.model.init == "hf") source = std::make_unique<HfModelFolder>(cfg.model.path);
+  std::vector<StWriteTensor> tensors;
+  std::set<std::string> dtypes;
+  for (const TensorSpec& s : layout.tensors) {  // tp 1: local == full, no padding rows
+    bool transposed = false;
+    const std::string hf = hf_tensor_name(s.name, &transposed);
+    StWriteTensor t;
+    t.name = "transformer." + hf;  // as GPT2LMHeadModel.save_pretrained names it
+    const float* p = base + s.offset;
+    const size_t rows = size_t(s.rows), cols = size_t(s.cols);
+    if (s.rows == 1 || s.cols == 1) {
+      t.shape = {uint64_t(rows * cols)};
+      t.data.assign(p, p + rows * cols);
+    } else if (transposed) {  // Conv1D: [in, out]
+      t.shape = {uint64_t(cols), uint64_t(rows)};
+      t.data.resize(rows * cols);
+      for (size_t r = 0; r < rows; ++r)
+        for (size_t c = 0; c < cols; ++c) t.data[c * rows + r] = p[r * cols + c];
+    } else {
+      t.shape = {uint64_t(rows), uint64_t(cols)};
+      t.data.assign(p, p + rows * cols);
+    }
+    if (source) t.dtype = source->find(hf)->tensor->dtype;  // read_hf_base_weights found it, F32/F16/BF16
+    dtypes.insert(st_dtype_name(t.dtype));
+    tensors.push_back(std::move(t));
+  }
+  const ModelConfig& mc = cfg.model;
+  const nlohmann::ordered_json config = {
+      {"model_type", "gpt2"},
+      {"architectures", {"GPT2LMHeadModel"}},
+      {"n_layer", mc.n_layer},
+      {"n_head", mc.n_head},
+      {"n_embd", mc.d_model},
+      {"vocab_size", mc.vocab_size},
+      {"n_positions", mc.context},
+      {"n_ctx", mc.context},
+      {"n_inner", nullptr},
+      {"layer_norm_epsilon", short_decimal(mc.ln_eps)},
+      {"activation_function", "gelu_new"},
+      {"tie_word_embeddings", true},
+      {"scale_attn_weights", true},
+      {"torch_dtype", torch_dtype(dtypes)}};
+  write_folder_atomically(dir, "the merged model", [&](const std::filesystem::path& tmp) {
+    write_safetensors((tmp / "model.safetensors").string(), tensors);
+    std::ofstream f(tmp / "config.json");
+    f << config.dump(2) << "\n";
+    f.close();
+    if (!f) throw std::runtime_error((tmp / "config.json").string() + ": write failed");
+  });
+  std::string names;
+  for (const std::string& d : dtypes) names += (names.empty() ? "" : "+") + d;
+  return names;
+}
+
+}  // namespace lora

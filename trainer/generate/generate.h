@@ -1,0 +1,37 @@
+// `lora_dist generate`: prompt text in, the model's continuation out, with or without a
+// trained adapter (adapter.h5 / a checkpoint, or a PEFT folder), under the run's TP layout.
+// Each TP rank holds its shard of the base and of the KV cache (model/kv_cache.h); a new token
+// costs one row through the model. The last token's vocabulary-parallel logits are gathered
+// over TP (gather-from-TP-region), every rank draws the same token (trainer/generate/sampling.h), and
+// an all-reduce checks that they did.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "comm/communicator.h"
+#include "trainer/config/run_config.h"
+#include "trainer/generate/sampling.h"
+
+namespace lora {
+
+struct GenerateOptions {
+  std::string yaml;
+  std::string adapter;      // adapter.h5 or a checkpoint of a run of this config; or:
+  std::string peft;         // a PEFT LoRA adapter folder that fits lora.targets (lora.init_from's rules)
+  std::string tokenizer;    // folder with vocab.json + merges.txt, or "bytes" (one token per byte);
+                            // default: model.path of an hf base
+  std::string prompt;       // the prompt text, or:
+  std::string prompt_file;  // a file holding it ("-": standard input)
+  int max_new_tokens = 64;
+  std::vector<std::string> stop;  // stop once the continuation ends with one of these
+  bool ignore_eot = false;        // go on past <|endoftext|>
+  SamplingConfig sampling;        // temperature 0 (the default): greedy
+  std::string json;               // append a JSON record of the run to this file
+};
+
+// Every rank: builds the model, loads the base and the adapter, generates. World rank 0
+// streams the continuation to stdout and a summary line to stderr. Throws ConfigError for a
+// bad prompt or tokenizer choice, InputError (via agree_on_failure) for unusable files.
+void run_generate(const RunConfig& cfg, Communicator& comm, const GenerateOptions& o);
+
+}  // namespace lora
