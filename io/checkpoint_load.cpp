@@ -95,14 +95,124 @@ TrainCounters read_counters(hid_t file, const std::string& path, int64_t max_ste
   });
 }
 
-// --- compatibility -----------------------------------------------------------------------
-
 template <typename T>
 std::string str(const T& v) {
   std::ostringstream o;
   o << v;
   return o.str();
 }
+
+// --- values no run can produce -------------------------------------------------------------
+
+// The seal proves that a file is what its writer wrote, not that the writer was right: a file
+// edited by a tool and resealed, or written by a faulty writer, can hold values that no run
+// produces. Each setting a resume, merge or generate reads back is refused outside the range
+// the config loader accepts for the key it mirrors (lora.alpha > 0, optim.beta2 in [0, 1), ...),
+// naming the attribute and the key. Throws CheckpointError(Invalid).
+struct Range {
+  double lo, hi;
+  bool lo_open, hi_open;
+  std::string text() const {
+    return std::string(lo_open ? "(" : "[") + str(lo) + ", " + (std::isinf(hi) ? "inf" : str(hi)) + (hi_open ? ")" : "]");
+  }
+  bool holds(double v) const { return (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi); }
+};
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr Range at_least(double lo) { return {lo, kInf, false, true}; }
+constexpr Range above(double lo) { return {lo, kInf, true, true}; }
+constexpr Range half_open(double lo, double hi) { return {lo, hi, false, true}; }
+constexpr Range closed(double lo, double hi) { return {lo, hi, false, false}; }
+
+class AttributeCheck {
+ public:
+  AttributeCheck(hid_t obj, const std::string& path, const char* where) : obj_(obj), path_(path), where_(where) {}
+
+  // A float attribute: finite and inside `range`; `mirrors` names the config key it records.
+  double real(const char* name, Range range, const std::string& mirrors) const {
+    const double v = h5_read_attr<double>(obj_, name, path_, where_);
+    if (!std::isfinite(v)) refuse(name, str(v) + " is not a finite number (" + mirrors + ")");
+    if (!range.holds(v)) refuse(name, str(v) + " is outside " + range.text() + " (" + mirrors + ")");
+    return v;
+  }
+  int64_t integer(const char* name, Range range, const std::string& mirrors) const {
+    const int64_t v = h5_read_attr<int64_t>(obj_, name, path_, where_);
+    if (!range.holds(double(v))) refuse(name, std::to_string(v) + " is outside " + range.text() + " (" + mirrors + ")");
+    return v;
+  }
+  std::string one_of(const char* name, const std::vector<std::string>& valid, const std::string& mirrors) const {
+    const std::string v = h5_read_attr<std::string>(obj_, name, path_, where_);
+    if (std::find(valid.begin(), valid.end(), v) != valid.end()) return v;
+    std::string list;
+    for (const std::string& n : valid) list += (list.empty() ? "" : ", ") + n;
+    refuse(name, "'" + v + "' is not one of " + list + " (" + mirrors + ")");
+  }
+  [[noreturn]] void refuse(const char* name, const std::string& why) const {
+    throw CheckpointError(CheckpointError::Invalid, path_ + ": " + where_ + ": attribute '" + name + "' = " + why);
+  }
+
+ private:
+  hid_t obj_;
+  const std::string& path_;
+  const char* where_;
+};
+
+// /adapter's LoRA hyper-parameters (an adapter.h5 or a checkpoint of a LoRA run): r >= 1,
+// alpha > 0, dropout in [0, 1), targets known and not empty, and the scale stored beside them
+// the one they give (alpha/r, or alpha/sqrt(r) with rslora), since merge folds it in.
+LoraConfig read_lora_attrs(hid_t file, const std::string& path) {
+  H5Handle adapter = open_group(file, path, "/adapter");
+  const AttributeCheck check(adapter, path, "/adapter");
+  LoraConfig lc;
+  lc.r = static_cast<int>(check.integer("r", closed(1, std::numeric_limits<int>::max()), "lora.r"));
+  lc.alpha = static_cast<float>(check.real("alpha", above(0), "lora.alpha"));
+  if (!std::isfinite(lc.alpha)) check.refuse("alpha", str(lc.alpha) + " is not a finite float (lora.alpha)");
+  lc.rslora = h5_read_attr<bool>(adapter, "rslora", path, "/adapter");
+  lc.dropout = static_cast<float>(check.real("dropout", half_open(0, 1), "lora.dropout"));
+  const std::string targets = h5_read_attr<std::string>(adapter, "targets", path, "/adapter");
+  std::fill(std::begin(lc.targets), std::end(lc.targets), false);
+  std::stringstream names(targets);
+  for (std::string name; std::getline(names, name, ',');) {
+    int t = 0;
+    while (t < kNumTargets && name != lora_target_name(t)) ++t;
+    if (t == kNumTargets) check.refuse("targets", "'" + targets + "': '" + name + "' is not one of q, k, v, o, fc1, fc2");
+    lc.targets[t] = true;
+  }
+  if (lc.target_list().empty()) check.refuse("targets", "'" + targets + "' names no target");
+  const double scale = check.real("scale", above(0), "lora.alpha / r");
+  if (!(std::abs(scale - lc.scale()) <= 1e-6 * lc.scale()))
+    check.refuse("scale", str(scale) + ", but alpha " + str(lc.alpha) + " and r " + std::to_string(lc.r) +
+                              (lc.rslora ? " with rslora give " : " give ") + str(lc.scale()));
+  return lc;
+}
+
+// /optimizer's AdamW settings and /state's schedule and batch: each inside the range of the key
+// it records, the LR a resume starts with inside [0, optim.lr] (warm-up rises to it, decay
+// falls from it), and the samples consumed the steps times the batch.
+void check_run_attrs(hid_t file, const std::string& path, int step) {
+  H5Handle optimizer = open_group(file, path, "/optimizer"), state = open_group(file, path, "/state");
+  const AttributeCheck opt(optimizer, path, "/optimizer"), st(state, path, "/state");
+  opt.real("beta1", half_open(0, 1), "optim.beta1");
+  opt.real("beta2", half_open(0, 1), "optim.beta2");
+  opt.real("eps", above(0), "optim.eps");
+  opt.real("weight_decay", at_least(0), "optim.weight_decay");
+  const double lr = st.real("lr", above(0), "optim.lr");
+  // The LR is computed in float: warm-up's lr * (step + 1) / warmup may round one ulp above lr.
+  st.real("lr_next", closed(0, lr * (1 + 1e-6)), "the schedule's LR, which never exceeds optim.lr");
+  st.real("min_lr_ratio", closed(0, 1), "optim.min_lr_ratio");
+  st.integer("warmup_steps", at_least(0), "optim.warmup_steps");
+  st.one_of("decay", {"cosine", "linear", "constant"}, "optim.decay");
+  const int64_t batch = st.integer("batch_size", at_least(1), "train.batch_size");
+  st.integer("seq_len", at_least(1), "train.seq_len");
+  st.integer("total_steps", at_least(1), "train.steps");
+  st.integer("written_tp", at_least(1), "parallel.tp");
+  st.integer("written_dp", at_least(1), "parallel.dp");
+  const int64_t samples = h5_read_attr<int64_t>(state, "samples_consumed", path, "/state");
+  if (samples != int64_t(step) * batch)
+    st.refuse("samples_consumed", std::to_string(samples) + ", but step " + std::to_string(step) + " x batch_size " +
+                                      std::to_string(batch) + " = " + std::to_string(int64_t(step) * batch));
+}
+
+// --- compatibility -----------------------------------------------------------------------
 
 // "name A in the checkpoint, B in this run" for each field that differs.
 class Differences {
@@ -220,7 +330,7 @@ std::vector<std::string> changed_settings(hid_t file, const std::string& path, c
 // of each, after checking the dataset's class and full shape against the layout (before a
 // byte is read), and checks every value read is finite. Throws CheckpointError.
 void read_tensor_group(hid_t file, const std::string& path, const char* group_path, const ParamLayout& layout,
-                       int tp_rank, float* buffer) {
+                       int tp_rank, float* buffer, bool non_negative = false) {
   H5Handle group = as_checkpoint_error(CheckpointError::Mismatch, [&] { return open_group(file, path, group_path); });
   for (const TensorSpec& spec : layout.tensors) {
     const std::string name = std::string(group_path) + "/" + spec.name;
@@ -242,6 +352,13 @@ void read_tensor_group(hid_t file, const std::string& path, const char* group_pa
     as_checkpoint_error(CheckpointError::Invalid, [&] {
       h5_read_rank_slice(ds, path, name, spec, tp_rank, slice);
       check_finite(slice, spec.local_size(), path, name);
+      if (non_negative) {
+        const float* negative = std::find_if(slice, slice + spec.local_size(), [](float x) { return x < 0; });
+        if (negative != slice + spec.local_size())
+          throw CheckpointError(CheckpointError::Invalid,
+                                path + ": tensor '" + name + "' holds a negative value (" + str(*negative) +
+                                    "), which AdamW's second moments never are");
+      }
     });
   }
 }
@@ -252,7 +369,7 @@ void check_all_tensors(hid_t file, const std::string& path, const CheckpointRun&
   const bool full_ft = !run.lora.enabled;
   const ParamLayout whole = full_ft ? base_layout(run.model, 1) : lora_layout(run.model, run.lora, 1);
   std::vector<float> scratch(whole.total);
-  for (const auto& g : ckpt::tensor_groups(full_ft)) read_tensor_group(file, path, g.path, whole, 0, scratch.data());
+  for (const auto& g : ckpt::tensor_groups(full_ft)) read_tensor_group(file, path, g.path, whole, 0, scratch.data(), g.non_negative);
 }
 
 // --- this rank's slice -------------------------------------------------------------------
@@ -281,6 +398,8 @@ CheckpointInfo verify_checkpoint(const std::string& path, const CheckpointRun& r
     CheckpointInfo info;
     info.path = path;
     info.counters = read_counters(file, path, run.train.steps, "train.steps of this run");
+    if (run.lora.enabled) read_lora_attrs(file, path);
+    check_run_attrs(file, path, info.counters.step);
     H5Handle state = open_group(file, path, "/state");
     info.written_tp = h5_read_attr<int>(state, "written_tp", path, "/state");
     info.written_dp = h5_read_attr<int>(state, "written_dp", path, "/state");
@@ -327,7 +446,7 @@ TrainCounters read_checkpoint(const std::string& path, const LoraSlices& s, bool
   H5Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, h5_fapl_unlocked()), H5Fclose);
   if (!file.valid()) throw CheckpointError(CheckpointError::Corrupt, path + ": cannot open checkpoint");
   for (const auto& g : ckpt::tensor_groups(full_finetuning))
-    read_tensor_group(file, path, g.path, s.layout, s.tp_rank, s.*g.buffer);
+    read_tensor_group(file, path, g.path, s.layout, s.tp_rank, s.*g.buffer, g.non_negative);
   return read_counters(file, path, std::numeric_limits<int>::max(), "INT_MAX");
 }
 
@@ -337,6 +456,7 @@ void read_adapter(const std::string& path, const ModelConfig& model, const LoraC
   as_checkpoint_error(CheckpointError::Invalid, [&] {
     if (H5Lexists(file, "adapter", H5P_DEFAULT) <= 0)
       throw CheckpointError(CheckpointError::Mismatch, path + ": no /adapter group: not an adapter or checkpoint file");
+    read_lora_attrs(file, path);  // values no run writes first: a NaN scale is not "another scale"
     check_compatible(file, path, model, lora, fp, adapter_source(file), /*check_scale=*/true);
     read_tensor_group(file, path, "/adapter", layout, tp_rank, params);
   });
@@ -347,29 +467,7 @@ LoraConfig read_adapter_lora_config(const std::string& path) {
   return as_checkpoint_error(CheckpointError::Invalid, [&] {
     if (H5Lexists(file, "adapter", H5P_DEFAULT) <= 0)
       throw CheckpointError(CheckpointError::Mismatch, path + ": no /adapter group: not an adapter or checkpoint file");
-    H5Handle adapter = open_group(file, path, "/adapter");
-    const auto invalid = [&](const std::string& why) {
-      return CheckpointError(CheckpointError::Invalid, path + ": /adapter: " + why);
-    };
-    LoraConfig lc;
-    lc.r = h5_read_attr<int>(adapter, "r", path, "/adapter");
-    if (lc.r < 1) throw invalid("attribute 'r' = " + std::to_string(lc.r) + " must be >= 1");
-    const double alpha = h5_read_attr<double>(adapter, "alpha", path, "/adapter");
-    if (!std::isfinite(float(alpha))) throw invalid("attribute 'alpha' = " + str(alpha) + " is not a finite float");
-    lc.alpha = float(alpha);
-    lc.rslora = h5_read_attr<bool>(adapter, "rslora", path, "/adapter");
-    lc.dropout = float(h5_read_attr<double>(adapter, "dropout", path, "/adapter"));
-    const std::string targets = h5_read_attr<std::string>(adapter, "targets", path, "/adapter");
-    std::fill(std::begin(lc.targets), std::end(lc.targets), false);
-    std::stringstream names(targets);
-    for (std::string name; std::getline(names, name, ',');) {
-      int t = 0;
-      while (t < kNumTargets && name != lora_target_name(t)) ++t;
-      if (t == kNumTargets) throw invalid("attribute 'targets' = '" + targets + "': '" + name + "' is not one of q, k, v, o, fc1, fc2");
-      lc.targets[t] = true;
-    }
-    if (lc.target_list().empty()) throw invalid("attribute 'targets' = '" + targets + "' names no target");
-    return lc;
+    return read_lora_attrs(file, path);
   });
 }
 

@@ -20,12 +20,15 @@ inline constexpr const char* kFormat = "lora_dist checkpoint v2";
 struct TensorGroup {
   const char* path;
   float* LoraSlices::*buffer;
+  // AdamW's second moments are running means of squared gradients, never negative (their
+  // square root is taken): a file with a negative one was not written by a run.
+  bool non_negative = false;
 };
 inline const char* params_group(bool full_finetuning) { return full_finetuning ? "/model" : "/adapter"; }
 inline std::vector<TensorGroup> tensor_groups(bool full_finetuning) {
   return {{params_group(full_finetuning), &LoraSlices::params},
           {"/optimizer/m", &LoraSlices::m},
-          {"/optimizer/v", &LoraSlices::v}};
+          {"/optimizer/v", &LoraSlices::v, /*non_negative=*/true}};
 }
 
 // Every group a checkpoint has, parents first (the writer creates them in this order).

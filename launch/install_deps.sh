@@ -16,7 +16,7 @@ packages=(
   libcli11-dev                          # command line
   librandom123-dev                      # Philox counter-based RNG (DESIGN §5)
   libpcre2-dev                          # the GPT-2 pre-tokenizer's Unicode regex (io/gpt2_pretokenizer.cpp)
-  libeigen3-dev                         # SVD and QR in double for `lora_dist analyze` (trainer/subspace.cpp)
+  libeigen3-dev                         # SVD and QR in double for `lora_dist analyze` (trainer/analyze/subspace.cpp)
   python3-matplotlib                    # analyze's heatmaps of the subspace similarity (launch/plot_analysis.py)
   libtcmalloc-minimal4                  # allocator for the benchmark, as the anchors use
   python3-torch python3-numpy python3-h5py  # PyTorch reference tests

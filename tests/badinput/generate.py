@@ -287,6 +287,44 @@ def checkpoint_names(path):
 
 # --- damage ------------------------------------------------------------------------------
 
+# The seal of io/file_seal.h, re-implemented from its documented layout and Hash64
+# (io/checkpoint_hash.h): what a tool that edits a checkpoint and reseals it would write, so
+# that cases reach the contents checks behind the seal.
+SEAL_BYTES, MASK64 = 512, (1 << 64) - 1
+
+
+def hash64(data):
+    def step(h, w):
+        w = (w * 0x87c37b91114253d5) & MASK64
+        w = ((w << 31) | (w >> 33)) & MASK64
+        w = (w * 0x4cf5ad432745937f) & MASK64
+        h ^= w
+        h = ((h << 27) | (h >> 37)) & MASK64
+        return (h * 5 + 0x52dce729) & MASK64
+    h, whole = 0x9e3779b97f4a7c15, len(data) // 8
+    for w in struct.unpack(f"<{whole}Q", data[:8 * whole]):
+        h = step(h, w)
+    if len(data) % 8:
+        h = step(h, int.from_bytes(data[8 * whole:].ljust(8, b"\0"), "little"))
+    h ^= len(data)
+    for mul in (0xff51afd7ed558ccd, 0xc4ceb9fe1a85ec53):
+        h ^= h >> 33
+        h = (h * mul) & MASK64
+    return h ^ (h >> 33)
+
+
+def reseal(path):
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    block = bytearray(SEAL_BYTES)
+    block[0:8] = b"LDCKSUM1"
+    block[8:24] = struct.pack("<IIQ", 1, SEAL_BYTES, len(data))
+    block[24:32] = struct.pack("<Q", hash64(bytes(data[SEAL_BYTES:])))
+    block[32:40] = struct.pack("<Q", hash64(bytes(block)))  # over the block with this field zero
+    data[:SEAL_BYTES] = block
+    write(path, bytes(data))
+
+
 def spread_offsets(rng, size, n, lo=0):
     """n offsets in [lo, size), one in each of n equal strata, random within it."""
     span = (size - lo) / n
@@ -876,6 +914,49 @@ class Gen:
                               ("d_model_as_string", "state", "d_model", "sixteen")):
             explicit(name, edited(set_attr(g, a, v)), f"/{g} attribute {a} set to {v!r}")
 
+        # Values no run writes, in files resealed after the edit (a tool that edits and reseals, or
+        # a faulty writer): the seal verifies, the contents check refuses them naming the attribute
+        # or dataset. The good file resealed unedited is accepted, so the seal itself is right.
+        def resealed(fn):
+            def w(p):
+                edited(fn)(p)
+                with open(p, "r+b") as f:  # the user block as the writer leaves it before sealing
+                    f.write(bytes(SEAL_BYTES))
+                reseal(p)
+            return w
+        explicit("resealed_unedited", resealed(lambda f: None), "the good checkpoint resealed by the test's own "
+                 "sealer: accepted", expect="accept", rc=(), names=())
+
+        def negative_v(f):
+            a = f[v_ds[0]][()]
+            a.flat[a.size // 2] = -1e-3
+            f[v_ds[0]][...] = a
+        explicit("resealed_negative_adam_v", resealed(negative_v), f"a negative second moment in {v_ds[0]}, resealed",
+                 names=("ckpt.h5", v_ds[0], "negative"))
+        for name, g, a, v in (("scale_nan", "adapter", "scale", np.float64(np.nan)),
+                              ("scale_not_alpha_over_r", "adapter", "scale", np.float64(3.0)),
+                              ("alpha_negative", "adapter", "alpha", np.float64(-4.0)),
+                              ("dropout_one", "adapter", "dropout", np.float64(1.0)),
+                              ("beta1_negative", "optimizer", "beta1", np.float64(-0.5)),
+                              ("beta2_one", "optimizer", "beta2", np.float64(1.0)),
+                              ("eps_zero", "optimizer", "eps", np.float64(0.0)),
+                              ("weight_decay_inf", "optimizer", "weight_decay", np.float64(np.inf)),
+                              ("adam_step_negative", "optimizer", "adam_step", np.int64(-3)),
+                              ("step_negative", "state", "step", np.int64(-1)),
+                              ("lr_zero", "state", "lr", np.float64(0.0)),
+                              ("lr_next_above_lr", "state", "lr_next", np.float64(1.0)),
+                              ("lr_next_nan", "state", "lr_next", np.float64(np.nan)),
+                              ("min_lr_ratio_two", "state", "min_lr_ratio", np.float64(2.0)),
+                              ("warmup_negative", "state", "warmup_steps", np.int64(-1)),
+                              ("decay_unknown", "state", "decay", np.bytes_(b"exponential")),
+                              ("batch_size_zero", "state", "batch_size", np.int64(0)),
+                              ("samples_consumed_wrong", "state", "samples_consumed", np.int64(7)),
+                              ("written_tp_zero", "state", "written_tp", np.int64(0))):
+            explicit(f"resealed_{name}", resealed(set_attr(g, a, v)), f"/{g} attribute {a} set to {v!r}, resealed",
+                     names=("ckpt.h5", f"/{g}", f"'{a}'"))
+        explicit("resealed_r_zero", resealed(set_attr("adapter", "r", np.int64(0))), "/adapter attribute r set to 0, "
+                 "resealed: refused as another rank than the run's", names=("ckpt.h5", "r 0 in the checkpoint"))
+
         def huge_ds(f):
             n = lora_ds[0]
             del f[n]
@@ -953,6 +1034,20 @@ class Gen:
             a.flat[0] = np.nan
             f[adapter_names[0]][...] = a
         merge("merge_nan_adapter", adapter_edit(nan_first), "NaN in the adapter being merged")
+
+        def adapter_resealed(fn):
+            def w(p):
+                adapter_edit(fn)(p)
+                with open(p, "r+b") as f:
+                    f.write(bytes(SEAL_BYTES))
+                reseal(p)
+            return w
+        merge("merge_resealed_unedited", adapter_resealed(lambda f: None), "the good adapter resealed: accepted",
+              expect="accept")
+        for name, a, v in (("scale_nan", "scale", np.float64(np.nan)), ("alpha_zero", "alpha", np.float64(0.0)),
+                           ("dropout_negative", "dropout", np.float64(-0.1))):
+            merge(f"merge_resealed_{name}", adapter_resealed(set_attr("adapter", a, v)),
+                  f"/adapter attribute {a} set to {v!r} in adapter.h5, resealed")
 
         def huge_first(f):
             del f[adapter_names[0]]

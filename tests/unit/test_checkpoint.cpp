@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -384,6 +385,117 @@ TEST_F(CheckpointTest, CountersOutOfRangeAreRefused) {
     h5_write_attr(state, "step", int64_t(1) << 33);
   });
   EXPECT_TRUE(contains(refusal(path, cfg_).what(), "attribute 'step' = 8589934592 is outside [0, 20]"));
+}
+
+// Values no run can produce, in a file that verifies (edited by a tool and resealed): each is
+// refused as Invalid naming the dataset or attribute, and resume: auto stops rather than
+// falling back to an older checkpoint. The untouched file is accepted, so each case isolates its edit.
+TEST_F(CheckpointTest, ImpossibleValuesOfAResealedFileAreRefused) {
+  const auto set_double = [](const char* group, const char* name, double value) {
+    return [=](hid_t file) {
+      H5Handle g(H5Gopen2(file, group, H5P_DEFAULT), H5Gclose);
+      H5Adelete(g, name);
+      h5_write_attr(g, name, value);
+    };
+  };
+  const auto set_int = [](const char* group, const char* name, int64_t value) {
+    return [=](hid_t file) {
+      H5Handle g(H5Gopen2(file, group, H5P_DEFAULT), H5Gclose);
+      H5Adelete(g, name);
+      h5_write_attr(g, name, value);
+    };
+  };
+  const auto set_string = [](const char* group, const char* name, const char* value) {
+    return [=](hid_t file) {
+      H5Handle g(H5Gopen2(file, group, H5P_DEFAULT), H5Gclose);
+      H5Adelete(g, name);
+      h5_write_attr(g, name, std::string(value));
+    };
+  };
+  const auto set_element = [](const char* dataset, float value) {
+    return [=](hid_t file) {
+      H5Handle ds(H5Dopen2(file, dataset, H5P_DEFAULT), H5Dclose);
+      std::vector<float> values(h5_shape(ds)[0] * h5_shape(ds)[1]);
+      H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
+      values[3] = value;
+      H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
+    };
+  };
+  struct Case {
+    std::function<void(hid_t)> edit;
+    std::string expect;
+  };
+  // The run: r 2, alpha 16 (scale 8), lr 3e-4, batch 4; the file is saved at step 5.
+  const Case cases[] = {
+      {set_element("/optimizer/v/h.0.lora.q.B", -1e-3f),
+       "tensor '/optimizer/v/h.0.lora.q.B' holds a negative value (-0.001), which AdamW's second moments never are"},
+      {set_double("/adapter", "scale", NAN), "/adapter: attribute 'scale' = nan is not a finite number (lora.alpha / r)"},
+      {set_double("/adapter", "scale", 3.0), "/adapter: attribute 'scale' = 3, but alpha 16 and r 2 give 8"},
+      {set_double("/adapter", "alpha", -16), "/adapter: attribute 'alpha' = -16 is outside (0, inf) (lora.alpha)"},
+      {set_double("/adapter", "alpha", INFINITY), "/adapter: attribute 'alpha' = inf is not a finite number (lora.alpha)"},
+      {set_double("/adapter", "dropout", 1.0), "/adapter: attribute 'dropout' = 1 is outside [0, 1) (lora.dropout)"},
+      {set_double("/optimizer", "beta1", -0.1), "/optimizer: attribute 'beta1' = -0.1 is outside [0, 1) (optim.beta1)"},
+      {set_double("/optimizer", "beta2", 1.0), "/optimizer: attribute 'beta2' = 1 is outside [0, 1) (optim.beta2)"},
+      {set_double("/optimizer", "eps", 0.0), "/optimizer: attribute 'eps' = 0 is outside (0, inf) (optim.eps)"},
+      {set_double("/optimizer", "weight_decay", NAN),
+       "/optimizer: attribute 'weight_decay' = nan is not a finite number (optim.weight_decay)"},
+      {set_double("/state", "lr", -3e-4), "/state: attribute 'lr' = -0.0003 is outside (0, inf) (optim.lr)"},
+      {set_double("/state", "lr_next", 1.0), "/state: attribute 'lr_next' = 1 is outside [0, 0.0003"},
+      {set_double("/state", "lr_next", NAN), "/state: attribute 'lr_next' = nan is not a finite number"},
+      {set_double("/state", "min_lr_ratio", 2.0),
+       "/state: attribute 'min_lr_ratio' = 2 is outside [0, 1] (optim.min_lr_ratio)"},
+      {set_int("/state", "warmup_steps", -1),
+       "/state: attribute 'warmup_steps' = -1 is outside [0, inf) (optim.warmup_steps)"},
+      {set_string("/state", "decay", "exponential"),
+       "/state: attribute 'decay' = 'exponential' is not one of cosine, linear, constant (optim.decay)"},
+      {set_int("/state", "batch_size", 0), "/state: attribute 'batch_size' = 0 is outside [1, inf) (train.batch_size)"},
+      {set_int("/state", "seq_len", 0), "/state: attribute 'seq_len' = 0 is outside [1, inf) (train.seq_len)"},
+      {set_int("/state", "total_steps", -20), "/state: attribute 'total_steps' = -20 is outside [1, inf) (train.steps)"},
+      {set_int("/state", "written_dp", 0), "/state: attribute 'written_dp' = 0 is outside [1, inf) (parallel.dp)"},
+      {set_int("/state", "samples_consumed", 7),
+       "/state: attribute 'samples_consumed' = 7, but step 5 x batch_size 4 = 20"},
+  };
+  cfg_.lora.alpha = 16;
+  cfg_.optim.lr = 3e-4f;
+  const std::string good = save(5);
+  EXPECT_NO_THROW(verify_checkpoint(good, checkpoint_run(cfg_), fp_));
+  const std::string kept = (dir_ / "good.h5").string();
+  fs::copy_file(good, kept);
+  for (const Case& c : cases) {
+    fs::copy_file(kept, good, fs::copy_options::overwrite_existing);
+    edit_h5(good, c.edit);
+    const CheckpointError e = refusal(good, cfg_);
+    EXPECT_EQ(e.kind, CheckpointError::Invalid) << c.expect;
+    EXPECT_TRUE(contains(e.what(), good + ": " + c.expect)) << e.what();
+    cfg_.checkpoint.resume = "auto";
+    std::ostringstream log;
+    EXPECT_THROW(select_checkpoint(checkpoint_run(cfg_), fp_, log), CheckpointError) << c.expect;
+    cfg_.checkpoint.resume = "none";
+  }
+}
+
+// The same LoRA hyper-parameters in an adapter.h5 (merge, generate, lora.init_from, analyze read it).
+TEST_F(CheckpointTest, ImpossibleValuesOfAResealedAdapterAreRefused) {
+  const std::string path = (dir_ / "adapter.h5").string();
+  State s(cfg_, 1, 0);
+  save_adapter(comm_, cfg_.model, cfg_.lora, fp_, s.slices(), path);
+  EXPECT_NO_THROW(read_adapter_lora_config(path));
+  edit_h5(path, [](hid_t file) {
+    H5Handle g(H5Gopen2(file, "/adapter", H5P_DEFAULT), H5Gclose);
+    H5Adelete(g, "scale");
+    h5_write_attr(g, "scale", double(NAN));
+  });
+  for (int reader = 0; reader < 2; ++reader) {
+    try {
+      State into(cfg_, 1, 0);
+      if (reader == 0) read_adapter_lora_config(path);
+      else read_adapter(path, cfg_.model, cfg_.lora, fp_, into.layout, 0, into.params.data());
+      ADD_FAILURE() << "reader " << reader << " accepted a NaN scale";
+    } catch (const CheckpointError& e) {
+      EXPECT_EQ(e.kind, CheckpointError::Invalid) << e.what();
+      EXPECT_TRUE(contains(e.what(), path + ": /adapter: attribute 'scale' = nan is not a finite number")) << e.what();
+    }
+  }
 }
 
 // A sealed file whose tensor declares a shape far beyond any allocation: refused by comparing
