@@ -43,7 +43,7 @@ model: {init: hf, path: $base}
 lora: $2
 optim: {lr: $3, warmup_steps: $((steps / 10 + 1)), decay: cosine, weight_decay: 0.0, grad_clip: 1.0}
 data: {train: $work/train.bin, val: $work/val.bin}
-train: {steps: $steps, batch_size: 16, micro_batch: 8, seq_len: 32, eval_every: 0, eval_batches: 2, log_every: 50, seed: $4, threads: 1}
+train: {steps: $steps, batch_size: 16, micro_batch: 8, seq_len: 32, eval_every: 0, eval_batches: 2, log_every: 10, seed: $4, threads: 1}
 parallel: {tp: 2, dp: 1}
 checkpoint: {every: 0, keep_last: 1}
 output: {dir: $work/runs/$1}
@@ -100,6 +100,12 @@ if [[ -f $text ]]; then
   /usr/bin/python3 "$repo/launch/token_coverage.py" "$base" "$text" "$repo/data/demo_tasks.jsonl" > "$work/coverage.json"
   cat "$work/coverage.json"
 fi
+
+step "loss curves: full fine-tuning beside LoRA at r 1, 8 and 64 on q,v and r 8 on every target"
+curves=()
+for name in ft qv_r1 qv_r8 qv_r64 all_r8; do curves+=("$work/runs/$name/metrics.jsonl" --label "$name"); done
+/usr/bin/python3 "$repo/launch/plot_losses.py" "${curves[@]}" --out "$work/loss_curves.png" \
+    --title "the paper in small: full fine-tuning vs LoRA"
 
 step "the table"
 /usr/bin/python3 "$repo/launch/paper_study_report.py" "$work" "${runs[@]}"

@@ -176,6 +176,9 @@ def main():
     coverage_path = os.path.join(study, "coverage.json")
     coverage = json.load(open(coverage_path)) if os.path.exists(coverage_path) else None
     text = markdown(rows, sim, amp, gen, coverage)
+    if os.path.exists(os.path.join(study, "loss_curves.png")):  # launch/plot_losses.py, drawn by paper_study.sh
+        text += ("\nTrain loss, eval loss and learning rate of full fine-tuning and of LoRA at r 1, 8, 64 (q,v) "
+                 "and r 8 (every target), step by step:\n\n![loss curves](loss_curves.png)\n")
     with open(os.path.join(study, "study.md"), "w") as f:
         f.write(text)
     with open(os.path.join(study, "study.json"), "w") as f:

@@ -78,6 +78,9 @@ def check(study, base, steps, prompts):
            f"coverage {cov}")
     md = open(os.path.join(study, "study.md")).read()
     expect(all(f"| {name} |" in md for name in RUNS), "study.md lacks a run's row")
+    curves = os.path.join(study, "loss_curves.png")
+    expect(os.path.exists(curves) and os.path.getsize(curves) > 5000, f"no loss curves {curves}")
+    expect("![loss curves](loss_curves.png)" in md, "study.md does not show the loss curves")
 
     return problems
 
