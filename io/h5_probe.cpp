@@ -1,17 +1,21 @@
 #include "io/h5_probe.h"
 
 #include <signal.h>
+#include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 
 #include "io/hdf5_util.h"
 #include "io/input_error.h"
+
+extern char** environ;
 
 namespace lora {
 
@@ -69,18 +73,22 @@ void probe_dataset(hid_t file, const std::string& name) {
   H5Dclose(ds);
 }
 
+// The probe runs in a fresh process: this program re-executed (/proc/self/exe) with the file
+// and the dataset names in its environment. A fork() alone would not do: the child of a
+// multi-threaded process (OpenMP workers, Open MPI's progress threads, the watchdog) inherits
+// every lock another thread held at that instant and never sees it released. libhdf5 built
+// thread-safe (Debian's is) takes one global mutex in every call, and GCC 12's AddressSanitizer
+// allocator has no fork handlers, so a forked probe could wait forever (tests/failure.cmake,
+// probe_under_load). After exec only the environment and the open files are inherited.
+constexpr const char* kProbeFileVar = "LORA_DIST_H5_PROBE_FILE";
+constexpr const char* kProbeDatasetsVar = "LORA_DIST_H5_PROBE_DATASETS";  // names, one per line
+
 [[noreturn]] void run_child(const std::string& path, const std::vector<std::string>& datasets) {
-  // A crash here is expected: let it end the child at once, with no core of the whole rank
-  // and without the parent's handlers (Open MPI prints a backtrace and talks to its daemon).
+  // A crash here is expected: let it end the child at once, with no core and without any
+  // handler a library installed (Open MPI prints backtraces; ASan reports and exits 1).
   const struct rlimit no_core = {0, 0};
   setrlimit(RLIMIT_CORE, &no_core);
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) signal(sig, SIG_DFL);
-  // The parent's preemption signals are blocked and recorded (trainer/train/preemption.h); in
-  // the child a scheduler's SIGTERM to the whole job should simply end it.
-  for (int sig : {SIGTERM, SIGUSR1}) signal(sig, SIG_DFL);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
   h5_quiet();
   const H5Handle fapl = h5_fapl_unlocked();
   const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl);
@@ -88,7 +96,53 @@ void probe_dataset(hid_t file, const std::string& name) {
     for (const std::string& name : datasets) probe_dataset(file, name);
     H5Fclose(file);
   }
-  _exit(0);  // no atexit handlers, no stdio flush, no MPI: the parent owns all of those
+  _exit(0);  // no atexit handlers, no stdio flush: the program's main never runs in the probe
+}
+
+// In the re-executed program, before main (and so before MPI_Init and any thread): probe, _exit.
+// Any program that links the reader carries this initializer with it, the test binaries too.
+const bool kRanAsProbe = [] {
+  const char* path = std::getenv(kProbeFileVar);
+  if (path == nullptr) return false;
+  std::vector<std::string> datasets;
+  const char* names = std::getenv(kProbeDatasetsVar);
+  for (const char* at = names ? names : ""; *at;) {
+    const char* end = std::strchr(at, '\n');
+    datasets.emplace_back(at, end ? end : at + std::strlen(at));
+    at = end ? end + 1 : at + std::strlen(at);
+  }
+  run_child(path, datasets);
+}();
+
+// Starts the probe process; returns its pid.
+pid_t spawn_probe(const std::string& path, const std::vector<std::string>& datasets) {
+  std::string names;
+  for (const std::string& n : datasets) names += n + "\n";
+  std::vector<std::string> env = {std::string(kProbeFileVar) + "=" + path, std::string(kProbeDatasetsVar) + "=" + names};
+  for (char** e = environ; *e; ++e)
+    if (std::strncmp(*e, "LORA_DIST_H5_PROBE_", 19) != 0) env.emplace_back(*e);
+  std::vector<char*> envp;
+  for (std::string& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  char argv0[] = "lora_dist-hdf5-probe";
+  char* argv[] = {argv0, nullptr};
+  // The parent blocks and records its preemption signals (trainer/train/preemption.h); in the
+  // probe a scheduler's SIGTERM to the whole job should simply end it.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  for (int sig : {SIGTERM, SIGUSR1, SIGINT}) sigaddset(&defaults, sig);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  pid_t pid = 0;
+  const int err = posix_spawn(&pid, "/proc/self/exe", nullptr, &attr, argv, envp.data());
+  posix_spawnattr_destroy(&attr);
+  if (err != 0)
+    throw std::runtime_error(path + ": cannot start the process that probes the HDF5 file: " + std::strerror(err));
+  return pid;
 }
 
 double now_s() {
@@ -100,9 +154,7 @@ double now_s() {
 }  // namespace
 
 void probe_hdf5_file(const std::string& path, const std::vector<std::string>& datasets, double timeout_s) {
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error(path + ": cannot fork to probe the HDF5 file: " + std::strerror(errno));
-  if (pid == 0) run_child(path, datasets);
+  const pid_t pid = spawn_probe(path, datasets);
 
   const double deadline = now_s() + timeout_s;
   int status = 0;

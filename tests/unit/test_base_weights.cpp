@@ -371,6 +371,43 @@ TEST(H5Probe, ChildKilledBySignalOrPastTheTimeoutIsAnInputError) {
   fs::remove(fifo);
 }
 
+// The probe while another thread of the process is inside libhdf5 (thread-safe build: it holds
+// the library's global mutex in every call). A forked child would inherit that mutex locked at
+// the fork and wait in its first HDF5 call until killed at the timeout: the hang seen under
+// load. The probe is a fresh process, so every one of many probes finishes.
+TEST(H5Probe, FinishesWhileAnotherThreadIsInsideHdf5) {
+  const ParamLayout layout = base_layout(small(), 1);
+  const std::string path = temp_file("base_probe_busy.h5");
+  write_foreign(path, layout, exact_values(layout.total), f32, true);
+  std::atomic<bool> stop{false};
+  std::atomic<long> calls{0};
+  std::thread busy([&] {
+    std::vector<float> wte(layout.at("wte").rows * layout.at("wte").cols);
+    while (!stop) {
+      const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+      const hid_t ds = H5Dopen2(file, "wte", H5P_DEFAULT);
+      H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, wte.data());
+      H5Dclose(ds);
+      H5Fclose(file);
+      ++calls;
+    }
+  });
+  int finished = 0;
+  for (int i = 0; i < 25; ++i) {
+    try {
+      probe_hdf5_file(path, {"wte", "h.0.attn.qkv.weight"}, 10.0);
+      ++finished;
+    } catch (const InputError& e) {
+      ADD_FAILURE() << "probe " << i << ": " << e.what();
+      break;
+    }
+  }
+  stop = true;
+  busy.join();
+  EXPECT_EQ(finished, 25);
+  EXPECT_GT(calls.load(), 25) << "the other thread was not inside libhdf5 while the probes ran";
+}
+
 TEST(H5Probe, SoundFileAndMissingDatasetsPassTheProbe) {
   const ParamLayout layout = base_layout(small(), 1);
   const std::string path = temp_file("base_probe_ok.h5");
