@@ -55,3 +55,15 @@ MinJobAge=300
 SlurmdParameters=config_overrides
 CONF
 }
+
+# Across hosts, Open MPI's runtime (mpirun and each host's orted) notices a lost link only
+# through TCP keepalive, and its defaults (300 s idle + 9 probes x 20 s; the kernel's if unset)
+# keep mpirun and a cut-off host's orted alive for up to ~15 minutes after lora_dist's
+# watchdog has ended every rank. Probe after 10 s idle, every 2 s, 3 times: the job ends
+# about 20 s after its ranks. Exported, so mpirun, its daemons and the ranks all see them;
+# values the caller set win. (Plain mpirun needs the same three: docs/failures-and-exit-codes.md.)
+lora_mpi_lost_link_settings() {
+  export OMPI_MCA_oob_tcp_keepalive_time=${OMPI_MCA_oob_tcp_keepalive_time:-10}
+  export OMPI_MCA_oob_tcp_keepalive_intvl=${OMPI_MCA_oob_tcp_keepalive_intvl:-2}
+  export OMPI_MCA_oob_tcp_keepalive_probes=${OMPI_MCA_oob_tcp_keepalive_probes:-3}
+}

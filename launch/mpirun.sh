@@ -41,7 +41,7 @@ done
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=launch/launch_lib.sh disable=SC1091
-source "$here/launch_lib.sh"  # lora_cores, lora_yaml_get
+source "$here/launch_lib.sh"  # lora_cores, lora_yaml_get, lora_mpi_lost_link_settings
 
 # tp*dp from run.yaml (block or flow style) when -n is not given; the trainer checks it anyway.
 if [[ -z $np ]]; then
@@ -66,12 +66,7 @@ fi
 export OMP_NUM_THREADS
 
 if [[ $(id -u) == 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
-# Across hosts, Open MPI's runtime notices a lost link only through TCP keepalive: its default
-# (300 s + 9 probes x 20 s) keeps mpirun and a cut-off host's orted alive for 8 minutes after
-# lora_dist's watchdog has ended the ranks. Probe after 10 s idle, every 2 s, 3 times.
-export OMPI_MCA_oob_tcp_keepalive_time=${OMPI_MCA_oob_tcp_keepalive_time:-10}
-export OMPI_MCA_oob_tcp_keepalive_intvl=${OMPI_MCA_oob_tcp_keepalive_intvl:-2}
-export OMPI_MCA_oob_tcp_keepalive_probes=${OMPI_MCA_oob_tcp_keepalive_probes:-3}
+lora_mpi_lost_link_settings  # a lost link ends the whole job in ~20 s, not minutes (launch_lib.sh)
 args=(-np "$np" -x OMP_NUM_THREADS)
 # Threads need room: mpirun's default binds each rank to one core (np <= 2) or one socket.
 [[ ${MPIRUN_ARGS:-} == *--bind-to* ]] || args+=(--bind-to none)

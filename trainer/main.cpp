@@ -41,6 +41,7 @@
 #include "trainer/machine/compute_backend.h"
 #include "trainer/config/config_loader.h"
 #include "trainer/machine/memory_check.h"
+#include "trainer/machine/mpi_launch.h"
 #include "trainer/devices/device_spec.h"
 #include "trainer/export/export.h"
 #include "trainer/generate/generate.h"
@@ -117,6 +118,8 @@ int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOpt
   } forget_backend_first;
   // generate's stdout is the text alone: its notes, this line too, go to stderr.
   if (world_rank() == 0) std::fprintf(generate ? stderr : stdout, "%s\n", backend.line().c_str());
+  if (const std::string note = lora::lost_link_note(); world_rank() == 0 && !note.empty())
+    std::fprintf(stderr, "%s\n", note.c_str());
   if (generate) {
     lora::run_generate(cfg, comm, *generate);
     return 0;

@@ -100,6 +100,7 @@ lora_job_main() { # lib_path [yaml]
       cmd=(srun --mpi="${SRUN_MPI:-pmix}" --distribution=block:block ${SRUN_ARGS:-} "$bin" --yaml "$yaml") ;;
     mpirun)
       if [[ $(id -u) == 0 ]]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+      lora_mpi_lost_link_settings  # mpirun's daemons: a lost link ends the job in ~20 s (launch_lib.sh)
       # Slots come from the allocation; --map-by slot fills node by node (block placement).
       # shellcheck disable=SC2206
       cmd=(mpirun --map-by slot --bind-to none -x OMP_NUM_THREADS ${MPIRUN_ARGS:-} "$bin" --yaml "$yaml") ;;

@@ -312,4 +312,53 @@ EOF
 cmp_rc=$?
 check "losses = the uninterrupted one-rank run (rel 1e-5): $cmp_out" test "$cmp_rc" == 0
 say "TIMING cluster up $((t_sub - t_up)) s; submit -> checkpoint+signal $((t_sig - t_sub)) s; USR1 -> requeued $((t_rq - t_sig)) s; requeue -> COMPLETED $((SECONDS - t_rq)) s"
+
+# ---- a lost link under Slurm -----------------------------------------------------------------
+# The shipped sbatch script, nodeB's link cut mid-run, with each launcher it offers (srun, and
+# mpirun inside the allocation): the watchdog (parallel.timeout_s) ends the ranks on both sides;
+# the launcher must then end the step and the batch script the job within timeout_s + 30 s,
+# not wait for slurmctld to declare nodeB down (SlurmdTimeout: 300 s by default, 30 here) or
+# for TCP keepalive's defaults (mpirun: launch/launch_lib.sh, lora_mpi_lost_link_settings).
+tmo=8
+sed -e "s|^parallel: .*|parallel: {tp: 2, dp: 2, timeout_s: $tmo}|" -e "s|out_run|out_cut|" \
+  -e "s|steps: $steps,|steps: 100000,|" "$run" >"$work/cut.yaml"
+cut_steps() { local n=0; [[ -f $work/out_cut/metrics.jsonl ]] && n=$(grep -c '"type":"train"' "$work/out_cut/metrics.jsonl"); echo "${n:-0}"; }
+job_procs() { # srun, mpirun and lora_dist processes of job $1 left in hA
+  local p n=0
+  for p in $(ip netns pids "$(mn_ns hA)"); do
+    case "$(cat /proc/"$p"/comm 2>/dev/null)" in
+      srun | mpirun | lora_dist) tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q "^SLURM_JOB_ID=$1\$" && n=$((n + 1)) ;;
+    esac
+  done
+  echo $n
+}
+for launcher in srun mpirun; do
+  rm -rf "$work/out_cut"
+  job2=$(cd "$J" && sc sbatch --parsable --job-name=lora-cut --nodes=2 --ntasks-per-node=2 --chdir="$J" --no-requeue \
+    --export=ALL,LORA_DIST="$bin",LAUNCHER=$launcher,OMP_NUM_THREADS=1,OMPI_MCA_mpi_yield_when_idle=1 \
+    "$repo/launch/slurm/train_multi_node.sbatch" "$work/cut.yaml" 2>"$L/sbatch_cut.err")
+  job2=${job2%%;*}
+  for ((i = 0; i < 600; i++)); do (($(cut_steps) >= 2)) && break; sleep 0.1; done   # 60 s
+  if (($(cut_steps) < 2)); then
+    bad "lost link ($launcher): job $job2 made no progress before the cut (state $(job=$job2 field JobState))"
+    sc scancel "$job2" 2>/dev/null
+    continue
+  fi
+  mn_link down hB
+  t_cut=$SECONDS
+  for ((i = 0; i < 1200; i++)); do   # 120 s
+    (($(job_procs "$job2") == 0)) && break
+    sleep 0.1
+  done
+  t_gone=$((SECONDS - t_cut))
+  say "TIMING lost link under Slurm ($launcher): its launcher and every rank of job $job2 in hA gone $t_gone s after the cut"
+  grep -E 'lora_job: trainer exited|srun: error|Exited|watchdog' "$J/logs/lora-cut-$job2.out" 2>/dev/null | head -n 6 | sed 's/^/    /'
+  check "lost link ($launcher): the launcher and the ranks on nodeA gone within timeout_s + 30 = $((tmo + 30)) s of the cut (took $t_gone s)" \
+    test "$t_gone" -le $((tmo + 30))
+  check "lost link ($launcher): the job log says the trainer exited non-zero" \
+    grep -qE 'trainer exited with status [1-9]' "$J/logs/lora-cut-$job2.out"
+  mn_link up hB
+  sc scancel "$job2" 2>/dev/null
+  for ((i = 0; i < 300; i++)); do [[ $(sc sinfo -h -N -o '%T' 2>/dev/null | sort -u | tr '\n' ' ') == "idle " ]] && break; sleep 0.2; done
+done
 finish
