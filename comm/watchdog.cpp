@@ -52,9 +52,14 @@ void Watchdog::step_finished(double seconds) {
   slowest_step_ = std::max(slowest_step_, seconds);
 }
 
+void Watchdog::set_minimum_limit(double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  minimum_limit_s_ = seconds;
+}
+
 double Watchdog::collective_limit_locked() const {
-  if (!long_phase_.empty() || steps_measured_ < kStepsBeforeAdapting) return timeout_s_;
-  return std::min(timeout_s_, std::max(kFloorSeconds, kStepMultiple * slowest_step_));
+  if (!long_phase_.empty() || steps_measured_ < kStepsBeforeAdapting) return std::max(timeout_s_, minimum_limit_s_);
+  return std::max(minimum_limit_s_, std::min(timeout_s_, std::max(kFloorSeconds, kStepMultiple * slowest_step_)));
 }
 
 double Watchdog::collective_limit() const {
@@ -114,7 +119,7 @@ void Watchdog::run() {
       const double waited = seconds_between(step_since_, now);
       // A backstop for a rank stuck outside any collective: twice the collective limit's
       // ceiling, so that the ranks waiting on it (whose messages name the collective) speak first.
-      const double limit = 2 * std::max(timeout_s_, kStepMultiple * slowest_step_);
+      const double limit = 2 * std::max({timeout_s_, kStepMultiple * slowest_step_, minimum_limit_s_});
       if (waited > limit && long_phase_.empty()) {
         std::snprintf(why, sizeof why, "has run for %.0f s (limit %.0f s)", waited, limit);
         const std::string msg = "step " + std::to_string(step_ + 1) + " " + why;

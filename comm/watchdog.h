@@ -10,6 +10,7 @@
 // or a checkpoint may be slow), then `kStepMultiple` times the slowest step seen, bounded
 // below by kFloorSeconds and above by parallel.timeout_s. While a long phase runs (rank 0
 // writing a checkpoint while the others wait in a barrier) the limit is parallel.timeout_s.
+// Never below set_minimum_limit's (the MPI runtime's keepalive window across hosts).
 // A whole step is timed too, against 2 x max(parallel.timeout_s, kStepMultiple x slowest step).
 #pragma once
 #include <chrono>
@@ -38,6 +39,15 @@ class Watchdog {
   ~Watchdog();
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
+
+  // No collective limit below `seconds` (0, the default: none). Across hosts, Open MPI's
+  // runtime notices a lost link through TCP keepalive, but only on idle connections: anything
+  // a rank sends before that, its watchdog message (forwarded by its host's daemon) or its
+  // abort, puts data in flight to the lost host, and mpirun or that daemon then waits for the
+  // kernel's retransmission limit (tcp_retries2: ~15 minutes by default) instead of ending the
+  // job when keepalive gives up. With the limit above the keepalive window the runtime ends
+  // the job first, and a stalled peer on a live link is still caught.
+  void set_minimum_limit(double seconds);
 
   // The trainer's progress, for the limit and the messages.
   void step_started(int step);
@@ -80,6 +90,7 @@ class Watchdog {
   [[noreturn]] void fire(const std::string& why);
 
   const double timeout_s_, grace_s_;
+  double minimum_limit_s_ = 0;  // guarded by mu_
   const int world_rank_;
   AbortFn abort_;
 

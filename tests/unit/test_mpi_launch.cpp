@@ -54,6 +54,18 @@ TEST_F(LostLinkNote, SettingsFromTheEnvironmentOrTheParameterFilesCount) {
   EXPECT_EQ(note(), "");
 }
 
+TEST_F(LostLinkNote, DetectionTimeIsKeepaliveTimePlusIntervalTimesProbes) {
+  EXPECT_EQ(lost_link_detection_s(home_, system_), 0);  // the defaults: no hold
+  for (const auto& [name, value] : kLostLinkMca) setenv(("OMPI_MCA_" + std::string(name)).c_str(), value, 1);
+  EXPECT_EQ(lost_link_detection_s(home_, system_), 16);
+  unsetenv("OMPI_MCA_oob_tcp_keepalive_probes");
+  std::ofstream(system_) << "oob_tcp_keepalive_probes = 5\n";
+  std::ofstream(home_) << "oob_tcp_keepalive_intvl = 3\n";  // the environment's 2 wins over the user's file
+  EXPECT_EQ(lost_link_detection_s(home_, system_), 20);
+  setenv("OMPI_MCA_orte_num_nodes", "1", 1);
+  EXPECT_EQ(lost_link_detection_s(home_, system_), 0);
+}
+
 TEST_F(LostLinkNote, OneHostSrunOrSingletonGetNoNote) {
   setenv("OMPI_MCA_orte_num_nodes", "1", 1);
   EXPECT_EQ(note(), "");

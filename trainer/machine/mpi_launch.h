@@ -20,4 +20,10 @@ inline constexpr const char* kLostLinkMca[3][2] = {
 std::string lost_link_note(const std::string& home_params, const std::string& system_params);
 std::string lost_link_note();
 
+// Seconds after a link is lost until Open MPI's runtime notices it (keepalive time + interval
+// x probes, 16 with the values above) for a job on several hosts under mpirun with all three
+// parameters set; 0 otherwise. The watchdog's limit stays above it (comm/watchdog.h).
+double lost_link_detection_s(const std::string& home_params, const std::string& system_params);
+double lost_link_detection_s();
+
 }  // namespace lora
