@@ -111,8 +111,10 @@ mn_up() {
     ip -n "$ns" link set eth0 up
     # How long TCP retransmits unacknowledged data before giving up: Open MPI's runtime
     # (mpirun, orted) notices a dead link only this way once it has something to send
-    # (default 15 retries, ~15 min; 5 retries ~13 s). Per namespace: the machine's own is untouched.
-    ip netns exec "$ns" sysctl -qw net.ipv4.tcp_retries2="${LORA_MN_TCP_RETRIES2:-5}" 2>/dev/null \
+    # (default 15 retries, ~15 min; 5 retries ~13 s). The kernel's default, as on a real
+    # cluster, unless LORA_MN_TCP_RETRIES2 says otherwise: the lost-link cases must end the job
+    # through keepalive, before anything is in flight. Per namespace: the machine's own is untouched.
+    ip netns exec "$ns" sysctl -qw net.ipv4.tcp_retries2="${LORA_MN_TCP_RETRIES2:-15}" 2>/dev/null \
       || mn_log "up: cannot set net.ipv4.tcp_retries2 in $ns (kept the default)"
     # The holder: own hostname and /dev/shm. `ip netns exec` and unshare (no --fork) exec, so
     # $! is the final `sleep` (named by its argument for ps readers).

@@ -64,11 +64,12 @@ agent=$(mn_agent)
 export OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # 4 ranks on 2 shared cores: ranks waiting in a collective must yield, not busy-poll.
 export OMPI_MCA_mpi_yield_when_idle=1
-# The multi-host launch line. After a cut, the trainer's watchdog ends the ranks; mpirun and
-# the orted of the cut-off host notice the dead link only through TCP: the keepalive settings
-# below for idle connections (10 + 2*3 = 16 s; Open MPI's default 300 + 20*9 s) and, for
-# connections with data in flight, net.ipv4.tcp_retries2, which hosts.sh sets to 5 (~13 s)
-# in each test host (the kernel default, 15, is ~15 min: mpirun and that orted stay as long).
+# The multi-host launch line. After a cut, mpirun and the orted of the cut-off host notice
+# the dead link only through TCP: the keepalive settings below for idle connections (10 + 2*3
+# = 16 s; Open MPI's default 300 + 20*9 s) and, for connections with data in flight,
+# net.ipv4.tcp_retries2 (the kernel's default 15 in the test hosts: ~15 min). lora_dist keeps
+# its watchdog's limit above the keepalive window, so the runtime ends the job before any rank
+# sends towards the lost host (docs/failures-and-exit-codes.md, "Plain mpirun across hosts").
 mpirun_args=(--mca plm_rsh_agent "$agent" --map-by slot --bind-to none
   --mca btl_tcp_if_include "$MN_NET.0/24" --mca oob_tcp_if_include "$MN_NET.0/24"
   --mca oob_tcp_keepalive_time 10 --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3
