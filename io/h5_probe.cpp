@@ -78,8 +78,10 @@ void probe_dataset(hid_t file, const std::string& name) {
 // multi-threaded process (OpenMP workers, Open MPI's progress threads, the watchdog) inherits
 // every lock another thread held at that instant and never sees it released. libhdf5 built
 // thread-safe (Debian's is) takes one global mutex in every call, and GCC 12's AddressSanitizer
-// allocator has no fork handlers, so a forked probe could wait forever (tests/failure.cmake,
-// probe_under_load). After exec only the environment and the open files are inherited.
+// allocator has no fork handlers, so a forked probe could wait forever (the tests
+// H5Probe.FinishesWhileAnotherThreadIsInsideHdf5 and failure.nan_base_under_load). After exec
+// only the environment and the open files are inherited. The dataset names travel in the
+// environment: tens of KiB for the largest models, well inside Linux's 128 KiB per string.
 constexpr const char* kProbeFileVar = "LORA_DIST_H5_PROBE_FILE";
 constexpr const char* kProbeDatasetsVar = "LORA_DIST_H5_PROBE_DATASETS";  // names, one per line
 
