@@ -21,6 +21,7 @@ module that is not in a Debian package (pip-installed by hand), or not importabl
 """
 import ast
 import glob
+import json
 import os
 import re
 import shutil
@@ -86,8 +87,9 @@ def build_files(build, repo):
             for v in re.split(r"[;\s]", m.group(2)):
                 if v.startswith("/") and not v.startswith(repo) and os.path.isfile(v):
                     files.add(v)
-    for exe in glob.glob(os.path.join(build, "*")):
-        if os.path.isfile(exe) and os.access(exe, os.X_OK) and not exe.endswith(".sh") or exe.endswith(".so"):
+    for exe in glob.glob(os.path.join(build, "*")) + glob.glob(os.path.join(build, "tests", "*")):  # lora_dist, the plugin, test programs
+        is_program = os.access(exe, os.X_OK) and not exe.endswith(".sh")
+        if os.path.isfile(exe) and (is_program or exe.endswith(".so")):
             for m in re.finditer(r"=> (/\S+)", sh(["ldd", exe])):
                 files.add(m.group(1))
     return files
@@ -139,7 +141,6 @@ def module_files(modules, repo):
             "        spec = None\n"
             "    out[name] = None if spec is None else (spec.origin or (list(spec.submodule_search_locations or []) or [None])[0])\n"
             "print(json.dumps(out))\n")
-    import json
     found = json.loads(subprocess.run(["/usr/bin/python3", "-c", code, *sorted(modules)],
                                       capture_output=True, text=True, check=True).stdout)
     result = {}
