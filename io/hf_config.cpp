@@ -16,8 +16,8 @@ namespace {
 
 constexpr uintmax_t kMaxConfigJsonBytes = 1 << 20;  // a config.json is a few KiB
 
-int positive_int(const nlohmann::json& j, const std::string& file, const char* key) {
-  if (!j.contains(key)) throw InputError(file + ": no '" + key + "' (a GPT-2 config.json has it)");
+int positive_int(const nlohmann::json& j, const std::string& file, const char* key, const char* model = "GPT-2") {
+  if (!j.contains(key)) throw InputError(file + ": no '" + key + "' (a " + model + " config.json has it)");
   const nlohmann::json& v = j[key];
   if (!v.is_number_integer() || v.get<long long>() < 1 || v.get<long long>() > INT_MAX)
     throw InputError(file + ": " + key + " must be a positive 32-bit integer (got " + json_preview(v) + ")");
@@ -38,10 +38,9 @@ std::string format_eps(float v) {
   return buf;
 }
 
-}  // namespace
-
-HfGpt2Shape read_hf_gpt2_config(const std::string& dir) {
-  const std::string file = (std::filesystem::path(dir) / "config.json").string();
+// DIR/config.json as a JSON object; `file` is set to its path.
+nlohmann::json read_config_json(const std::string& dir, std::string& file) {
+  file = (std::filesystem::path(dir) / "config.json").string();
   std::error_code ec;
   if (!std::filesystem::is_regular_file(file, ec)) throw InputError(file + ": not found (an HF model folder has one)");
   if (std::filesystem::file_size(file, ec) > kMaxConfigJsonBytes)
@@ -56,6 +55,31 @@ HfGpt2Shape read_hf_gpt2_config(const std::string& dir) {
     throw InputError(file + ": not valid JSON: " + e.what());
   }
   if (!j.is_object()) throw InputError(file + ": expected a JSON object (got " + json_preview(j) + ")");
+  return j;
+}
+
+// A number in (lo, hi) under `key` of `j`, or `fallback` where the key is absent or null.
+double number_in(const nlohmann::json& j, const std::string& file, const std::string& key, double lo, double hi,
+                 double fallback) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  const nlohmann::json& v = j[key];
+  if (!v.is_number() || !(v.get<double>() > lo) || !(v.get<double>() < hi))
+    throw InputError(file + ": " + key + " must be a number in (" + format_eps(float(lo)) + ", " +
+                     (hi > 1e300 ? std::string("inf") : format_eps(float(hi))) + ") (got " + json_preview(v) + ")");
+  return v.get<double>();
+}
+
+bool boolean(const nlohmann::json& j, const std::string& file, const char* key, bool fallback) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  if (!j[key].is_boolean()) throw InputError(file + ": " + key + " must be true or false (got " + json_preview(j[key]) + ")");
+  return j[key].get<bool>();
+}
+
+}  // namespace
+
+HfGpt2Shape read_hf_gpt2_config(const std::string& dir) {
+  std::string file;
+  const nlohmann::json j = read_config_json(dir, file);
   require(j, file, "model_type", "gpt2", "the GPT-2 architecture");
   require(j, file, "activation_function", "gelu_new", "the tanh-approximated GELU of GPT-2");
   require(j, file, "scale_attn_weights", true, "attention scores divided by sqrt(head size)");
@@ -105,6 +129,89 @@ void apply_hf_shape(const HfGpt2Shape& s, ModelConfig& m) {
   m.vocab_size = s.vocab_size;
   m.context = s.n_positions;
   m.ln_eps = s.layer_norm_epsilon;
+}
+
+HfLlamaShape read_hf_llama_config(const std::string& dir) {
+  std::string file;
+  const nlohmann::json j = read_config_json(dir, file);
+  HfLlamaShape s;
+  if (!j.contains("model_type") || !j["model_type"].is_string())
+    throw InputError(file + ": no 'model_type' string (llama, mistral or qwen2)");
+  s.model_type = j["model_type"].get<std::string>();
+  if (s.model_type == "qwen3")
+    throw InputError(file + ": model_type qwen3: its per-head q_norm/k_norm are not built yet; llama, mistral and "
+                            "qwen2 folders are read");
+  if (s.model_type != "llama" && s.model_type != "mistral" && s.model_type != "qwen2")
+    throw InputError(file + ": model_type " + json_preview(j["model_type"]) + " is not a Llama-family model "
+                            "(llama, mistral, qwen2)");
+  require(j, file, "hidden_act", "silu", "SwiGLU: silu(gate) * up");
+  require(j, file, "attention_dropout", 0.0, "no dropout on the attention probabilities");
+  require(j, file, "use_sliding_window", false, "full causal attention");
+
+  const auto shape = [&](const char* key) { return positive_int(j, file, key, "Llama-family"); };
+  s.n_layer = shape("num_hidden_layers");
+  s.d_model = shape("hidden_size");
+  s.n_head = shape("num_attention_heads");
+  s.n_kv_head = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null() ? shape("num_key_value_heads")
+                                                                                       : s.n_head;
+  s.ffn = shape("intermediate_size");
+  s.vocab_size = shape("vocab_size");
+  s.context = shape("max_position_embeddings");
+  if (s.n_head % s.n_kv_head != 0)
+    throw InputError(file + ": num_key_value_heads " + std::to_string(s.n_kv_head) + " does not divide " +
+                     "num_attention_heads " + std::to_string(s.n_head) + " (grouped-query attention needs whole groups)");
+  if (j.contains("head_dim") && !j["head_dim"].is_null()) {
+    s.head_dim = shape("head_dim");
+  } else {
+    if (s.d_model % s.n_head != 0)
+      throw InputError(file + ": hidden_size " + std::to_string(s.d_model) + " is not divisible by " +
+                       "num_attention_heads " + std::to_string(s.n_head) + " and there is no head_dim");
+    s.head_dim = s.d_model / s.n_head;
+  }
+  if (s.head_dim % 2 != 0) throw InputError(file + ": head_dim " + std::to_string(s.head_dim) + " is odd (RoPE rotates pairs)");
+  s.rms_norm_eps = static_cast<float>(number_in(j, file, "rms_norm_eps", 0, 1, 1e-6));
+  s.tie_word_embeddings = boolean(j, file, "tie_word_embeddings", false);
+  const bool attention_bias = boolean(j, file, "attention_bias", false);
+  s.mlp_bias = boolean(j, file, "mlp_bias", false);
+  if (s.model_type == "qwen2") {  // hard-coded in transformers' Qwen2Attention, not in config.json
+    s.qkv_bias = true;
+    s.o_bias = false;
+  } else {
+    s.qkv_bias = s.o_bias = attention_bias;
+  }
+  if (s.model_type == "mistral" && j.contains("sliding_window") && !j["sliding_window"].is_null())
+    s.sliding_window = shape("sliding_window");
+
+  // RoPE: rope_theta and rope_scaling (transformers 4.x), or rope_parameters (v5, rope_theta inside).
+  const bool v5 = j.contains("rope_parameters") && !j["rope_parameters"].is_null();
+  const char* scaling_key = v5 ? "rope_parameters" : "rope_scaling";
+  s.rope_theta = number_in(v5 ? j["rope_parameters"] : j, file + (v5 ? ": rope_parameters" : ""), "rope_theta", 0,
+                           1e300, 10000);
+  if (j.contains(scaling_key) && !j[scaling_key].is_null()) {
+    const nlohmann::json& r = j[scaling_key];
+    const std::string where = file + ": " + scaling_key;
+    if (!r.is_object()) throw InputError(where + " must be an object (got " + json_preview(r) + ")");
+    const char* type_key = r.contains("rope_type") ? "rope_type" : "type";
+    const std::string type = r.contains(type_key) && r[type_key].is_string() ? r[type_key].get<std::string>() : "";
+    if (type == "llama3") {
+      const auto field = [&](const char* key) {
+        if (!r.contains(key) || r[key].is_null()) throw InputError(where + ": no '" + key + "' (llama3 scaling needs it)");
+        return number_in(r, where, key, 0, 1e300, 0);
+      };
+      s.rope_scaling.factor = field("factor");
+      s.rope_scaling.low_freq_factor = field("low_freq_factor");
+      s.rope_scaling.high_freq_factor = field("high_freq_factor");
+      s.rope_scaling.original_max_position_embeddings = field("original_max_position_embeddings");
+      if (!(s.rope_scaling.low_freq_factor < s.rope_scaling.high_freq_factor))
+        throw InputError(where + ": low_freq_factor must be below high_freq_factor (got " +
+                         format_eps(float(s.rope_scaling.low_freq_factor)) + " and " +
+                         format_eps(float(s.rope_scaling.high_freq_factor)) + ")");
+    } else if (type != "default") {
+      throw InputError(where + ": " + type_key + " " + (r.contains(type_key) ? json_preview(r[type_key]) : "missing") +
+                       " is not computed (plain RoPE, \"default\", and Llama 3.1's \"llama3\" are)");
+    }
+  }
+  return s;
 }
 
 }  // namespace lora

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "model/config.h"
+#include "model/ops/rope.h"
 
 namespace lora {
 
@@ -35,5 +36,29 @@ std::string model_shape_value(const ModelConfig& m, const std::string& yaml_key)
 std::string hf_shape_value(const HfGpt2Shape& s, const std::string& yaml_key);
 // Sets m's shape keys from s.
 void apply_hf_shape(const HfGpt2Shape& s, ModelConfig& m);
+
+// The shape of a Hugging Face Llama-family folder (LlamaForCausalLM, MistralForCausalLM,
+// Qwen2ForCausalLM), from its config.json: what the Llama block computes (RMSNorm, RoPE,
+// SwiGLU, grouped-query attention). Defaults are transformers' where a key is absent. Not yet
+// built into a model (issue 23): the reader and its refusals come first.
+struct HfLlamaShape {
+  std::string model_type;  // llama | mistral | qwen2
+  int n_layer = 0, d_model = 0, n_head = 0, n_kv_head = 0, head_dim = 0, ffn = 0, vocab_size = 0, context = 0;
+  float rms_norm_eps = 1e-6f;
+  double rope_theta = 10000;
+  RopeScaling rope_scaling;  // factor 0: plain RoPE
+  bool tie_word_embeddings = false;
+  bool qkv_bias = false, o_bias = false, mlp_bias = false;  // Qwen2: q, k, v biases (hard-coded there)
+  int sliding_window = 0;  // Mistral's attention window; 0: none (full causal attention)
+};
+
+// Reads DIR/config.json of a Llama-family folder. Throws InputError naming the file and the
+// key: a missing or malformed shape key, num_key_value_heads not dividing num_attention_heads,
+// hidden_size not divisible by num_attention_heads where head_dim is absent, an activation
+// other than silu, a rope type other than default/llama3 (accepted in `rope_scaling` with
+// `rope_type` or `type`, and in transformers v5's `rope_parameters`), llama3 scaling missing a
+// field or with low_freq_factor >= high_freq_factor, attention dropout, Qwen2's sliding
+// window, Qwen3 (its per-head q_norm/k_norm are not built), or another model_type.
+HfLlamaShape read_hf_llama_config(const std::string& dir);
 
 }  // namespace lora
