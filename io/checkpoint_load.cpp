@@ -75,26 +75,6 @@ H5Handle open_verified(const std::string& path) {
   return file;
 }
 
-// The counters, each refused unless in [0, max]: a step beyond the run's train.steps, or a
-// negative one, cannot be continued from whatever wrote it.
-TrainCounters read_counters(hid_t file, const std::string& path, int64_t max_step, const char* max_step_is) {
-  return as_checkpoint_error(CheckpointError::Invalid, [&] {
-    H5Handle state = open_group(file, path, "/state"), optimizer = open_group(file, path, "/optimizer");
-    auto in_range = [&](hid_t obj, const char* where, const char* name, int64_t max, const char* max_is) {
-      const int64_t v = h5_read_attr<int64_t>(obj, name, path, where);
-      if (v < 0 || v > max)
-        throw CheckpointError(CheckpointError::Invalid, path + ": " + where + ": attribute '" + name + "' = " +
-                                                            std::to_string(v) + " is outside [0, " +
-                                                            std::to_string(max) + "] (" + max_is + ")");
-      return v;
-    };
-    TrainCounters c;
-    c.step = static_cast<int>(in_range(state, "/state", "step", max_step, max_step_is));
-    c.adam_step = in_range(optimizer, "/optimizer", "adam_step", std::numeric_limits<int>::max(), "INT_MAX");
-    return c;
-  });
-}
-
 template <typename T>
 std::string str(const T& v) {
   std::ostringstream o;
@@ -113,7 +93,12 @@ struct Range {
   double lo, hi;
   bool lo_open, hi_open;
   std::string text() const {
-    return std::string(lo_open ? "(" : "[") + str(lo) + ", " + (std::isinf(hi) ? "inf" : str(hi)) + (hi_open ? ")" : "]");
+    return std::string(lo_open ? "(" : "[") + bound(lo) + ", " + bound(hi) + (hi_open ? ")" : "]");
+  }
+  // Whole bounds in full (INT_MAX, not 2.14748e+09), others as str() writes them.
+  static std::string bound(double b) {
+    if (std::isinf(b)) return "inf";
+    return b == std::trunc(b) && std::abs(b) < 1e15 ? std::to_string(static_cast<int64_t>(b)) : str(b);
   }
   bool holds(double v) const { return (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi); }
 };
@@ -156,6 +141,19 @@ class AttributeCheck {
   const char* where_;
 };
 
+// The counters, each refused unless in [0, max]: a step beyond the run's train.steps, or a
+// negative one, cannot be continued from whatever wrote it.
+TrainCounters read_counters(hid_t file, const std::string& path, int64_t max_step, const char* max_step_is) {
+  return as_checkpoint_error(CheckpointError::Invalid, [&] {
+    H5Handle state = open_group(file, path, "/state"), optimizer = open_group(file, path, "/optimizer");
+    TrainCounters c;
+    c.step = static_cast<int>(AttributeCheck(state, path, "/state").integer("step", closed(0, double(max_step)), max_step_is));
+    c.adam_step = AttributeCheck(optimizer, path, "/optimizer")
+                      .integer("adam_step", closed(0, std::numeric_limits<int>::max()), "INT_MAX");
+    return c;
+  });
+}
+
 // /adapter's LoRA hyper-parameters (an adapter.h5 or a checkpoint of a LoRA run): r >= 1,
 // alpha > 0, dropout in [0, 1), targets known and not empty, and the scale stored beside them
 // the one they give (alpha/r, or alpha/sqrt(r) with rslora), since merge folds it in.
@@ -187,8 +185,9 @@ LoraConfig read_lora_attrs(hid_t file, const std::string& path) {
 
 // /optimizer's AdamW settings and /state's schedule and batch: each inside the range of the key
 // it records, the LR a resume starts with inside [0, optim.lr] (warm-up rises to it, decay
-// falls from it), and the samples consumed the steps times the batch.
-void check_run_attrs(hid_t file, const std::string& path, int step) {
+// falls from it), and the samples consumed the steps times the batch. Sets info's written
+// layout from the checked attributes.
+void check_run_attrs(hid_t file, const std::string& path, int step, CheckpointInfo& info) {
   H5Handle optimizer = open_group(file, path, "/optimizer"), state = open_group(file, path, "/state");
   const AttributeCheck opt(optimizer, path, "/optimizer"), st(state, path, "/state");
   opt.real("beta1", half_open(0, 1), "optim.beta1");
@@ -204,8 +203,8 @@ void check_run_attrs(hid_t file, const std::string& path, int step) {
   const int64_t batch = st.integer("batch_size", at_least(1), "train.batch_size");
   st.integer("seq_len", at_least(1), "train.seq_len");
   st.integer("total_steps", at_least(1), "train.steps");
-  st.integer("written_tp", at_least(1), "parallel.tp");
-  st.integer("written_dp", at_least(1), "parallel.dp");
+  info.written_tp = static_cast<int>(st.integer("written_tp", closed(1, std::numeric_limits<int>::max()), "parallel.tp"));
+  info.written_dp = static_cast<int>(st.integer("written_dp", closed(1, std::numeric_limits<int>::max()), "parallel.dp"));
   const int64_t samples = h5_read_attr<int64_t>(state, "samples_consumed", path, "/state");
   if (samples != int64_t(step) * batch)
     st.refuse("samples_consumed", std::to_string(samples) + ", but step " + std::to_string(step) + " x batch_size " +
@@ -399,10 +398,7 @@ CheckpointInfo verify_checkpoint(const std::string& path, const CheckpointRun& r
     info.path = path;
     info.counters = read_counters(file, path, run.train.steps, "train.steps of this run");
     if (run.lora.enabled) read_lora_attrs(file, path);
-    check_run_attrs(file, path, info.counters.step);
-    H5Handle state = open_group(file, path, "/state");
-    info.written_tp = h5_read_attr<int>(state, "written_tp", path, "/state");
-    info.written_dp = h5_read_attr<int>(state, "written_dp", path, "/state");
+    check_run_attrs(file, path, info.counters.step, info);
     check_all_tensors(file, path, run);
     info.notes = changed_settings(file, path, run);
     return info;

@@ -451,7 +451,7 @@ TEST_F(CheckpointTest, ImpossibleValuesOfAResealedFileAreRefused) {
       {set_int("/state", "batch_size", 0), "/state: attribute 'batch_size' = 0 is outside [1, inf) (train.batch_size)"},
       {set_int("/state", "seq_len", 0), "/state: attribute 'seq_len' = 0 is outside [1, inf) (train.seq_len)"},
       {set_int("/state", "total_steps", -20), "/state: attribute 'total_steps' = -20 is outside [1, inf) (train.steps)"},
-      {set_int("/state", "written_dp", 0), "/state: attribute 'written_dp' = 0 is outside [1, inf) (parallel.dp)"},
+      {set_int("/state", "written_dp", 0), "/state: attribute 'written_dp' = 0 is outside [1, 2147483647] (parallel.dp)"},
       {set_int("/state", "samples_consumed", 7),
        "/state: attribute 'samples_consumed' = 7, but step 5 x batch_size 4 = 20"},
   };
