@@ -314,6 +314,7 @@ def hash64(data):
 
 
 def reseal(path):
+    """Seals `path` anew: its user block is overwritten, as the writer leaves it zeroed before sealing."""
     with open(path, "rb") as f:
         data = bytearray(f.read())
     block = bytearray(SEAL_BYTES)
@@ -323,6 +324,14 @@ def reseal(path):
     block[32:40] = struct.pack("<Q", hash64(bytes(block)))  # over the block with this field zero
     data[:SEAL_BYTES] = block
     write(path, bytes(data))
+
+
+def then_resealed(writer):
+    """A case writer that runs `writer` (an edit through h5py), then reseals the file."""
+    def w(p):
+        writer(p)
+        reseal(p)
+    return w
 
 
 def spread_offsets(rng, size, n, lo=0):
@@ -918,12 +927,7 @@ class Gen:
         # a faulty writer): the seal verifies, the contents check refuses them naming the attribute
         # or dataset. The good file resealed unedited is accepted, so the seal itself is right.
         def resealed(fn):
-            def w(p):
-                edited(fn)(p)
-                with open(p, "r+b") as f:  # the user block as the writer leaves it before sealing
-                    f.write(bytes(SEAL_BYTES))
-                reseal(p)
-            return w
+            return then_resealed(edited(fn))
         explicit("resealed_unedited", resealed(lambda f: None), "the good checkpoint resealed by the test's own "
                  "sealer: accepted", expect="accept", rc=(), names=())
 
@@ -1036,12 +1040,7 @@ class Gen:
         merge("merge_nan_adapter", adapter_edit(nan_first), "NaN in the adapter being merged")
 
         def adapter_resealed(fn):
-            def w(p):
-                adapter_edit(fn)(p)
-                with open(p, "r+b") as f:
-                    f.write(bytes(SEAL_BYTES))
-                reseal(p)
-            return w
+            return then_resealed(adapter_edit(fn))
         merge("merge_resealed_unedited", adapter_resealed(lambda f: None), "the good adapter resealed: accepted",
               expect="accept")
         for name, a, v in (("scale_nan", "scale", np.float64(np.nan)), ("alpha_zero", "alpha", np.float64(0.0)),
