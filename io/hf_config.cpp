@@ -1,6 +1,8 @@
 #include "io/hf_config.h"
 
 #include <climits>
+#include <cmath>
+#include <limits>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -58,14 +60,16 @@ nlohmann::json read_config_json(const std::string& dir, std::string& file) {
   return j;
 }
 
-// A number in (lo, hi) under `key` of `j`, or `fallback` where the key is absent or null.
+constexpr double kNoLimit = std::numeric_limits<double>::infinity();
+
+// A number in (lo, hi) under `key` of `j`, or `fallback` where the key is absent (null is refused).
 double number_in(const nlohmann::json& j, const std::string& file, const std::string& key, double lo, double hi,
                  double fallback) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
+  if (!j.contains(key)) return fallback;
   const nlohmann::json& v = j[key];
   if (!v.is_number() || !(v.get<double>() > lo) || !(v.get<double>() < hi))
     throw InputError(file + ": " + key + " must be a number in (" + format_eps(float(lo)) + ", " +
-                     (hi > 1e300 ? std::string("inf") : format_eps(float(hi))) + ") (got " + json_preview(v) + ")");
+                     (std::isinf(hi) ? std::string("inf") : format_eps(float(hi))) + ") (got " + json_preview(v) + ")");
   return v.get<double>();
 }
 
@@ -93,12 +97,7 @@ HfGpt2Shape read_hf_gpt2_config(const std::string& dir) {
   s.n_embd = positive_int(j, file, "n_embd");
   s.vocab_size = positive_int(j, file, "vocab_size");
   s.n_positions = positive_int(j, file, j.contains("n_positions") || !j.contains("n_ctx") ? "n_positions" : "n_ctx");
-  if (j.contains("layer_norm_epsilon")) {
-    const nlohmann::json& v = j["layer_norm_epsilon"];
-    if (!v.is_number() || !(v.get<double>() > 0) || !(v.get<double>() < 1))
-      throw InputError(file + ": layer_norm_epsilon must be a number in (0, 1) (got " + json_preview(v) + ")");
-    s.layer_norm_epsilon = static_cast<float>(v.get<double>());
-  }
+  s.layer_norm_epsilon = static_cast<float>(number_in(j, file, "layer_norm_epsilon", 0, 1, s.layer_norm_epsilon));
   if (s.n_embd % s.n_head != 0)
     throw InputError(file + ": n_embd " + std::to_string(s.n_embd) + " is not divisible by n_head " +
                      std::to_string(s.n_head));
@@ -186,7 +185,7 @@ HfLlamaShape read_hf_llama_config(const std::string& dir) {
   const bool v5 = j.contains("rope_parameters") && !j["rope_parameters"].is_null();
   const char* scaling_key = v5 ? "rope_parameters" : "rope_scaling";
   s.rope_theta = number_in(v5 ? j["rope_parameters"] : j, file + (v5 ? ": rope_parameters" : ""), "rope_theta", 0,
-                           1e300, 10000);
+                           kNoLimit, 10000);
   if (j.contains(scaling_key) && !j[scaling_key].is_null()) {
     const nlohmann::json& r = j[scaling_key];
     const std::string where = file + ": " + scaling_key;
@@ -196,7 +195,7 @@ HfLlamaShape read_hf_llama_config(const std::string& dir) {
     if (type == "llama3") {
       const auto field = [&](const char* key) {
         if (!r.contains(key) || r[key].is_null()) throw InputError(where + ": no '" + key + "' (llama3 scaling needs it)");
-        return number_in(r, where, key, 0, 1e300, 0);
+        return number_in(r, where, key, 0, kNoLimit, 0);
       };
       s.rope_scaling.factor = field("factor");
       s.rope_scaling.low_freq_factor = field("low_freq_factor");
