@@ -94,8 +94,9 @@ def draw(runs, labels, out_path, title):
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     summary = {"png": out_path, "width_px": int(FIGSIZE[0] * DPI), "height_px": int(FIGSIZE[1] * DPI),
-               "axes": {name: {"title": t, "xlabel": "step", "ylabel": y, "curves": []}
-                        for name, (_, t, y) in panels.items()}}
+               "axes": {name: {"title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+                               "curves": []}  # read back from the axes as drawn
+                        for name, (ax, _, _) in panels.items()}}
 
     for index, (run, label) in enumerate(zip(runs, labels)):
         colour = f"C{index % 10}"
