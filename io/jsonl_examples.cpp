@@ -9,11 +9,32 @@
 
 namespace lora {
 
-std::vector<PromptCompletion> read_prompt_completion_jsonl(const std::string& path) {
+namespace {
+
+std::vector<ChatMessage> read_messages(const nlohmann::json& list, const std::string& where) {
+  if (!list.is_array() || list.empty())
+    throw InputError(where + "\"messages\" must be a non-empty list of {\"role\", \"content\"} (got " + json_preview(list) + ")");
+  std::vector<ChatMessage> out;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const nlohmann::json& m = list[i];
+    const std::string at = where + "messages[" + std::to_string(i) + "]: ";
+    if (!m.is_object()) throw InputError(at + "expected {\"role\": ..., \"content\": ...} (got " + json_preview(m) + ")");
+    for (const char* key : {"role", "content"}) {
+      if (!m.contains(key)) throw InputError(at + "no \"" + key + "\"");
+      if (!m[key].is_string()) throw InputError(at + "\"" + key + "\" must be a string (got " + json_preview(m[key]) + ")");
+    }
+    out.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<JsonlExample> read_jsonl_examples(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw InputError(path + ": not found (or not a regular file)");
   std::ifstream in(path, std::ios::binary);
-  std::vector<PromptCompletion> out;
+  std::vector<JsonlExample> out;
   std::string line;
   int lineno = 0, blank = 0;
   while (std::getline(in, line)) {
@@ -31,15 +52,23 @@ std::vector<PromptCompletion> read_prompt_completion_jsonl(const std::string& pa
     } catch (const nlohmann::json::exception& e) {
       throw InputError(where + "not valid JSON: " + e.what());
     }
-    if (!j.is_object()) throw InputError(where + "expected an object {\"prompt\": ..., \"completion\": ...} (got " + json_preview(j) + ")");
-    PromptCompletion ex;
+    if (!j.is_object())
+      throw InputError(where + "expected an object {\"prompt\": ..., \"completion\": ...} or {\"messages\": [...]} (got " +
+                       json_preview(j) + ")");
+    JsonlExample ex;
     ex.line = lineno;
-    for (const char* key : {"prompt", "completion"}) {
-      if (!j.contains(key)) throw InputError(where + "no \"" + key + "\"");
-      if (!j[key].is_string()) throw InputError(where + "\"" + key + "\" must be a string (got " + json_preview(j[key]) + ")");
+    if (j.contains("messages")) {
+      if (j.contains("prompt") || j.contains("completion"))
+        throw InputError(where + "both \"messages\" and \"prompt\"/\"completion\"; an example is one or the other");
+      ex.messages = read_messages(j["messages"], where);
+    } else {
+      for (const char* key : {"prompt", "completion"}) {
+        if (!j.contains(key)) throw InputError(where + "no \"" + key + "\" (and no \"messages\")");
+        if (!j[key].is_string()) throw InputError(where + "\"" + key + "\" must be a string (got " + json_preview(j[key]) + ")");
+      }
+      ex.prompt = j["prompt"].get<std::string>();
+      ex.completion = j["completion"].get<std::string>();
     }
-    ex.prompt = j["prompt"].get<std::string>();
-    ex.completion = j["completion"].get<std::string>();
     out.push_back(std::move(ex));
   }
   if (out.empty()) throw InputError(path + ": no examples (one JSON object per line)");

@@ -25,3 +25,16 @@ add_test(NAME tokenizer.sentencepiece_reference
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/tokenizer/sentencepiece_test.py
           --driver $<TARGET_FILE:tokenize_driver> --work ${CMAKE_BINARY_DIR}/sentencepiece_test)
 set_tests_properties(tokenizer.sentencepiece_reference PROPERTIES LABELS "tokenizer" TIMEOUT 120)
+add_executable(chat_render_driver ${CMAKE_CURRENT_SOURCE_DIR}/tokenizer/chat_render_driver.cpp)
+target_link_libraries(chat_render_driver PRIVATE lora_core)
+# prepare's native chat templates against python3-jinja2 running the real template texts.
+add_test(NAME tokenizer.chat_templates
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/tokenizer/chat_template_test.py
+          --driver $<TARGET_FILE:chat_render_driver> --work ${CMAKE_BINARY_DIR}/chat_template_test
+          --cache ${CMAKE_BINARY_DIR}/npm_tokenizers)
+set_tests_properties(tokenizer.chat_templates PROPERTIES LABELS "tokenizer" TIMEOUT 300)
+# Unusable tokenizer files and templates: prepare exits 3 naming the file and key.
+add_test(NAME tokenizer.bad_inputs
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/tokenizer/bad_tokenizer_inputs.py
+          --bin $<TARGET_FILE:lora_dist> --work ${CMAKE_BINARY_DIR}/bad_tokenizer_inputs --cache ${CMAKE_BINARY_DIR}/npm_tokenizers)
+set_tests_properties(tokenizer.bad_inputs PROPERTIES LABELS "tokenizer;badinput" TIMEOUT 120)

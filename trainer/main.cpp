@@ -235,9 +235,13 @@ int main(int argc, char** argv) {
       ->check(kInExistingFolder);
   lora::PrepareOptions prep;
   CLI::App* prepare_cmd = app.add_subcommand(
-      "prepare", "tokenize JSONL prompt/completion examples (loss on the completion and <|endoftext|>) or plain "
-                 "text (loss on every token) into token shards; one process, no mpirun");
-  prepare_cmd->add_option("--tokenizer", prep.tokenizer, "folder with the GPT-2 vocab.json and merges.txt")
+      "prepare", "tokenize JSONL examples into token shards: {\"prompt\", \"completion\"} (loss on the completion and "
+                 "the EOS token) or {\"messages\": [{\"role\", \"content\"}...]} rendered by the folder's chat template "
+                 "(Llama 3, ChatML/Qwen, Llama 2; loss on the assistant turns only); or plain text (loss on every "
+                 "token); one process, no mpirun");
+  prepare_cmd->add_option("--tokenizer", prep.tokenizer,
+                          "model folder: tokenizer.json (Hugging Face BPE), tokenizer.model (SentencePiece) or "
+                          "vocab.json + merges.txt (GPT-2); tokenizer_config.json beside them for the EOS and chat template")
       ->required()
       ->check(CLI::ExistingDirectory);
   prepare_cmd->add_option("--input", prep.inputs, "training files: *.jsonl examples, anything else plain text")
@@ -362,9 +366,10 @@ int main(int argc, char** argv) {
       gen_cmd->add_option("--adapter", gen.adapter, "a trained adapter: adapter.h5 or a checkpoint of this config");
   gen_cmd->add_option("--peft", gen.peft, "or a PEFT LoRA adapter folder that fits lora.targets")->excludes(adapter_opt);
   gen_cmd->add_option("--tokenizer", gen.tokenizer,
-                      "folder with vocab.json + merges.txt (GPT-2 BPE), or \"bytes\" for byte-level models; "
+                      "model folder with tokenizer.json, tokenizer.model or vocab.json + merges.txt, or \"bytes\" "
+                      "for byte-level models; "
                       "default: model.path of a model.init: hf config");
-  CLI::Option* prompt_opt = gen_cmd->add_option("--prompt", gen.prompt, "the prompt text (<|endoftext|> is the token)");
+  CLI::Option* prompt_opt = gen_cmd->add_option("--prompt", gen.prompt, "the prompt text (a special token's text, <|endoftext|>, is the token)");
   gen_cmd->add_option("--prompt-file", gen.prompt_file, "or read the prompt from this file (- : standard input)")
       ->excludes(prompt_opt);
   gen_cmd->add_option("--max-new-tokens", gen.max_new_tokens, "at most this many new tokens (default 64)")

@@ -1,5 +1,6 @@
 #include "trainer/generate/generate.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -12,8 +13,8 @@
 
 #include "comm/collective_guard.h"
 #include "io/checkpoint.h"
-#include "io/gpt2_tokenizer.h"
 #include "io/input_error.h"
+#include "io/tokenizer.h"
 #include "model/gpt.h"
 #include "trainer/config/config_loader.h"
 #include "trainer/train/load_base.h"
@@ -26,26 +27,30 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Text <-> token ids: the GPT-2 BPE of a model folder, or raw bytes (the demo's byte-level
-// models, vocab 256).
+// Text <-> token ids: a model folder's tokenizer (io/tokenizer.h), or raw bytes (the demo's
+// byte-level models, vocab 256).
 struct Codec {
-  std::unique_ptr<Gpt2Tokenizer> bpe;  // null: one token per byte
+  std::unique_ptr<Tokenizer> tok;  // null: one token per byte
 
+  // The prompt, with the tokenizer's BOS first where it puts one; special tokens' text is them.
   std::vector<int32_t> encode(const std::string& text) const {
-    if (!bpe) {
+    if (!tok) {
       const auto* bytes = reinterpret_cast<const uint8_t*>(text.data());
       return std::vector<int32_t>(bytes, bytes + text.size());
     }
-    const std::vector<uint32_t> ids = bpe->encode_with_special(text);
+    std::vector<uint32_t> ids = tok->encode_with_special(text);
+    if (tok->bos()) ids.insert(ids.begin(), *tok->bos());
     return std::vector<int32_t>(ids.begin(), ids.end());
   }
-  std::string decode(int32_t id) const {
-    if (!bpe) return std::string(1, static_cast<char>(id));
-    return bpe->decode({static_cast<uint32_t>(id)});
+  // The text of all of `ids` (a tokenizer may decode a token differently at the start, as
+  // Llama 2's drops the first space: the new text is what decoding all of them adds).
+  std::string decode(const std::vector<int32_t>& ids) const {
+    if (!tok) return std::string(ids.begin(), ids.end());
+    return tok->decode(std::vector<uint32_t>(ids.begin(), ids.end()));
   }
   std::optional<int32_t> eot() const {
-    if (!bpe) return std::nullopt;
-    return static_cast<int32_t>(bpe->eot());
+    if (!tok) return std::nullopt;
+    return static_cast<int32_t>(tok->eos());
   }
 };
 
@@ -53,13 +58,14 @@ Codec make_codec(const RunConfig& cfg, const GenerateOptions& o) {
   std::string dir = o.tokenizer;
   if (dir.empty() && cfg.model.init == "hf") dir = cfg.model.path;
   if (dir.empty())
-    throw ConfigError("generate: no tokenizer: give --tokenizer DIR (vocab.json + merges.txt) or --tokenizer bytes "
-                      "(model.init is " + cfg.model.init + ", so there is no model folder to take one from)");
+    throw ConfigError("generate: no tokenizer: give --tokenizer DIR (a model folder with tokenizer.json, tokenizer.model "
+                      "or vocab.json + merges.txt) or --tokenizer bytes (model.init is " + cfg.model.init +
+                      ", so there is no model folder to take one from)");
   Codec c;
   if (dir == "bytes") return c;  // each prompt byte is checked against model.vocab_size below
-  c.bpe = Gpt2Tokenizer::from_folder(dir);  // InputError naming the file and line
-  if (static_cast<int64_t>(c.bpe->vocab_size()) > cfg.model.vocab_size)
-    throw ConfigError("generate: the tokenizer in " + dir + " has " + std::to_string(c.bpe->vocab_size()) +
+  c.tok = load_tokenizer(dir);  // InputError naming the folder or file
+  if (static_cast<int64_t>(c.tok->vocab_size()) > cfg.model.vocab_size)
+    throw ConfigError("generate: the tokenizer in " + dir + " has " + std::to_string(c.tok->vocab_size()) +
                       " ids, more than model.vocab_size " + std::to_string(cfg.model.vocab_size) + " of " +
                       cfg.source_path);
   return c;
@@ -81,7 +87,7 @@ std::string read_prompt(const GenerateOptions& o) {
 // Why generation ended.
 const char* kStopMaxTokens = "max-new-tokens";
 const char* kStopContext = "context full";
-const char* kStopEot = "<|endoftext|>";
+const char* kStopEot = "end of sequence";
 const char* kStopString = "stop string";
 
 }  // namespace
@@ -165,8 +171,9 @@ void run_generate(const RunConfig& cfg, Communicator& comm, const GenerateOption
       break;
     }
     generated.push_back(token);
-    const std::string piece = codec.decode(token);
-    completion += piece;
+    const std::string text = codec.decode(generated);
+    const std::string piece = text.substr(std::min(completion.size(), text.size()));
+    completion = text;
     if (out) {
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);

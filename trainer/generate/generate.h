@@ -18,13 +18,14 @@ struct GenerateOptions {
   std::string yaml;
   std::string adapter;      // adapter.h5 or a checkpoint of a run of this config; or:
   std::string peft;         // a PEFT LoRA adapter folder that fits lora.targets (lora.init_from's rules)
-  std::string tokenizer;    // folder with vocab.json + merges.txt, or "bytes" (one token per byte);
+  std::string tokenizer;    // model folder (tokenizer.json, tokenizer.model or vocab.json + merges.txt),
+                            // or "bytes" (one token per byte);
                             // default: model.path of an hf base
   std::string prompt;       // the prompt text, or:
   std::string prompt_file;  // a file holding it ("-": standard input)
   int max_new_tokens = 64;
   std::vector<std::string> stop;  // stop once the continuation ends with one of these
-  bool ignore_eot = false;        // go on past <|endoftext|>
+  bool ignore_eot = false;        // go on past the end-of-sequence token (<|endoftext|>, </s>, ...)
   SamplingConfig sampling;        // temperature 0 (the default): greedy
   std::string json;               // append a JSON record of the run to this file
 };

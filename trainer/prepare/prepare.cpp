@@ -4,15 +4,19 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 
-#include "io/gpt2_tokenizer.h"
+#include "io/chat_template.h"
 #include "io/input_error.h"
 #include "io/jsonl_examples.h"
 #include "io/token_shard.h"
+#include "io/tokenizer.h"
+#include "io/tokenizer_config.h"
 #include "trainer/config/config_loader.h"
 
 namespace lora {
@@ -40,30 +44,63 @@ std::string read_text(const std::string& path) {
   return s.str();
 }
 
-void add_example(const Gpt2Tokenizer& tok, const PromptCompletion& ex, const std::string& path,
-                 const PrepareOptions& o, TokenStream& out) {
+// A model folder's tokenizer and, once a conversation needs it, its chat template.
+struct Vocabulary {
+  std::unique_ptr<Tokenizer> tok;
+  std::string folder;
+  std::optional<ChatTemplate> chat;  // recognised on the first "messages" example
+
+  const ChatTemplate& chat_template() {
+    if (!chat) chat = recognise_chat_template(read_tokenizer_config(folder));  // InputError naming the key
+    return *chat;
+  }
+};
+
+// A prompt/completion example: [BOS] prompt completion EOS, scored from the completion on.
+std::vector<uint32_t> prompt_completion_ids(const Tokenizer& tok, const JsonlExample& ex, size_t& n_prompt) {
   std::vector<uint32_t> ids;
-  size_t n_prompt = 0;
+  if (tok.bos()) ids.push_back(*tok.bos());
+  const std::vector<uint32_t> p = tok.encode(ex.prompt), c = tok.encode(ex.completion);
+  ids.insert(ids.end(), p.begin(), p.end());
+  n_prompt = ids.size();
+  ids.insert(ids.end(), c.begin(), c.end());
+  ids.push_back(tok.eos());
+  return ids;
+}
+
+std::vector<uint32_t> chat_ids(Vocabulary& v, const JsonlExample& ex, std::vector<uint8_t>& scored) {
+  ChatTokens c = tokenize_chat(*v.tok, v.chat_template(), ex.messages, /*add_generation_prompt=*/false);
+  scored = std::move(c.scored);
+  return std::move(c.ids);
+}
+
+void add_example(Vocabulary& v, const JsonlExample& ex, const std::string& path, const PrepareOptions& o, TokenStream& out) {
+  std::vector<uint32_t> ids;
+  std::vector<uint8_t> scored;
   try {
-    ids = tok.encode(ex.prompt);
-    n_prompt = ids.size();
-    const std::vector<uint32_t> c = tok.encode(ex.completion);
-    ids.insert(ids.end(), c.begin(), c.end());
-  } catch (const std::invalid_argument& e) {  // JSON strings are UTF-8, but "\ud800" escapes are not
+    if (ex.is_chat()) {
+      ids = chat_ids(v, ex, scored);
+    } else {
+      size_t n_prompt = 0;
+      ids = prompt_completion_ids(*v.tok, ex, n_prompt);
+      scored.assign(ids.size(), 1);
+      std::fill(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(n_prompt), 0);
+    }
+  } catch (const std::invalid_argument& e) {  // JSON strings are UTF-8, but "\ud800" escapes are not; roles
     throw InputError(path + ":" + std::to_string(ex.line) + ": " + e.what());
   }
-  ids.push_back(tok.eot());
   const size_t window = o.seq_len > 0 ? size_t(o.seq_len) + 1 : ids.size();
   if (ids.size() > window) {
     ++out.summary.overlong;
     if (o.overlong == "drop") return;
     ids.resize(window);
+    scored.resize(window);
   }
   ++out.summary.examples;
   for (size_t i = 0; i < ids.size(); ++i) {
     out.tokens.push_back(ids[i]);
-    out.mask.push_back(i >= n_prompt ? 1 : 0);
-    out.summary.scored += i >= n_prompt;
+    out.mask.push_back(scored[i]);
+    out.summary.scored += scored[i];
   }
   out.summary.tokens += ids.size();
 }
@@ -76,19 +113,22 @@ void add_text(const std::vector<uint32_t>& ids, TokenStream& out) {
   out.summary.scored += ids.size();
 }
 
-std::vector<uint32_t> encode_file(const Gpt2Tokenizer& tok, const std::string& path) {
+// A text file: [BOS] its tokens, the text of special tokens ("<|endoftext|>") becoming them.
+std::vector<uint32_t> encode_file(const Tokenizer& tok, const std::string& path) {
   try {
-    return tok.encode_with_special(read_text(path));
+    std::vector<uint32_t> ids = tok.encode_with_special(read_text(path));
+    if (tok.bos()) ids.insert(ids.begin(), *tok.bos());
+    return ids;
   } catch (const std::invalid_argument& e) {
     throw InputError(path + ": " + e.what());
   }
 }
 
 // Adds `path` to `train`, holding out `fraction` of it in `val` (null: none).
-void add_file(const Gpt2Tokenizer& tok, const std::string& path, const PrepareOptions& o, double fraction,
+void add_file(Vocabulary& v, const std::string& path, const PrepareOptions& o, double fraction,
               std::mt19937_64& rng, TokenStream& train, TokenStream* val) {
   if (is_jsonl(path)) {
-    const std::vector<PromptCompletion> examples = read_prompt_completion_jsonl(path);
+    const std::vector<JsonlExample> examples = read_jsonl_examples(path);
     std::vector<size_t> order(examples.size());
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), rng);
@@ -96,10 +136,10 @@ void add_file(const Gpt2Tokenizer& tok, const std::string& path, const PrepareOp
     std::vector<bool> held(examples.size(), false);
     for (size_t i = 0; i < n_val; ++i) held[order[i]] = true;
     for (size_t i = 0; i < examples.size(); ++i)  // file order within each set
-      add_example(tok, examples[i], path, o, held[i] ? *val : train);
+      add_example(v, examples[i], path, o, held[i] ? *val : train);
     return;
   }
-  const std::vector<uint32_t> ids = encode_file(tok, path);
+  const std::vector<uint32_t> ids = encode_file(*v.tok, path);
   const size_t n_val = val ? static_cast<size_t>(fraction * double(ids.size()) + 0.5) : 0;
   add_text(std::vector<uint32_t>(ids.begin(), ids.end() - n_val), train);
   if (n_val) add_text(std::vector<uint32_t>(ids.end() - n_val, ids.end()), *val);
@@ -113,6 +153,18 @@ void write(const std::string& path, const TokenStream& s, uint32_t vocab) {
 
 }  // namespace
 
+ChatTokens tokenize_chat(const Tokenizer& tok, const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                         bool add_generation_prompt) {
+  ChatTokens c;
+  c.rendered = render_chat(t, messages, add_generation_prompt);
+  const TokenOffsets ids = tok.encode_with_offsets(c.rendered.text);
+  c.ids = ids.ids;
+  c.scored.assign(ids.ids.size(), 0);
+  for (size_t i = 0; i < ids.ids.size(); ++i)
+    for (const auto& [a, b] : c.rendered.assistant) c.scored[i] |= ids.starts[i] >= a && ids.starts[i] < b;
+  return c;
+}
+
 PrepareSummary run_prepare(const PrepareOptions& o) {
   if (o.inputs.empty()) throw std::invalid_argument("prepare: no input files");
   if (!(o.val_fraction >= 0 && o.val_fraction < 1)) throw std::invalid_argument("prepare: --val-fraction must be in [0, 1)");
@@ -122,13 +174,13 @@ PrepareSummary run_prepare(const PrepareOptions& o) {
     throw std::invalid_argument("prepare: --overlong must be truncate or drop");
   const bool has_val = o.val_fraction > 0 || !o.val_inputs.empty();
   if (has_val && o.out_val.empty()) throw std::invalid_argument("prepare: a validation set needs --out-val");
-  const auto tok = Gpt2Tokenizer::from_folder(o.tokenizer);
+  Vocabulary v{load_tokenizer(o.tokenizer), o.tokenizer, std::nullopt};
   std::mt19937_64 rng(o.seed);
   TokenStream train, val;
-  for (const std::string& in : o.inputs) add_file(*tok, in, o, o.val_fraction, rng, train, o.val_fraction > 0 ? &val : nullptr);
-  for (const std::string& in : o.val_inputs) add_file(*tok, in, o, 0, rng, val, nullptr);
-  write(o.out_train, train, tok->vocab_size());
-  if (has_val) write(o.out_val, val, tok->vocab_size());
+  for (const std::string& in : o.inputs) add_file(v, in, o, o.val_fraction, rng, train, o.val_fraction > 0 ? &val : nullptr);
+  for (const std::string& in : o.val_inputs) add_file(v, in, o, 0, rng, val, nullptr);
+  write(o.out_train, train, v.tok->vocab_size());
+  if (has_val) write(o.out_val, val, v.tok->vocab_size());
   return PrepareSummary{train.summary, val.summary};
 }
 
