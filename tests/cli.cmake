@@ -32,3 +32,6 @@ add_test(NAME cli.backend_cuda_needs_a_gpu
           -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_failure.cmake)
 set_tests_properties(cli.backend_cuda_needs_a_gpu PROPERTIES LABELS "config;mpi" SKIP_RETURN_CODE 77
   ENVIRONMENT "OMP_NUM_THREADS=1")
+# prepare's help names the tokenizer kinds it reads and the chat examples.
+add_test(NAME cli.prepare_help COMMAND $<TARGET_FILE:lora_dist> prepare --help)
+set_tests_properties(cli.prepare_help PROPERTIES PASS_REGULAR_EXPRESSION "messages.*chat template.*tokenizer\\.json.*tokenizer\\.model.*vocab\\.json")
