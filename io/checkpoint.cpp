@@ -90,6 +90,11 @@ BaseFingerprint base_fingerprint(const ModelConfig& m) {
   Hash64 h;
   h.add(m.init).add(m.init_seed).add(m.init_std);
   for (const auto& f : ckpt::kModelShape) h.add(m.*f.field);
+  if (m.arch != "gpt") {  // GPT's hash stays what it was before there was another architecture
+    const ArchSpec a = arch_spec(m);
+    h.add(m.arch);
+    for (const auto& f : ckpt::kArchShape) h.add(a.*f.field);
+  }
   fp.hash = h.digest();
   fp.description = "init: seed, init_seed " + std::to_string(m.init_seed) + ", init_std " + format_float(m.init_std);
   return fp;
@@ -111,6 +116,9 @@ void write_lora_attrs(hid_t adapter, const LoraConfig& l) {
 // The base model an adapter belongs to: its shape and weights fingerprint.
 void write_base_attrs(hid_t obj, const ModelConfig& m, const BaseFingerprint& fp) {
   for (const auto& f : ckpt::kModelShape) h5_write_attr(obj, f.name, m.*f.field);
+  const ArchSpec a = arch_spec(m);
+  h5_write_attr(obj, "arch", m.arch);
+  for (const auto& f : ckpt::kArchShape) h5_write_attr(obj, f.name, a.*f.field);
   h5_write_attr(obj, "base_init", m.init);
   h5_write_attr(obj, "base_dtype", m.dtype);
   h5_write_attr(obj, "base_fingerprint", fp.hash);

@@ -264,6 +264,15 @@ void check_compatible(hid_t file, const std::string& path, const ModelConfig& mo
   Differences shape(src.noun);
   for (const auto& f : ckpt::kModelShape)
     shape.check(f.name, h5_read_attr<int>(base, f.name, path, src.base_group), model.*f.field);
+  // Files from before the Llama family have no arch attributes: they hold GPT models.
+  const bool has_arch = H5Aexists(base, "arch") > 0;
+  shape.check("arch", has_arch ? h5_read_attr<std::string>(base, "arch", path, src.base_group) : std::string("gpt"),
+              model.arch);
+  if (shape.empty()) {
+    const ArchSpec run = arch_spec(model);
+    for (const auto& f : ckpt::kArchShape)
+      shape.check(f.name, has_arch ? h5_read_attr<int>(base, f.name, path, src.base_group) : run.*f.field, run.*f.field);
+  }
   if (!shape.empty()) problems.push_back("model shape differs: " + shape.joined());
 
   // A seeded base's fingerprint hashes the shape too, so it only adds news when the shapes agree.

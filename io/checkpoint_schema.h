@@ -47,6 +47,17 @@ inline constexpr ModelField kModelShape[] = {{"n_layer", &ModelConfig::n_layer},
                                              {"vocab_size", &ModelConfig::vocab_size},
                                              {"context", &ModelConfig::context}};
 
+// The architecture's sizes beyond GPT's shape, resolved by its spec (model/arch.h), written
+// beside kModelShape. A file without them (written before the Llama family) is a GPT model,
+// whose defaults they then are.
+struct ArchField {
+  const char* name;
+  int ArchSpec::*field;
+};
+inline constexpr ArchField kArchShape[] = {{"n_kv_head", &ArchSpec::n_kv_head},
+                                           {"head_dim", &ArchSpec::head_dim},
+                                           {"ffn", &ArchSpec::ffn}};
+
 // "0x0123456789abcdef"
 std::string hex64(uint64_t v);
 

@@ -109,25 +109,52 @@ HfGpt2Shape read_hf_gpt2_config(const std::string& dir) {
 std::string model_shape_value(const ModelConfig& m, const std::string& k) {
   if (k == "n_layer") return std::to_string(m.n_layer);
   if (k == "n_head") return std::to_string(m.n_head);
+  if (k == "n_kv_head") return std::to_string(m.n_kv_head);
+  if (k == "head_dim") return std::to_string(m.head_dim);
   if (k == "d_model") return std::to_string(m.d_model);
+  if (k == "ffn") return std::to_string(m.ffn);
   if (k == "vocab_size") return std::to_string(m.vocab_size);
   if (k == "context") return std::to_string(m.context);
+  if (k == "rope_theta") return format_eps(float(m.rope_theta));
+  if (k == "tie_embeddings") return m.tie_embeddings ? "true" : "false";
   return format_eps(m.ln_eps);
 }
 
-std::string hf_shape_value(const HfGpt2Shape& s, const std::string& k) {
-  ModelConfig m;
-  apply_hf_shape(s, m);
-  return model_shape_value(m, k);
-}
-
 void apply_hf_shape(const HfGpt2Shape& s, ModelConfig& m) {
+  m.arch = "gpt";
   m.n_layer = s.n_layer;
   m.n_head = s.n_head;
   m.d_model = s.n_embd;
   m.vocab_size = s.vocab_size;
   m.context = s.n_positions;
   m.ln_eps = s.layer_norm_epsilon;
+}
+
+std::string read_hf_model_type(const std::string& dir) {
+  std::string file;
+  const nlohmann::json j = read_config_json(dir, file);
+  if (!j.contains("model_type")) return "";
+  if (!j["model_type"].is_string()) throw InputError(file + ": model_type must be a string (got " + json_preview(j["model_type"]) + ")");
+  return j["model_type"].get<std::string>();
+}
+
+void apply_hf_shape(const HfLlamaShape& s, ModelConfig& m) {
+  m.arch = "llama";
+  m.n_layer = s.n_layer;
+  m.d_model = s.d_model;
+  m.n_head = s.n_head;
+  m.n_kv_head = s.n_kv_head;
+  m.head_dim = s.head_dim;
+  m.ffn = s.ffn;
+  m.vocab_size = s.vocab_size;
+  m.context = s.context;
+  m.ln_eps = s.rms_norm_eps;
+  m.rope_theta = s.rope_theta;
+  m.rope_scaling = s.rope_scaling;
+  m.tie_embeddings = s.tie_word_embeddings;
+  m.qkv_bias = s.qkv_bias;
+  m.o_bias = s.o_bias;
+  m.mlp_bias = s.mlp_bias;
 }
 
 HfLlamaShape read_hf_llama_config(const std::string& dir) {

@@ -30,17 +30,20 @@ struct HfShapeKey {
 inline constexpr HfShapeKey kHfShapeKeys[] = {{"n_layer", "n_layer"},       {"n_head", "n_head"},
                                               {"d_model", "n_embd"},        {"vocab_size", "vocab_size"},
                                               {"context", "n_positions"},   {"ln_eps", "layer_norm_epsilon"}};
+inline constexpr HfShapeKey kHfLlamaShapeKeys[] = {
+    {"n_layer", "num_hidden_layers"},   {"n_head", "num_attention_heads"}, {"n_kv_head", "num_key_value_heads"},
+    {"head_dim", "head_dim"},           {"d_model", "hidden_size"},        {"ffn", "intermediate_size"},
+    {"vocab_size", "vocab_size"},       {"context", "max_position_embeddings"}, {"ln_eps", "rms_norm_eps"},
+    {"rope_theta", "rope_theta"},       {"tie_embeddings", "tie_word_embeddings"}};
 
-// The value of shape key `yaml_key` in `m` and in `s`, as text for a message ("768", "1e-05").
+// The value of shape key `yaml_key` in `m`, as text for a message ("768", "1e-05", "true").
 std::string model_shape_value(const ModelConfig& m, const std::string& yaml_key);
-std::string hf_shape_value(const HfGpt2Shape& s, const std::string& yaml_key);
-// Sets m's shape keys from s.
+// Sets m's shape keys (and model.arch) from s.
 void apply_hf_shape(const HfGpt2Shape& s, ModelConfig& m);
 
 // The shape of a Hugging Face Llama-family folder (LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM), from its config.json: what the Llama block computes (RMSNorm, RoPE,
-// SwiGLU, grouped-query attention). Defaults are transformers' where a key is absent. Not yet
-// built into a model (issue 23): the reader and its refusals come first.
+// SwiGLU, grouped-query attention). Defaults are transformers' where a key is absent.
 struct HfLlamaShape {
   std::string model_type;  // llama | mistral | qwen2
   int n_layer = 0, d_model = 0, n_head = 0, n_kv_head = 0, head_dim = 0, ffn = 0, vocab_size = 0, context = 0;
@@ -60,5 +63,10 @@ struct HfLlamaShape {
 // field or with low_freq_factor >= high_freq_factor, attention dropout, Qwen2's sliding
 // window, Qwen3 (its per-head q_norm/k_norm are not built), or another model_type.
 HfLlamaShape read_hf_llama_config(const std::string& dir);
+void apply_hf_shape(const HfLlamaShape& s, ModelConfig& m);
+
+// DIR/config.json's model_type ("gpt2", "llama", ...), or "" when it has none (a GPT-2
+// folder may omit it). Throws InputError when the file is missing or not a JSON object.
+std::string read_hf_model_type(const std::string& dir);
 
 }  // namespace lora

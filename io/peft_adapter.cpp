@@ -124,7 +124,7 @@ void write_peft_adapter(const std::string& dir, const LoraConfig& lc, const Mode
       for (int t : {kO, kFc1, kFc2}) {
         if (!lc.targets[t]) continue;
         int o = 0, in = 0;
-        lora_target_shape(m, t, &o, &in);
+        lora_target_shape(arch_spec(m), t, &o, &in);
         const float* a = tensor_of(layout, params, lora_pair_name(l, t) + "A");
         const float* b = tensor_of(layout, params, lora_pair_name(l, t) + "B");
         tensors.push_back({tensor_key(l, module_of(t), 'A'), {uint64_t(r), uint64_t(in)}, {a, a + size_t(r) * in}});
@@ -301,7 +301,7 @@ void read_peft_adapter(const std::string& dir, const LoraConfig& lc, const Model
       if (R != r)
         throw InputError(cfg_file + ": " + module_of(t) + " has rank " + std::to_string(R) + ", this run's lora.r is " +
                          std::to_string(r));
-      lora_target_shape(m, t, &o, &in);
+      lora_target_shape(arch_spec(m), t, &o, &in);
       const std::vector<float> A = find_tensor(st, tensor_key(l, module_of(t), 'A'), r, in);
       const std::vector<float> B = find_tensor(st, tensor_key(l, module_of(t), 'B'), o, r);
       std::copy(A.begin(), A.end(), params.data() + layout.at(lora_pair_name(l, t) + "A").offset);

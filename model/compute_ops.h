@@ -18,6 +18,9 @@
 #include "model/ops/linear.h"
 #include "model/ops/lora.h"
 #include "model/ops/residual.h"
+#include "model/ops/rmsnorm.h"
+#include "model/ops/rope.h"
+#include "model/ops/swiglu.h"
 
 namespace lora {
 
@@ -31,6 +34,9 @@ struct ComputeOps {
   decltype(&layernorm_forward<T>) layernorm_forward;
   decltype(&layernorm_backward<T>) layernorm_backward;
   decltype(&layernorm_backward_params<T>) layernorm_backward_params;
+  decltype(&rmsnorm_forward<T>) rmsnorm_forward;
+  decltype(&rmsnorm_backward<T>) rmsnorm_backward;
+  decltype(&rmsnorm_backward_weight<T>) rmsnorm_backward_weight;
   decltype(&linear_forward<T>) linear_forward;
   decltype(&linear_backward_input<T>) linear_backward_input;
   decltype(&linear_backward_weight<T>) linear_backward_weight;
@@ -45,6 +51,10 @@ struct ComputeOps {
   decltype(&attention_forward_cached<T>) attention_forward_cached;
   decltype(&gelu_forward<T>) gelu_forward;
   decltype(&gelu_backward<T>) gelu_backward;
+  decltype(&swiglu_forward<T>) swiglu_forward;
+  decltype(&swiglu_backward<T>) swiglu_backward;
+  decltype(&rope_forward<T>) rope_forward;
+  decltype(&rope_backward<T>) rope_backward;
   decltype(&residual_forward<T>) residual_forward;
   decltype(&embedding_forward<T>) embedding_forward;
   decltype(&add_positions<T>) add_positions;
@@ -60,10 +70,12 @@ struct ComputeOps {
 // cannot drift apart.
 #define LORA_COMPUTE_OPS_OF(NS, T)                                                                        \
   NS::layernorm_forward<T>, NS::layernorm_backward<T>, NS::layernorm_backward_params<T>,                 \
+      NS::rmsnorm_forward<T>, NS::rmsnorm_backward<T>, NS::rmsnorm_backward_weight<T>,                     \
       NS::linear_forward<T>, NS::linear_backward_input<T>, NS::linear_backward_weight<T>, NS::add_bias<T>, \
       NS::lora_forward<T>, NS::lora_down_forward<T>, NS::lora_backward<T>, NS::dropout_forward<T>,         \
       NS::dropout_backward<T>, NS::attention_forward<T>, NS::attention_backward<T>,                        \
-      NS::attention_forward_cached<T>, NS::gelu_forward<T>, NS::gelu_backward<T>, NS::residual_forward<T>, \
+      NS::attention_forward_cached<T>, NS::gelu_forward<T>, NS::gelu_backward<T>, NS::swiglu_forward<T>,   \
+      NS::swiglu_backward<T>, NS::rope_forward<T>, NS::rope_backward<T>, NS::residual_forward<T>,           \
       NS::embedding_forward<T>, NS::add_positions<T>, NS::embedding_backward<T>, NS::positions_backward<T>, \
       NS::vocab_logits_max<T>, NS::vocab_sumexp_and_target<T>, NS::vocab_cross_entropy_backward<T>
 

@@ -11,6 +11,7 @@
 #include "model/ops/gelu.h"
 #include "model/ops/layernorm.h"
 #include "model/ops/residual.h"
+#include "model/ops/rope.h"
 #include "model/rng.h"
 
 namespace lora {
@@ -27,7 +28,8 @@ constexpr int kLmHeadChunk = 1024;
 template <typename T>
 GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator& comm, int max_B, int max_T,
                       bool recompute, const ComputeOps<T>& ops)
-    : mc_(mc), lc_(lc), comm_(comm), ops_(ops), dims_(mc, comm.size(Group::TP), comm.rank(Group::TP)),
+    : mc_(mc), lc_(lc), comm_(comm), ops_(ops), arch_(arch_spec(mc)),
+      dims_(arch_, comm.size(Group::TP), comm.rank(Group::TP)), head_(arch_.tied_head ? "wte" : "lm_head"),
       max_M_(max_B * max_T), recompute_(recompute), full_(!lc.enabled),
       base_layout_(lora::base_layout(mc, dims_.tp)), lora_layout_(lora::lora_layout(mc, lc_, dims_.tp)),
       dtype_(parse_dtype(mc.dtype)) {
@@ -48,9 +50,21 @@ GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator&
   for (auto& r : resid_) r = buffer(M * d);
   for (auto* v : {&lnf_, &dlnf_, &dres_, &dln_, &y_}) *v = buffer(M * d);
   for (auto* v : {&lnf_mean_, &lnf_rstd_}) *v = buffer(M);
-  dqkv_ = buffer(M * 3 * dims_.dl);
-  datt_ = buffer(M * dims_.dl);
-  dh_ = buffer(M * dims_.ffl);
+  const size_t mlp_up = arch_.mlp_up_width() / dims_.tp;  // this rank's columns of h: fc, or gate|up
+  dqkv_ = buffer(M * dims_.qkv_local());
+  datt_ = buffer(M * dims_.ql);
+  dh_ = buffer(M * mlp_up);
+  if (arch_.mlp == MlpKind::SwiGlu) dg_ = buffer(M * dims_.ffl);  // GELU's backward runs in place in dh_
+  if (arch_.position == PositionKind::Rotary) {  // cos and sin of every position, computed once
+    const std::vector<double> inv_freq = rope_inv_freq(dims_.head_dim, arch_.rope_theta, arch_.rope_scaling);
+    const size_t n = static_cast<size_t>(mc.context) * inv_freq.size();
+    std::vector<T> cos(n), sin(n);
+    rope_tables(cos.data(), sin.data(), inv_freq, 0, mc.context);
+    rope_cos_ = buffer(n);
+    rope_sin_ = buffer(n);
+    rope_cos_.upload(cos.data(), n);
+    rope_sin_.upload(sin.data(), n);
+  }
   const size_t chunk = std::min<size_t>(kLmHeadChunk, M);
   logits_chunk_ = buffer(chunk * dims_.vocab_local);
   ce_max_ = buffer(chunk);
@@ -68,10 +82,10 @@ GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator&
   for (BlockActivations& A : acts_) {
     for (auto* v : {&A.x_mid, &A.ln1, &A.ln2}) *v = buffer(M * d);
     for (auto* v : {&A.ln1_mean, &A.ln1_rstd, &A.ln2_mean, &A.ln2_rstd}) *v = buffer(M);
-    A.qkv_out = buffer(M * 3 * dims_.dl);
-    A.att = buffer(M * dims_.dl);
+    A.qkv_out = buffer(M * dims_.qkv_local());
+    A.att = buffer(M * dims_.ql);
     A.lse = buffer(static_cast<size_t>(max_B) * dims_.local_heads * max_T);
-    A.h = buffer(M * dims_.ffl);
+    A.h = buffer(M * mlp_up);
     A.g = buffer(M * dims_.ffl);
   }
   point_lora_buffers();
@@ -208,60 +222,67 @@ void GptModel<T>::attach_lora(int l, int target, int out_col, std::vector<LoraAd
   a.N = B.local_rows;
   a.out_col = out_col;
   a.first_feature = static_cast<uint32_t>(A.global_col(0, dims_.tp_rank));
-  a.site = lora_stream(l, target);
+  a.site = lora_stream(arch_, l, target);
   a.scale = static_cast<T>(lc_.scale());
   a.dropout = lc_.dropout;
   into.push_back(std::move(a));
 }
 
 template <typename T>
+typename GptModel<T>::Norm GptModel<T>::norm_params(const std::string& name) {
+  Norm n;
+  n.w = backend_tensor(name + ".weight");
+  n.dw = backend_grad(name + ".weight");
+  if (arch_.norm_bias) {
+    n.b = backend_tensor(name + ".bias");
+    n.db = backend_grad(name + ".bias");
+  }
+  return n;
+}
+
+// A linear layer's views: its weight, its bias where the spec has one, their gradients in
+// full fine-tuning.
+template <typename T>
+template <typename Linear>
+void GptModel<T>::point_linear(Linear& lin, const std::string& name, bool has_bias, int K, int N) {
+  lin.ops = &ops_;
+  lin.W = backend_weight(name + ".weight");
+  lin.dW = backend_grad(name + ".weight");
+  if (has_bias) {
+    lin.b = backend_tensor(name + ".bias");
+    lin.db = backend_grad(name + ".bias");
+  }
+  lin.K = K;
+  lin.N = N;
+}
+
+template <typename T>
 void GptModel<T>::build_layers() {
   layers_.resize(mc_.n_layer);
-  const int d = dims_.d, dl = dims_.dl;
+  const int d = dims_.d, ql = dims_.ql, kvl = dims_.kvl, ffl = dims_.ffl;
+  const bool swiglu = arch_.mlp == MlpKind::SwiGlu;
   for (int l = 0; l < mc_.n_layer; ++l) {
     Layer& L = layers_[l];
     const std::string h = "h." + std::to_string(l) + ".";
-    L.qkv.ops = L.fc1.ops = &ops_;
-    L.proj.ops = L.fc2.ops = &ops_;
-    L.ln1_w = backend_tensor(h + "ln_1.weight");
-    L.ln1_b = backend_tensor(h + "ln_1.bias");
-    L.ln2_w = backend_tensor(h + "ln_2.weight");
-    L.ln2_b = backend_tensor(h + "ln_2.bias");
-    L.dln1_w = backend_grad(h + "ln_1.weight");
-    L.dln1_b = backend_grad(h + "ln_1.bias");
-    L.dln2_w = backend_grad(h + "ln_2.weight");
-    L.dln2_b = backend_grad(h + "ln_2.bias");
-    L.qkv.dW = backend_grad(h + "attn.qkv.weight");
-    L.qkv.db = backend_grad(h + "attn.qkv.bias");
-    L.proj.dW = backend_grad(h + "attn.proj.weight");
-    L.proj.db = backend_grad(h + "attn.proj.bias");
-    L.fc1.dW = backend_grad(h + "mlp.fc.weight");
-    L.fc1.db = backend_grad(h + "mlp.fc.bias");
-    L.fc2.dW = backend_grad(h + "mlp.proj.weight");
-    L.fc2.db = backend_grad(h + "mlp.proj.bias");
-    L.qkv.W = backend_weight(h + "attn.qkv.weight");
-    L.qkv.b = backend_tensor(h + "attn.qkv.bias");
-    L.qkv.K = d;
-    L.qkv.N = 3 * dl;
+    L.ln1 = norm_params(h + "ln_1");
+    L.ln2 = norm_params(h + "ln_2");
+    point_linear(L.qkv, h + "attn.qkv", arch_.qkv_bias, d, dims_.qkv_local());  // column-parallel [q | k | v]
     attach_lora(l, kQ, 0, L.qkv.lora);
-    attach_lora(l, kK, dl, L.qkv.lora);
-    attach_lora(l, kV, 2 * dl, L.qkv.lora);
-    L.proj.W = backend_weight(h + "attn.proj.weight");
-    L.proj.b = backend_tensor(h + "attn.proj.bias");
-    L.proj.K = dl;
-    L.proj.N = d;
+    attach_lora(l, kK, ql, L.qkv.lora);
+    attach_lora(l, kV, ql + kvl, L.qkv.lora);
+    point_linear(L.proj, h + "attn.proj", arch_.o_bias, ql, d);  // row-parallel
     attach_lora(l, kO, 0, L.proj.lora);
-    L.fc1.W = backend_weight(h + "mlp.fc.weight");
-    L.fc1.b = backend_tensor(h + "mlp.fc.bias");
-    L.fc1.K = d;
-    L.fc1.N = dims_.ffl;
-    attach_lora(l, kFc1, 0, L.fc1.lora);
-    L.fc2.W = backend_weight(h + "mlp.proj.weight");
-    L.fc2.b = backend_tensor(h + "mlp.proj.bias");
-    L.fc2.K = dims_.ffl;
-    L.fc2.N = d;
-    attach_lora(l, kFc2, 0, L.fc2.lora);
+    point_linear(L.fc1, h + "mlp.fc", arch_.mlp_bias, d, swiglu ? 2 * ffl : ffl);  // column-parallel fc, or [gate | up]
+    if (swiglu) {
+      attach_lora(l, kGate, 0, L.fc1.lora);
+      attach_lora(l, kUp, ffl, L.fc1.lora);
+    } else {
+      attach_lora(l, kFc1, 0, L.fc1.lora);
+    }
+    point_linear(L.fc2, h + "mlp.proj", arch_.mlp_bias, ffl, d);  // row-parallel fc2, or down
+    attach_lora(l, swiglu ? kDown : kFc2, 0, L.fc2.lora);
   }
+  lnf_params_ = norm_params("ln_f");
 }
 
 template <typename T>
@@ -269,14 +290,12 @@ void GptModel<T>::init_base_from_seed(uint64_t seed) {
   const double std_resid = mc_.init_std / std::sqrt(2.0 * mc_.n_layer);  // GPT-2: scaled residual projections
   for (size_t ti = 0; ti < base_layout_.tensors.size(); ++ti) {
     const TensorSpec& s = base_layout_.tensors[ti];
-    const auto ends_with = [&](const std::string& suf) {
-      return s.name.size() >= suf.size() && s.name.compare(s.name.size() - suf.size(), suf.size(), suf) == 0;
-    };
-    // LayerNorm: gain 1, bias 0; other biases 0; weights normal (GPT-2's scheme).
-    const bool is_ln = s.name.find("ln_") != std::string::npos, is_bias = ends_with(".bias");
-    const T constant = is_ln && !is_bias ? T(1) : T(0);
-    const bool random = !is_ln && !is_bias;
-    const double std_dev = s.name == "wpe" ? mc_.init_std / 2 : ends_with("proj.weight") ? std_resid : mc_.init_std;
+    // Norm gains 1, norm and linear biases 0; matrices normal (GPT-2's scheme, for both families).
+    const T constant = s.role == TensorRole::NormGain ? T(1) : T(0);
+    const bool random = s.role != TensorRole::NormGain && s.role != TensorRole::NormBias && s.role != TensorRole::Bias;
+    const double std_dev = s.role == TensorRole::Positions        ? mc_.init_std / 2
+                           : s.role == TensorRole::ResidualWeight ? std_resid
+                                                                  : mc_.init_std;
     T* dst = s.dtype == DType::BF16 ? nullptr : base_.data() + s.offset;
     uint16_t* dst16 = s.dtype == DType::BF16 ? base_bf16_.data() + s.offset : nullptr;
 #pragma omp parallel for schedule(static)
@@ -302,7 +321,7 @@ void GptModel<T>::init_lora(uint64_t seed) {
   std::fill(lora_.begin(), lora_.end(), T(0));  // B = 0: training starts at the base model
   if (!lc_.enabled) return;
   for (int l = 0; l < mc_.n_layer; ++l)
-    for (int t = 0; t < kNumTargets; ++t) {
+    for (const int t : arch_.lora_targets) {
       if (!lc_.targets[t]) continue;
       const TensorSpec& s = lora_layout_.at(lora_pair_name(l, t) + "A");
       const double bound = 1.0 / std::sqrt(static_cast<double>(s.cols));  // kaiming_uniform_(a=sqrt(5))
@@ -311,7 +330,7 @@ void GptModel<T>::init_lora(uint64_t seed) {
         for (int lc = 0; lc < s.local_cols; ++lc) {
           const uint64_t gi = static_cast<uint64_t>(lr) * s.cols + s.global_col(lc, dims_.tp_rank);
           dst[static_cast<size_t>(lr) * s.local_cols + lc] =
-              static_cast<T>(uniform_element(seed, RngPurpose::LoraInit, lora_stream(l, t), gi, bound));
+              static_cast<T>(uniform_element(seed, RngPurpose::LoraInit, lora_stream(arch_, l, t), gi, bound));
         }
     }
 }
@@ -338,29 +357,75 @@ void GptModel<T>::merge_lora(bool merged) {
   }
 }
 
+// The few places the families differ, each behind one call of the block.
+template <typename T>
+void GptModel<T>::norm_forward(T* out, T* mean, T* rstd, const T* x, const Norm& n, int M) {
+  if (arch_.norm == NormKind::LayerNorm) ops_.layernorm_forward(out, mean, rstd, x, n.w, n.b, M, dims_.d, arch_.norm_eps);
+  else ops_.rmsnorm_forward(out, rstd, x, n.w, M, dims_.d, arch_.norm_eps);
+}
+
+// dx += the norm's input gradient; in full fine-tuning also its parameters' gradients.
+template <typename T>
+void GptModel<T>::norm_backward(T* dx, const T* dout, const T* x, const T* mean, const T* rstd, const Norm& n, int M) {
+  const int d = dims_.d;
+  if (arch_.norm == NormKind::LayerNorm) {
+    ops_.layernorm_backward(dx, dout, x, mean, rstd, n.w, M, d);
+    if (n.dw) ops_.layernorm_backward_params(n.dw, n.db, dout, x, mean, rstd, M, d);
+  } else {
+    ops_.rmsnorm_backward(dx, dout, x, rstd, n.w, M, d);
+    if (n.dw) ops_.rmsnorm_backward_weight(n.dw, dout, x, rstd, M, d);
+  }
+}
+
+template <typename T>
+void GptModel<T>::mlp_activation_forward(T* g, const T* h, int M) {
+  if (arch_.mlp == MlpKind::Gelu) ops_.gelu_forward(g, h, static_cast<size_t>(M) * dims_.ffl);
+  else ops_.swiglu_forward(g, h, M, dims_.ffl);
+}
+
+template <typename T>
+void GptModel<T>::mlp_activation_backward(T* dh, const T* dg, const T* h, int M) {
+  if (arch_.mlp == MlpKind::Gelu) ops_.gelu_backward(dh, dg, h, static_cast<size_t>(M) * dims_.ffl);
+  else ops_.swiglu_backward(dh, dg, h, M, dims_.ffl);
+}
+
+// RoPE on the q and k heads, which lie side by side at the start of each qkv row; rows are
+// sequences of Tn positions from pos0. The backward rotates their gradients back.
+template <typename T>
+void GptModel<T>::rope(T* qkv, int rows, int Tn, int pos0, bool backward) {
+  if (arch_.position != PositionKind::Rotary) return;
+  const size_t at = static_cast<size_t>(pos0) * (dims_.head_dim / 2);
+  const int heads = dims_.local_heads + dims_.local_kv_heads;
+  (backward ? ops_.rope_backward : ops_.rope_forward)(qkv, rope_cos_.data() + at, rope_sin_.data() + at, rows, Tn, heads,
+                                                      dims_.head_dim, dims_.qkv_local());
+}
+
 template <typename T>
 void GptModel<T>::block_forward(int l, const MicroBatch& mb, const DropoutContext& ctx, T* out, KvCache<T>* cache) {
-  const int M = mb.B * mb.Tn, d = dims_.d;
-  const size_t Md = static_cast<size_t>(M) * d;
+  const int M = mb.B * mb.Tn;
+  const size_t Md = static_cast<size_t>(M) * dims_.d;
   Layer& L = layers_[l];
   BlockActivations& A = *L.act;
   const T* x = resid_[l].data();
   {
-    Stopwatch t(timers_, "fwd layernorm");
-    ops_.layernorm_forward(A.ln1.data(), A.ln1_mean.data(), A.ln1_rstd.data(), x, L.ln1_w, L.ln1_b, M, d, mc_.ln_eps);
+    Stopwatch t(timers_, "fwd norm");
+    norm_forward(A.ln1.data(), A.ln1_mean.data(), A.ln1_rstd.data(), x, L.ln1, M);
   }
   {
     Stopwatch t(timers_, "fwd qkv (+lora)");
     L.qkv.forward(A.qkv_out.data(), A.ln1.data(), M, ctx);
+    rope(A.qkv_out.data(), M, mb.Tn, cache ? cache->length : 0, /*backward=*/false);
   }
   {
     Stopwatch t(timers_, "fwd attention");
     if (cache) {
-      cache->append(l, A.qkv_out.data(), M);
-      ops_.attention_forward_cached(A.att.data(), A.qkv_out.data(), 3 * dims_.dl, cache->k[l].data(), cache->v[l].data(), M,
-                               cache->length, dims_.local_heads, dims_.head_dim);
+      cache->append(l, A.qkv_out.data(), M, dims_.ql);
+      ops_.attention_forward_cached(A.att.data(), A.qkv_out.data(), dims_.qkv_local(), cache->k[l].data(),
+                                    cache->v[l].data(), M, cache->length, dims_.local_heads, dims_.local_kv_heads,
+                                    dims_.head_dim);
     } else {
-      ops_.attention_forward(A.att.data(), A.lse.data(), A.qkv_out.data(), mb.B, mb.Tn, dims_.local_heads, dims_.head_dim);
+      ops_.attention_forward(A.att.data(), A.lse.data(), A.qkv_out.data(), mb.B, mb.Tn, dims_.local_heads,
+                             dims_.local_kv_heads, dims_.head_dim);
     }
   }
   {
@@ -368,15 +433,14 @@ void GptModel<T>::block_forward(int l, const MicroBatch& mb, const DropoutContex
     L.proj.forward(y_.data(), A.att.data(), M, ctx, comm_);
   }
   {
-    Stopwatch t(timers_, "fwd residual+layernorm");
+    Stopwatch t(timers_, "fwd residual+norm");
     ops_.residual_forward(A.x_mid.data(), x, y_.data(), Md);
-    ops_.layernorm_forward(A.ln2.data(), A.ln2_mean.data(), A.ln2_rstd.data(), A.x_mid.data(), L.ln2_w, L.ln2_b, M, d,
-                      mc_.ln_eps);
+    norm_forward(A.ln2.data(), A.ln2_mean.data(), A.ln2_rstd.data(), A.x_mid.data(), L.ln2, M);
   }
   {
-    Stopwatch t(timers_, "fwd fc1 (+lora) + gelu");
+    Stopwatch t(timers_, "fwd fc1 (+lora) + activation");
     L.fc1.forward(A.h.data(), A.ln2.data(), M, ctx);
-    ops_.gelu_forward(A.g.data(), A.h.data(), static_cast<size_t>(M) * dims_.ffl);
+    mlp_activation_forward(A.g.data(), A.h.data(), M);
   }
   if (!out) {  // a recompute: fc2's backward needs its LoRA branches' u, not its output
     Stopwatch t(timers_, "fwd fc2 lora (saved activations only)");
@@ -401,12 +465,11 @@ void GptModel<T>::forward_blocks(const MicroBatch& mb, const DropoutContext& ctx
     const int32_t* tokens = backend_tokens(mb.inputs, inputs_copy_, M);
     ops_.embedding_forward(x0, tokens, backend_weight("wte"), dims_.vocab_start, dims_.vocab_local, M, d);
     reduce_from_tp_region(comm_, x0, Md);  // vocab-parallel embedding: each row came from one TP rank
-    ops_.add_positions(x0, backend_weight("wpe"), mb.B, mb.Tn, d, pos0);
+    if (arch_.position == PositionKind::Learned) ops_.add_positions(x0, backend_weight("wpe"), mb.B, mb.Tn, d, pos0);
   }
   for (int l = 0; l < mc_.n_layer; ++l) block_forward(l, mb, ctx, resid_[l + 1].data(), cache);
-  Stopwatch t(timers_, "fwd layernorm");
-  ops_.layernorm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), resid_[mc_.n_layer].data(),
-                         backend_tensor("ln_f.weight"), backend_tensor("ln_f.bias"), M, d, mc_.ln_eps);
+  Stopwatch t(timers_, "fwd norm");
+  norm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), resid_[mc_.n_layer].data(), lnf_params_, M);
 }
 
 template <typename T>
@@ -414,14 +477,14 @@ double GptModel<T>::lm_head_loss(const MicroBatch& mb, double loss_tokens, bool 
   Stopwatch t(timers_, grad ? "lm head + cross-entropy, fwd+bwd" : "lm head + cross-entropy, fwd");
   const int M = mb.B * mb.Tn, d = dims_.d, Vl = dims_.vocab_local, v0 = dims_.vocab_start;
   const int valid = std::clamp(dims_.vocab - v0, 0, Vl);
-  const WeightView<T> wte = backend_weight("wte");
+  const WeightView<T> head = backend_weight(head_);
   const int32_t* all_targets = backend_tokens(mb.targets, targets_copy_, M);
   double loss = 0;
   for (int c0 = 0; c0 < M; c0 += kLmHeadChunk) {
     const int mc = std::min(kLmHeadChunk, M - c0);
     const int32_t* targets = all_targets + c0;
     T* logits = logits_chunk_.data();
-    ops_.linear_forward(logits, lnf_.data() + static_cast<size_t>(c0) * d, wte, nullptr, mc, d, Vl);
+    ops_.linear_forward(logits, lnf_.data() + static_cast<size_t>(c0) * d, head, nullptr, mc, d, Vl);
     ops_.vocab_logits_max(ce_max_.data(), logits, mc, Vl, valid);
     comm_.all_reduce_max(ce_max_.data(), mc, Group::TP);  // vocab-parallel CE: global max per token
     ops_.vocab_sumexp_and_target(ce_stats_.data(), logits, ce_max_.data(), targets, v0, mc, Vl, valid);
@@ -442,10 +505,10 @@ double GptModel<T>::lm_head_loss(const MicroBatch& mb, double loss_tokens, bool 
     ce_weight_.upload(weight, mc);
     ops_.vocab_cross_entropy_backward(logits, ce_max_.data(), ce_stats_.data(), targets, ce_weight_.data(), v0, mc, Vl,
                                       valid);
-    if (full_)  // the tied table's LM-head share of its gradient; the embedding's comes in the backward
-      ops_.linear_backward_weight(backend_grad("wte"), nullptr, logits, lnf_.data() + static_cast<size_t>(c0) * d, mc,
+    if (full_)  // the head's gradient (tied: the table's LM-head share; the embedding's comes in the backward)
+      ops_.linear_backward_weight(backend_grad(head_), nullptr, logits, lnf_.data() + static_cast<size_t>(c0) * d, mc,
                                   d, Vl);
-    ops_.linear_backward_input(dlnf_.data() + static_cast<size_t>(c0) * d, logits, wte, mc, d, Vl, /*accumulate=*/false);
+    ops_.linear_backward_input(dlnf_.data() + static_cast<size_t>(c0) * d, logits, head, mc, d, Vl, /*accumulate=*/false);
   }
   // The LM head is column-parallel over the vocabulary: its input gradient is a TP partial sum.
   if (grad) copy_to_tp_region_backward(comm_, dlnf_.data(), static_cast<size_t>(M) * d);
@@ -456,12 +519,11 @@ template <typename T>
 void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ctx) {
   const int M = mb.B * mb.Tn, d = dims_.d;
   dres_.zero(static_cast<size_t>(M) * d);
-  ops_.layernorm_backward(dres_.data(), dlnf_.data(), resid_[mc_.n_layer].data(), lnf_mean_.data(), lnf_rstd_.data(),
-                          backend_tensor("ln_f.weight"), M, d);
-  if (full_)
-    ops_.layernorm_backward_params(backend_grad("ln_f.weight"), backend_grad("ln_f.bias"), dlnf_.data(), resid_[mc_.n_layer].data(),
-                              lnf_mean_.data(), lnf_rstd_.data(), M, d);
+  norm_backward(dres_.data(), dlnf_.data(), resid_[mc_.n_layer].data(), lnf_mean_.data(), lnf_rstd_.data(), lnf_params_,
+                M);
   // dres_ is the gradient of the residual stream; the residual adds pass it through unchanged.
+  // GELU's backward runs in place in dh_; SwiGLU's reads dg_ and writes both halves of dh_.
+  T* dg = arch_.mlp == MlpKind::Gelu ? dh_.data() : dg_.data();
   for (int l = mc_.n_layer - 1; l >= 0; --l) {
     Layer& L = layers_[l];
     const BlockActivations& A = *L.act;
@@ -471,20 +533,17 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
       timers_.prefix.clear();
     }
     {
-      Stopwatch t(timers_, "bwd fc2 (+lora) + gelu");
-      L.fc2.backward(dh_.data(), dres_.data(), A.g.data(), M, ctx);
-      ops_.gelu_backward(dh_.data(), dh_.data(), A.h.data(), static_cast<size_t>(M) * dims_.ffl);
+      Stopwatch t(timers_, "bwd fc2 (+lora) + activation");
+      L.fc2.backward(dg, dres_.data(), A.g.data(), M, ctx);
+      mlp_activation_backward(dh_.data(), dg, A.h.data(), M);
     }
     {
       Stopwatch t(timers_, "bwd fc1 (+lora, tp all-reduce)");
       L.fc1.backward(dln_.data(), dh_.data(), A.ln2.data(), M, ctx, comm_, /*need_dx=*/true);
     }
     {
-      Stopwatch t(timers_, "bwd layernorm");
-      ops_.layernorm_backward(dres_.data(), dln_.data(), A.x_mid.data(), A.ln2_mean.data(), A.ln2_rstd.data(), L.ln2_w, M, d);
-      if (full_)
-        ops_.layernorm_backward_params(L.dln2_w, L.dln2_b, dln_.data(), A.x_mid.data(), A.ln2_mean.data(), A.ln2_rstd.data(),
-                                  M, d);
+      Stopwatch t(timers_, "bwd norm");
+      norm_backward(dres_.data(), dln_.data(), A.x_mid.data(), A.ln2_mean.data(), A.ln2_rstd.data(), L.ln2, M);
     }
     {
       Stopwatch t(timers_, "bwd attn proj (+lora)");
@@ -493,7 +552,8 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
     {
       Stopwatch t(timers_, "bwd attention");
       ops_.attention_backward(dqkv_.data(), datt_.data(), A.qkv_out.data(), A.att.data(), A.lse.data(), mb.B, mb.Tn,
-                         dims_.local_heads, dims_.head_dim);
+                              dims_.local_heads, dims_.local_kv_heads, dims_.head_dim);
+      rope(dqkv_.data(), M, mb.Tn, 0, /*backward=*/true);
     }
     // Below layer 0 is the embedding: frozen with LoRA (its input gradient would be thrown
     // away), trained in full fine-tuning.
@@ -503,12 +563,8 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
       L.qkv.backward(dln_.data(), dqkv_.data(), A.ln1.data(), M, ctx, comm_, need_dx);
     }
     if (need_dx) {
-      Stopwatch t(timers_, "bwd layernorm");
-      ops_.layernorm_backward(dres_.data(), dln_.data(), resid_[l].data(), A.ln1_mean.data(), A.ln1_rstd.data(), L.ln1_w,
-                         M, d);
-      if (full_)
-        ops_.layernorm_backward_params(L.dln1_w, L.dln1_b, dln_.data(), resid_[l].data(), A.ln1_mean.data(),
-                                  A.ln1_rstd.data(), M, d);
+      Stopwatch t(timers_, "bwd norm");
+      norm_backward(dres_.data(), dln_.data(), resid_[l].data(), A.ln1_mean.data(), A.ln1_rstd.data(), L.ln1, M);
     }
   }
   if (!full_) return;
@@ -517,7 +573,7 @@ void GptModel<T>::backward_blocks(const MicroBatch& mb, const DropoutContext& ct
   Stopwatch t(timers_, "bwd embedding (full fine-tuning)");
   const int32_t* tokens = ops_.memory->is_host ? mb.inputs : inputs_copy_.data();  // uploaded by the forward
   ops_.embedding_backward(backend_grad("wte"), dres_.data(), tokens, dims_.vocab_start, dims_.vocab_local, M, d);
-  ops_.positions_backward(backend_grad("wpe"), dres_.data(), mb.B, mb.Tn, d, 0);
+  if (arch_.position == PositionKind::Learned) ops_.positions_backward(backend_grad("wpe"), dres_.data(), mb.B, mb.Tn, d, 0);
 }
 
 template <typename T>
@@ -534,9 +590,9 @@ void GptModel<T>::logits(const MicroBatch& mb, std::vector<T>& out) {
   const int M = mb.B * mb.Tn;
   const size_t n = static_cast<size_t>(M) * dims_.vocab_local;
   out.resize(n);
-  if (ops_.memory->is_host) return ops_.linear_forward(out.data(), lnf_.data(), backend_weight("wte"), nullptr, M, dims_.d, dims_.vocab_local);
+  if (ops_.memory->is_host) return ops_.linear_forward(out.data(), lnf_.data(), backend_weight(head_), nullptr, M, dims_.d, dims_.vocab_local);
   ComputeBuffer<T> logits = buffer(n);
-  ops_.linear_forward(logits.data(), lnf_.data(), backend_weight("wte"), nullptr, M, dims_.d, dims_.vocab_local);
+  ops_.linear_forward(logits.data(), lnf_.data(), backend_weight(head_), nullptr, M, dims_.d, dims_.vocab_local);
   logits.download(out.data(), n);
 }
 
@@ -552,7 +608,7 @@ void GptModel<T>::extend(const int32_t* tokens, int n, KvCache<T>& cache, std::v
   cache.length += n;
   Stopwatch t(timers_, "lm head (last token)");
   logits_local.resize(dims_.vocab_local);
-  ops_.linear_forward(logits_local.data(), lnf_.data() + static_cast<size_t>(n - 1) * dims_.d, backend_weight("wte"),
+  ops_.linear_forward(logits_local.data(), lnf_.data() + static_cast<size_t>(n - 1) * dims_.d, backend_weight(head_),
                       nullptr, 1, dims_.d, dims_.vocab_local);
 }
 

@@ -1,4 +1,7 @@
-// The GPT-2/GPT-3 model of DESIGN §2 on one TP rank, with LoRA, forward and backward.
+// The decoder-only transformer of DESIGN §2 on one TP rank, with LoRA, forward and backward,
+// built from an architecture spec (model/arch.h): GPT-2/GPT-3, or the Llama family. One block
+// forward and one backward serve both; they branch on the spec at the few places the families
+// differ (the norm, RoPE on q and k, the MLP's activation, the position table, the head).
 // One buffer holds this rank's shard of every frozen weight, one all its LoRA parameters,
 // one their gradients (llm.c's layout); layers are views into them.
 // The ops run on a backend (model/compute_ops.h): the CPU's, where the ops read these host
@@ -10,6 +13,7 @@
 #include <vector>
 
 #include "comm/communicator.h"
+#include "model/arch.h"
 #include "model/compute_ops.h"
 #include "model/kv_cache.h"
 #include "model/op_timers.h"
@@ -60,7 +64,7 @@ class GptModel {
   // the last token's logits [vocab_local] to `logits_local`. Same TP collectives as a
   // forward; the model must have been built with max_B * max_T >= n.
   void extend(const int32_t* tokens, int n, KvCache<T>& cache, std::vector<T>& logits_local);
-  KvCache<T> make_kv_cache(int capacity) const { return KvCache<T>(mc_.n_layer, capacity, dims_.dl); }
+  KvCache<T> make_kv_cache(int capacity) const { return KvCache<T>(mc_.n_layer, capacity, dims_.kvl); }
 
   void zero_grads();
   void merge_lora(bool merged);  // W0 += s B A (true) or -= (false); CPU backend only
@@ -77,10 +81,11 @@ class GptModel {
   Communicator& comm() { return comm_; }
   const ComputeOps<T>& ops() const { return ops_; }
 
+  const ArchSpec& arch() const { return arch_; }
   const TpDims& dims() const { return dims_; }
   const ParamLayout& base_layout() const { return base_layout_; }
   const LoraLayout& lora_layout() const { return lora_layout_; }
-  // The frozen tensors in the model's type: all of them with model.dtype fp32, the LayerNorm
+  // The frozen tensors in the model's type: all of them with model.dtype fp32, the norm
   // parameters and biases with bf16 (whose matrices are in base_bf16()).
   std::vector<T>& base() { return base_; }
   std::vector<uint16_t>& base_bf16() { return base_bf16_; }
@@ -106,10 +111,12 @@ class GptModel {
   OpTimers& timers() { return timers_; }
 
  private:
-  // What a block keeps for its backward: residual stream after attention, LN outputs and
-  // stats, qkv, attention output and per-row log-sum-exp (the blocked kernel recomputes the
-  // T x T probabilities in backward), MLP pre- and post-GELU, and its LoRA adapters' saved
-  // inputs. One per layer; with recompute one for all layers, refilled in the backward.
+  // What a block keeps for its backward: residual stream after attention, norm outputs and
+  // row statistics (LayerNorm: mean and rstd; RMSNorm: its rrms in the rstd buffer), qkv (q
+  // and k rotated, with RoPE), attention output and per-row log-sum-exp (the blocked kernel
+  // recomputes the T x T probabilities in backward), the MLP's first projection h (fc, or
+  // gate|up) and its activation g, and its LoRA adapters' saved inputs. One per layer; with
+  // recompute one for all layers, refilled in the backward.
   struct BlockActivations {
     ComputeBuffer<T> x_mid, ln1, ln1_mean, ln1_rstd, ln2, ln2_mean, ln2_rstd, qkv_out, lse, att, h, g;
     ComputeBuffer<T> lora_saved;  // each adapter's u (and x_drop), in attach order
@@ -122,11 +129,15 @@ class GptModel {
     ComputeBuffer<T> base_copy, lora_copy, lora_grad_copy, base_grad_copy;
     ComputeBuffer<uint16_t> base_bf16_copy;
   };
+  // A norm's parameters: b is null for RMSNorm; dw, db only in full fine-tuning.
+  struct Norm {
+    const T *w = nullptr, *b = nullptr;
+    T *dw = nullptr, *db = nullptr;
+  };
   struct Layer {
-    const T *ln1_w, *ln1_b, *ln2_w, *ln2_b;
-    T *dln1_w = nullptr, *dln1_b = nullptr, *dln2_w = nullptr, *dln2_b = nullptr;  // full fine-tuning
-    ColumnParallelLinear<T> qkv, fc1;
-    RowParallelLinear<T> proj, fc2;
+    Norm ln1, ln2;
+    ColumnParallelLinear<T> qkv, fc1;  // fc1: GPT's fc, or Llama's fused gate|up
+    RowParallelLinear<T> proj, fc2;    // fc2: GPT's proj, or Llama's down
     BlockActivations* act = nullptr;
   };
 
@@ -140,6 +151,15 @@ class GptModel {
   // Token ids for the ops: the caller's array on the CPU, uploaded into `copy` on another.
   const int32_t* backend_tokens(const int32_t* host, ComputeBuffer<int32_t>& copy, size_t n);
   void build_layers();
+  Norm norm_params(const std::string& name);  // "h.3.ln_1", "ln_f"
+  template <typename Linear>
+  void point_linear(Linear& lin, const std::string& name, bool has_bias, int K, int N);  // "h.3.attn.qkv"
+  // The spec's norm, its MLP activation, and RoPE on the q and k heads of a qkv output.
+  void norm_forward(T* out, T* mean, T* rstd, const T* x, const Norm& n, int M);
+  void norm_backward(T* dx, const T* dout, const T* x, const T* mean, const T* rstd, const Norm& n, int M);
+  void mlp_activation_forward(T* g, const T* h, int M);
+  void mlp_activation_backward(T* dh, const T* dg, const T* h, int M);
+  void rope(T* qkv, int rows, int Tn, int pos0, bool backward);
   void attach_lora(int l, int target, int out_col, std::vector<LoraAdapter<T>>& into);
   void point_lora_buffers();
   // One block's forward from resid_[l]; out = resid_[l + 1], or nullptr for a recompute,
@@ -155,7 +175,9 @@ class GptModel {
   LoraConfig lc_;
   Communicator& comm_;
   const ComputeOps<T>& ops_;
+  ArchSpec arch_;
   TpDims dims_;
+  std::string head_;  // the LM head's tensor: "wte" (tied) or "lm_head"
   int max_M_;
   bool recompute_;
   bool full_;
@@ -170,7 +192,9 @@ class GptModel {
   ComputeBuffer<T> lora_du_, lora_dx_drop_;  // LoRA backward scratch, shared by all adapters
   // Residual stream at each block's input (n_layer + 1 entries), final LN, scratch.
   std::vector<ComputeBuffer<T>> resid_;
-  ComputeBuffer<T> lnf_, lnf_mean_, lnf_rstd_, dlnf_, dres_, dln_, dqkv_, datt_, dh_, y_, logits_chunk_;
+  Norm lnf_params_;
+  ComputeBuffer<T> lnf_, lnf_mean_, lnf_rstd_, dlnf_, dres_, dln_, dqkv_, datt_, dh_, dg_, y_, logits_chunk_;
+  ComputeBuffer<T> rope_cos_, rope_sin_;  // RoPE tables [context x head_dim/2], with rotary positions
   ComputeBuffer<T> ce_max_, ce_stats_, ce_weight_;
   std::vector<T> ce_host_max_, ce_host_stats_, ce_host_weight_;  // the loss is summed on the host
   ComputeBuffer<int32_t> inputs_copy_, targets_copy_;  // the micro-batch's tokens off the CPU

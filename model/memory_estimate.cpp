@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "model/arch.h"
 #include "model/param_layout.h"
 
 namespace lora {
@@ -10,15 +11,23 @@ namespace lora {
 MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, int tp, int B, int T,
                                      bool recompute, int elem_bytes) {
   // Everything in 64-bit: the point is to refuse shapes whose sizes overflow 32 bits.
-  const uint64_t M = uint64_t(B) * uint64_t(T), d = uint64_t(m.d_model), L = uint64_t(m.n_layer);
-  const uint64_t dl = d / tp, ffl = 4 * d / tp, heads_local = uint64_t(m.n_head) / tp;
-  const uint64_t vocab_local = (uint64_t(m.vocab_size) + tp - 1) / tp;
+  const ArchSpec a = arch_spec(m);
+  const uint64_t M = uint64_t(B) * uint64_t(T), d = uint64_t(a.d_model), L = uint64_t(a.n_layer);
+  const uint64_t hd = uint64_t(a.head_dim), heads_local = uint64_t(a.n_head) / tp;
+  const uint64_t ql = heads_local * hd, kvl = uint64_t(a.n_kv_head) / tp * hd, qkvl = ql + 2 * kvl;
+  const uint64_t ffl = uint64_t(a.ffn) / tp, upl = uint64_t(a.mlp_up_width()) / tp;  // upl: fc, or gate|up
+  const uint64_t vocab_local = (uint64_t(a.vocab) + tp - 1) / tp;
   const uint64_t e = uint64_t(elem_bytes);
+  const bool swiglu = a.mlp == MlpKind::SwiGlu;
 
   // Frozen base (model/param_layout.cpp base_layout), per rank.
-  // The 2-D matrices take 2 bytes each with model.dtype bf16; LayerNorms and biases stay.
-  const uint64_t matrices = vocab_local * d + uint64_t(m.context) * d + L * ((3 * dl) * d + dl * d + ffl * d + d * ffl);
-  const uint64_t vectors = L * (4 * d /*ln*/ + 3 * dl + d + ffl + d /*biases*/) + 2 * d /*ln_f*/;
+  // The 2-D matrices take 2 bytes each with model.dtype bf16; norms and biases stay.
+  const uint64_t matrices = vocab_local * d * (a.tied_head ? 1 : 2) +
+                            (a.position == PositionKind::Learned ? uint64_t(a.context) * d : 0) +
+                            L * (qkvl * d + d * ql + upl * d + d * ffl);
+  const uint64_t norm = (a.norm_bias ? 2 : 1) * d;
+  const uint64_t biases = (a.qkv_bias ? qkvl : 0) + (a.o_bias ? d : 0) + (a.mlp_bias ? upl + d : 0);
+  const uint64_t vectors = L * (2 * norm + biases) + norm /*ln_f*/;
   const uint64_t mat_bytes = m.dtype == "bf16" ? 2 : e;
   MemoryEstimate est;
   est.frozen_weights = mat_bytes * matrices + e * vectors;
@@ -26,10 +35,10 @@ MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, 
   // LoRA (model/param_layout.cpp lora_layout): a column-parallel pair holds A whole and 1/tp
   // of B's rows, a row-parallel pair 1/tp of A's columns and B whole.
   uint64_t lora = 0, lora_saved = 0, lora_widest_dropout = 0;
-  for (int t = 0; t < kNumTargets; ++t) {
+  for (const int t : a.lora_targets) {
     if (!l.enabled || !l.targets[t]) continue;
     int out = 0, in = 0;
-    lora_target_shape(m, t, &out, &in);
+    lora_target_shape(a, t, &out, &in);
     const bool row = is_row_parallel(t);
     const uint64_t r = uint64_t(l.r), in_local = row ? uint64_t(in) / tp : uint64_t(in);
     const uint64_t out_local = row ? uint64_t(out) : (uint64_t(out) + tp - 1) / tp;
@@ -43,12 +52,13 @@ MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, 
 
   // model/gpt.cpp: residual stream per block input, and the BlockActivations of every
   // layer, or of one with recompute.
-  const uint64_t per_block_acts = 3 * M * d + 4 * M + M * 3 * dl + M * dl + uint64_t(B) * heads_local * T +
-                                  2 * M * ffl + lora_saved;
+  const uint64_t per_block_acts = 3 * M * d + 4 * M + M * qkvl + M * ql + uint64_t(B) * heads_local * T + M * upl +
+                                  M * ffl + lora_saved;
   est.activations = e * ((L + 1) * M * d + (recompute ? 1 : L) * per_block_acts);
   const uint64_t chunk = std::min<uint64_t>(1024, M);
-  est.scratch = e * (5 * M * d + 2 * M + M * 3 * dl + M * dl + M * ffl + chunk * vocab_local + 4 * chunk +
-                     lora_scratch);
+  const uint64_t rope_tables = a.position == PositionKind::Rotary ? uint64_t(a.context) * (hd / 2) * 2 : 0;
+  est.scratch = e * (5 * M * d + 2 * M + M * qkvl + M * ql + M * upl + (swiglu ? M * ffl : 0) + chunk * vocab_local +
+                     4 * chunk + lora_scratch + rope_tables);
   return est;
 }
 

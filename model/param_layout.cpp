@@ -1,5 +1,6 @@
 #include "model/param_layout.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace lora {
@@ -7,9 +8,15 @@ namespace lora {
 int TensorSpec::global_row(int lr, int tp_rank) const {
   switch (shard) {
     case Shard::Rows: return tp_rank * local_rows + lr;
-    case Shard::QkvRows: {
-      const int block = local_rows / 3;  // this rank's rows in each of q, k, v
-      return (lr / block) * (rows / 3) + tp_rank * block + lr % block;
+    case Shard::BlockRows: {
+      int first = 0;  // the block's first full row
+      for (const int full : blocks) {
+        const int local = static_cast<int>(static_cast<long long>(full) * local_rows / rows);  // full / tp
+        if (lr < local) return first + tp_rank * local + lr;
+        lr -= local;
+        first += full;
+      }
+      return rows;  // past the last block: none (BlockRows has no padding)
     }
     default: return lr;
   }
@@ -19,20 +26,34 @@ int TensorSpec::global_col(int lc, int tp_rank) const {
   return shard == Shard::Cols ? tp_rank * local_cols + lc : lc;
 }
 
-TensorSpec& ParamLayout::add(std::string name, int rows, int cols, Shard shard, int tp, DType dtype) {
+TensorSpec& ParamLayout::add(std::string name, int rows, int cols, Shard shard, int tp, DType dtype, TensorRole role) {
   TensorSpec s;
   s.name = std::move(name);
   s.rows = rows;
   s.cols = cols;
   s.shard = shard;
-  s.local_rows = (shard == Shard::Rows || shard == Shard::QkvRows) ? (rows + tp - 1) / tp : rows;
+  s.local_rows = (shard == Shard::Rows || shard == Shard::BlockRows) ? (rows + tp - 1) / tp : rows;
   s.local_cols = shard == Shard::Cols ? cols / tp : cols;
   s.dtype = dtype;
+  s.role = role;
   size_t& end = dtype == DType::BF16 ? total_bf16 : total;
   s.offset = end;
   end += s.local_size();
   tensors.push_back(s);
   return tensors.back();
+}
+
+TensorSpec& ParamLayout::add_blocks(std::string name, std::vector<int> blocks, int cols, int tp, DType dtype,
+                                    TensorRole role) {
+  int rows = 0;
+  for (const int b : blocks) {
+    if (b % tp) throw std::logic_error(name + ": a block of " + std::to_string(b) + " rows does not split over tp=" + std::to_string(tp));
+    rows += b;
+  }
+  if (blocks.size() == 1) return add(std::move(name), rows, cols, Shard::Rows, tp, dtype, role);
+  TensorSpec& s = add(std::move(name), rows, cols, Shard::BlockRows, tp, dtype, role);
+  s.blocks = std::move(blocks);
+  return s;
 }
 
 const TensorSpec* ParamLayout::find(const std::string& name) const {
@@ -46,38 +67,46 @@ const TensorSpec& ParamLayout::at(const std::string& name) const {
   throw std::runtime_error("no tensor named '" + name + "' in the parameter layout");
 }
 
-TpDims::TpDims(const ModelConfig& m, int tp_, int tp_rank_)
-    : tp(tp_), tp_rank(tp_rank_), d(m.d_model), heads(m.n_head), head_dim(m.d_model / m.n_head),
-      local_heads(m.n_head / tp_), dl(m.d_model / tp_), ffl(4 * m.d_model / tp_), vocab(m.vocab_size),
-      vocab_local((m.vocab_size + tp_ - 1) / tp_), vocab_start(tp_rank_ * ((m.vocab_size + tp_ - 1) / tp_)) {
-  if (m.n_head % tp || (4 * m.d_model) % tp)
-    throw std::runtime_error("tp=" + std::to_string(tp) + " must divide n_head=" + std::to_string(m.n_head) +
-                             " and 4*d_model=" + std::to_string(4 * m.d_model));
+TpDims::TpDims(const ArchSpec& a, int tp_, int tp_rank_)
+    : tp(tp_), tp_rank(tp_rank_), d(a.d_model), heads(a.n_head), kv_heads(a.n_kv_head), head_dim(a.head_dim),
+      local_heads(a.n_head / tp_), local_kv_heads(a.n_kv_head / tp_), ql(local_heads * head_dim),
+      kvl(local_kv_heads * head_dim), ffl(a.ffn / tp_), vocab(a.vocab), vocab_local((a.vocab + tp_ - 1) / tp_),
+      vocab_start(tp_rank_ * ((a.vocab + tp_ - 1) / tp_)) {
+  check_tp_split(a, tp);
 }
 
+// One architecture's tensors, in the order their seeded init numbers them (GPT's as it has
+// always been: existing runs reproduce).
 ParamLayout base_layout(const ModelConfig& m, int tp) {
-  const int d = m.d_model;
+  const ArchSpec a = arch_spec(m);
+  const int d = a.d_model;
   const DType mat = parse_dtype(m.dtype);  // the matrices' type; vectors stay in the model's
+  const DType vec = DType::F32;
+  const bool layer_norm = a.norm == NormKind::LayerNorm;
   ParamLayout p;
-  p.add("wte", m.vocab_size, d, Shard::Rows, tp, mat);  // vocab-parallel, tied with the LM head
-  p.add("wpe", m.context, d, Shard::Replicated, tp, mat);
-  for (int l = 0; l < m.n_layer; ++l) {
+  p.add("wte", a.vocab, d, Shard::Rows, tp, mat, TensorRole::Embedding);  // vocab-parallel
+  if (a.position == PositionKind::Learned) p.add("wpe", a.context, d, Shard::Replicated, tp, mat, TensorRole::Positions);
+  const auto norm = [&](const std::string& name) {
+    p.add(name + ".weight", 1, d, Shard::Replicated, tp, vec, TensorRole::NormGain);
+    if (layer_norm) p.add(name + ".bias", 1, d, Shard::Replicated, tp, vec, TensorRole::NormBias);
+  };
+  const std::vector<int> qkv_blocks = {a.q_width(), a.kv_width(), a.kv_width()};
+  const std::vector<int> mlp_blocks = a.mlp == MlpKind::SwiGlu ? std::vector<int>{a.ffn, a.ffn} : std::vector<int>{a.ffn};
+  for (int l = 0; l < a.n_layer; ++l) {
     const std::string h = "h." + std::to_string(l) + ".";
-    p.add(h + "ln_1.weight", 1, d, Shard::Replicated, tp);
-    p.add(h + "ln_1.bias", 1, d, Shard::Replicated, tp);
-    p.add(h + "attn.qkv.weight", 3 * d, d, Shard::QkvRows, tp, mat);
-    p.add(h + "attn.qkv.bias", 3 * d, 1, Shard::QkvRows, tp);
-    p.add(h + "attn.proj.weight", d, d, Shard::Cols, tp, mat);
-    p.add(h + "attn.proj.bias", 1, d, Shard::Replicated, tp);  // added once, after the all-reduce
-    p.add(h + "ln_2.weight", 1, d, Shard::Replicated, tp);
-    p.add(h + "ln_2.bias", 1, d, Shard::Replicated, tp);
-    p.add(h + "mlp.fc.weight", 4 * d, d, Shard::Rows, tp, mat);
-    p.add(h + "mlp.fc.bias", 4 * d, 1, Shard::Rows, tp);
-    p.add(h + "mlp.proj.weight", d, 4 * d, Shard::Cols, tp, mat);
-    p.add(h + "mlp.proj.bias", 1, d, Shard::Replicated, tp);
+    norm(h + "ln_1");
+    p.add_blocks(h + "attn.qkv.weight", qkv_blocks, d, tp, mat, TensorRole::Weight);  // column-parallel
+    if (a.qkv_bias) p.add_blocks(h + "attn.qkv.bias", qkv_blocks, 1, tp, vec, TensorRole::Bias);
+    p.add(h + "attn.proj.weight", d, a.q_width(), Shard::Cols, tp, mat, TensorRole::ResidualWeight);  // row-parallel
+    if (a.o_bias) p.add(h + "attn.proj.bias", 1, d, Shard::Replicated, tp, vec, TensorRole::Bias);  // added after the all-reduce
+    norm(h + "ln_2");
+    p.add_blocks(h + "mlp.fc.weight", mlp_blocks, d, tp, mat, TensorRole::Weight);  // fc, or gate|up
+    if (a.mlp_bias) p.add_blocks(h + "mlp.fc.bias", mlp_blocks, 1, tp, vec, TensorRole::Bias);
+    p.add(h + "mlp.proj.weight", d, a.ffn, Shard::Cols, tp, mat, TensorRole::ResidualWeight);  // fc2, or down
+    if (a.mlp_bias) p.add(h + "mlp.proj.bias", 1, d, Shard::Replicated, tp, vec, TensorRole::Bias);
   }
-  p.add("ln_f.weight", 1, d, Shard::Replicated, tp);
-  p.add("ln_f.bias", 1, d, Shard::Replicated, tp);
+  norm("ln_f");
+  if (!a.tied_head) p.add("lm_head", a.vocab, d, Shard::Rows, tp, mat, TensorRole::Head);  // sharded like wte
   return p;
 }
 
@@ -85,24 +114,37 @@ std::string lora_pair_name(int layer, int target) {
   return "h." + std::to_string(layer) + ".lora." + lora_target_name(target) + ".";
 }
 
-bool is_row_parallel(int target) { return target == kO || target == kFc2; }
+uint32_t lora_stream(const ArchSpec& a, int layer, int target) {
+  const auto at = std::find(a.lora_targets.begin(), a.lora_targets.end(), target);
+  if (at == a.lora_targets.end())
+    throw std::logic_error(std::string("lora_stream: the ") + a.family + " architecture has no LoRA target " + lora_target_name(target));
+  return static_cast<uint32_t>(layer * a.lora_targets.size() + (at - a.lora_targets.begin()));
+}
 
-void lora_target_shape(const ModelConfig& m, int target, int* out, int* in) {
-  const int d = m.d_model;
-  *out = target == kFc1 ? 4 * d : d;
-  *in = target == kFc2 ? 4 * d : d;
+LoraBaseWeight lora_base_weight(const ArchSpec& a, int target) {
+  switch (target) {
+    case kQ: return {"attn.qkv.weight", 0};
+    case kK: return {"attn.qkv.weight", a.q_width()};
+    case kV: return {"attn.qkv.weight", a.q_width() + a.kv_width()};
+    case kO: return {"attn.proj.weight", 0};
+    case kFc1:
+    case kGate: return {"mlp.fc.weight", 0};
+    case kUp: return {"mlp.fc.weight", a.ffn};
+    default: return {"mlp.proj.weight", 0};  // fc2, down
+  }
 }
 
 LoraLayout lora_layout(const ModelConfig& m, const LoraConfig& lc, int tp) {
   LoraLayout p;
   if (!lc.enabled) return p;  // full fine-tuning: no adapter
+  const ArchSpec a = arch_spec(m);
   for (int pass = 0; pass < 2; ++pass) {  // pass 0: replicated factors; pass 1: sharded ones
     if (pass == 1) p.replicated_size = p.total;
-    for (int l = 0; l < m.n_layer; ++l)
-      for (int t = 0; t < kNumTargets; ++t) {
+    for (int l = 0; l < a.n_layer; ++l)
+      for (const int t : a.lora_targets) {
         if (!lc.targets[t]) continue;
         int out = 0, in = 0;
-        lora_target_shape(m, t, &out, &in);
+        lora_target_shape(a, t, &out, &in);
         const std::string name = lora_pair_name(l, t);
         const bool row = is_row_parallel(t);
         // Column-parallel base: A replicated, B row-sharded. Row-parallel: A column-sharded, B replicated.

@@ -7,8 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "model/dtype.h"
+#include "model/arch.h"
 #include "model/config.h"
+#include "model/dtype.h"
 
 namespace lora {
 
@@ -17,7 +18,19 @@ enum class Shard {
   Replicated,  // every TP rank holds all of it
   Rows,        // rank i holds rows [i*local_rows, (i+1)*local_rows); rows >= `rows` are padding
   Cols,        // rank i holds columns [i*local_cols, (i+1)*local_cols)
-  QkvRows,     // fused [q; k; v] rows: rank i holds rows of its heads in each of the three blocks
+  BlockRows,   // fused row blocks (q; k; v, or gate; up): rank i holds its 1/tp of every block
+};
+
+// What a tensor is to the model, for its initialisation and for readers that map names.
+enum class TensorRole {
+  Embedding,       // the token table (and, tied, the LM head)
+  Positions,       // the learned position table
+  NormGain,        // a LayerNorm/RMSNorm weight (initialised to 1)
+  NormBias,        // a LayerNorm bias
+  Weight,          // a linear layer's weight
+  ResidualWeight,  // a linear weight whose output enters the residual stream (GPT-2 scales its init)
+  Bias,            // a linear layer's bias
+  Head,            // an untied LM head
 };
 
 struct TensorSpec {
@@ -25,6 +38,8 @@ struct TensorSpec {
   int rows = 1, cols = 1;    // full, unsharded shape
   int local_rows = 1, local_cols = 1;
   Shard shard = Shard::Replicated;
+  std::vector<int> blocks;   // BlockRows: the full rows of each block ({q, kv, kv} or {ffn, ffn})
+  TensorRole role = TensorRole::Weight;
   size_t offset = 0;         // first element in the rank's buffer of its dtype
   DType dtype = DType::F32;  // F32: the model's own type, in the main buffer; BF16: in the bf16 buffer
 
@@ -35,7 +50,7 @@ struct TensorSpec {
 
   // Calls f(local_row, global_row, n) for each run of n local rows in [lr0, lr1) of TP rank
   // `tp_rank` whose full-tensor rows follow each other (one run for Rows/Cols/Replicated, one
-  // per q/k/v block for QkvRows); padding rows are left out. Readers and writers of full
+  // per block for BlockRows); padding rows are left out. Readers and writers of full
   // tensors move each run as one hyperslab.
   template <typename F>
   void for_each_row_run(int tp_rank, int lr0, int lr1, F f) const {
@@ -55,7 +70,11 @@ struct ParamLayout {
   size_t total = 0;       // elements in the main (model-type) buffer
   size_t total_bf16 = 0;  // elements in the bf16 buffer (model.dtype bf16: the 2-D matrices)
 
-  TensorSpec& add(std::string name, int rows, int cols, Shard shard, int tp, DType dtype = DType::F32);
+  TensorSpec& add(std::string name, int rows, int cols, Shard shard, int tp, DType dtype = DType::F32,
+                  TensorRole role = TensorRole::Weight);
+  // A BlockRows tensor of the blocks' rows stacked (one block: plain Rows); each block's rows
+  // must divide by tp.
+  TensorSpec& add_blocks(std::string name, std::vector<int> blocks, int cols, int tp, DType dtype, TensorRole role);
   // Bytes of this rank's frozen tensors with `elem_bytes` per model-type element.
   size_t bytes(size_t elem_bytes) const { return total * elem_bytes + total_bf16 * 2; }
   const TensorSpec& at(const std::string& name) const;  // throws naming the tensor
@@ -65,19 +84,24 @@ struct ParamLayout {
 // Per-rank sizes of the sharded model (DESIGN §3). V is padded to a multiple of tp.
 struct TpDims {
   int tp = 1, tp_rank = 0;
-  int d = 0, heads = 0, head_dim = 0, local_heads = 0;
-  int dl = 0;       // d / tp: q (or k, v, attention output) features per rank
-  int ffl = 0;      // 4d / tp
+  int d = 0, heads = 0, kv_heads = 0, head_dim = 0, local_heads = 0, local_kv_heads = 0;
+  int ql = 0;       // this rank's q features (and attention output): local_heads * head_dim
+  int kvl = 0;      // this rank's k features, and v's: local_kv_heads * head_dim
+  int ffl = 0;      // this rank's MLP inner width, ffn / tp
   int vocab = 0, vocab_local = 0, vocab_start = 0;
-  TpDims(const ModelConfig& m, int tp, int tp_rank);
+  int qkv_local() const { return ql + 2 * kvl; }  // a row of the fused qkv output: [q | k | v]
+  // Throws (check_tp_split) when tp cannot split the spec.
+  TpDims(const ArchSpec& a, int tp, int tp_rank);
 };
 
-// The frozen base: names follow GPT-2's, weights stored [out x in]. With model.dtype bf16
-// the 2-D matrices (wte, wpe and the four linear weights of each block) are BF16 tensors in
-// their own buffer; LayerNorm parameters and biases stay in the model's type.
+// The frozen base: names follow GPT-2's for both families (io/ maps Hugging Face's), weights
+// stored [out x in]. The spec decides which exist: wpe only with learned positions, norm
+// biases only with LayerNorm, linear biases where the spec has them, lm_head only when
+// untied. With model.dtype bf16 the 2-D matrices are BF16 tensors in their own buffer; norm
+// parameters and biases stay in the model's type.
 ParamLayout base_layout(const ModelConfig& m, int tp);
 
-// LoRA pairs for layer l and target t are "h.{l}.lora.{q|k|v|o|fc1|fc2}.{A|B}".
+// LoRA pairs for layer l and target t are "h.{l}.lora.{q|k|v|o|fc1|fc2|gate|up|down}.{A|B}".
 // Replicated-over-TP factors (A of column-parallel layers, B of row-parallel ones) come
 // first, then the TP-sharded ones, so each kind is one contiguous slice for its
 // all-reduce (DESIGN §4). `replicated_size` is where the sharded part starts.
@@ -88,11 +112,16 @@ LoraLayout lora_layout(const ModelConfig& m, const LoraConfig& lc, int tp);
 
 // "h.{layer}.lora.{target}.": the prefix of a LoRA pair's "A" and "B" tensor names.
 std::string lora_pair_name(int layer, int target);
-// The pair's Philox stream, shared by its A init and its dropout masks (DESIGN §5).
-inline uint32_t lora_stream(int layer, int target) { return static_cast<uint32_t>(layer * kNumTargets + target); }
+// The pair's Philox stream, shared by its A init and its dropout masks (DESIGN §5): the
+// target's place in the architecture's list, layer after layer (GPT: layer * 6 + target).
+uint32_t lora_stream(const ArchSpec& a, int layer, int target);
 
-// Shape of target t's base weight in the full model: {out, in}.
-void lora_target_shape(const ModelConfig& m, int target, int* out, int* in);
-bool is_row_parallel(int target);  // o and fc2; the rest are column-parallel
+// The base weight target t's pair adds to: the tensor "h.{layer}.{tensor}" and the first of
+// its full rows (q, k and v are row blocks of attn.qkv.weight; gate and up of mlp.fc.weight).
+struct LoraBaseWeight {
+  const char* tensor;
+  int first_row;
+};
+LoraBaseWeight lora_base_weight(const ArchSpec& a, int target);
 
 }  // namespace lora

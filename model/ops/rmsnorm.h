@@ -1,7 +1,7 @@
 // RMSNorm over the last dimension, the Llama family's norm (Zhang & Sennrich 2019; Hugging
 // Face's LlamaRMSNorm): out = x * rrms * w with rrms = 1 / sqrt(mean(x^2) + eps) per row. No
 // mean is subtracted and there is no bias; the gain is frozen with LoRA, trained in full
-// fine-tuning. The Llama block is not built yet: these are its parts, checked on their own.
+// fine-tuning.
 #pragma once
 
 namespace lora {
@@ -18,5 +18,15 @@ void rmsnorm_backward(T* dx, const T* dout, const T* x, const T* rrms, const T* 
 // dw[C] += sum over rows of dout * x * rrms (full fine-tuning).
 template <typename T>
 void rmsnorm_backward_weight(T* dw, const T* dout, const T* x, const T* rrms, int M, int C);
+
+// The CUDA twins (model/ops/cuda/rmsnorm.cu), float only.
+namespace cuda {
+template <typename T>
+void rmsnorm_forward(T* out, T* rrms, const T* x, const T* w, int M, int C, float eps);
+template <typename T>
+void rmsnorm_backward(T* dx, const T* dout, const T* x, const T* rrms, const T* w, int M, int C);
+template <typename T>
+void rmsnorm_backward_weight(T* dw, const T* dout, const T* x, const T* rrms, int M, int C);
+}  // namespace cuda
 
 }  // namespace lora

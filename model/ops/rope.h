@@ -4,8 +4,9 @@
 //   out[j]        = x[j] * cos(angle) - x[j + half] * sin(angle)
 //   out[j + half] = x[j + half] * cos(angle) + x[j] * sin(angle)
 // (q * cos + rotate_half(q) * sin, rotate_half(x) = cat(-x2, x1)). Hugging Face checkpoints
-// are already permuted for this convention: nothing is permuted here. The Llama block is not
-// built yet: these are its parts, checked on their own.
+// are already permuted for this convention: nothing is permuted here. The model applies it
+// in place to the q and k heads of the fused qkv output, which lie side by side at the start
+// of each row ([q heads | k heads | v]).
 #pragma once
 #include <vector>
 
@@ -31,14 +32,22 @@ std::vector<double> rope_inv_freq(int head_dim, double theta, const RopeScaling&
 template <typename T>
 void rope_tables(T* cos, T* sin, const std::vector<double>& inv_freq, int pos0, int n_pos);
 
-// x [rows, n_heads * head_dim], row r at table position r % T (rows = B * T, each sequence
-// starting at position 0 of the tables), rotated in place.
+// The first n_heads * head_dim columns of x's rows (row stride ld), row r at table position
+// r % T (rows = B * T, each sequence starting at the tables' first row), rotated in place.
 template <typename T>
-void rope_forward(T* x, const T* cos, const T* sin, int rows, int T_, int n_heads, int head_dim);
+void rope_forward(T* x, const T* cos, const T* sin, int rows, int T_, int n_heads, int head_dim, int ld);
 
 // The transpose (the inverse rotation), in place on dx: the gradient with respect to the
 // input of rope_forward given the gradient dx with respect to its output.
 template <typename T>
-void rope_backward(T* dx, const T* cos, const T* sin, int rows, int T_, int n_heads, int head_dim);
+void rope_backward(T* dx, const T* cos, const T* sin, int rows, int T_, int n_heads, int head_dim, int ld);
+
+// The CUDA twins (model/ops/cuda/rope.cu), float only; the tables are device memory.
+namespace cuda {
+template <typename T>
+void rope_forward(T* x, const T* cos, const T* sin, int rows, int T_, int n_heads, int head_dim, int ld);
+template <typename T>
+void rope_backward(T* dx, const T* cos, const T* sin, int rows, int T_, int n_heads, int head_dim, int ld);
+}  // namespace cuda
 
 }  // namespace lora

@@ -1,17 +1,28 @@
 // The SwiGLU gate of the Llama family's MLP (Shazeer 2020; Hugging Face's LlamaMLP):
 // down_proj(silu(gate_proj(y)) * up_proj(y)), of which this is the middle:
-// out = silu(gate) * up, silu(a) = a * sigmoid(a). The Llama block is not built yet.
+// out = silu(gate) * up, silu(a) = a * sigmoid(a). gate_proj and up_proj are one fused
+// column-parallel projection, so each row of its output h is [gate | up], F wide each (this
+// rank's F = ffn / tp of both).
 #pragma once
-#include <cstddef>
 
 namespace lora {
 
+// out [M x F] = silu(h[:, :F]) * h[:, F:], h [M x 2F].
 template <typename T>
-void swiglu_forward(T* out, const T* gate, const T* up, size_t n);
+void swiglu_forward(T* out, const T* h, int M, int F);
 
+// dh [M x 2F] = the gradient of h given dout [M x F]; overwrites dh:
 // dgate = dout * up * silu'(gate), dup = dout * silu(gate), with
-// silu'(a) = sigmoid(a) * (1 + a * (1 - sigmoid(a))). Overwrites both.
+// silu'(a) = sigmoid(a) * (1 + a * (1 - sigmoid(a))).
 template <typename T>
-void swiglu_backward(T* dgate, T* dup, const T* dout, const T* gate, const T* up, size_t n);
+void swiglu_backward(T* dh, const T* dout, const T* h, int M, int F);
+
+// The CUDA twins (model/ops/cuda/swiglu.cu), float only.
+namespace cuda {
+template <typename T>
+void swiglu_forward(T* out, const T* h, int M, int F);
+template <typename T>
+void swiglu_backward(T* dh, const T* dout, const T* h, int M, int F);
+}  // namespace cuda
 
 }  // namespace lora

@@ -60,7 +60,8 @@ int main(int argc, char** argv) {
     layout.add("replicated", 5, 7, Shard::Replicated, tp);
     layout.add("rows_padded", 13, 6, Shard::Rows, tp);  // 13 rows: padding at tp 2 and 4
     layout.add("cols", 9, 8, Shard::Cols, tp);
-    layout.add("qkv", 24, 5, Shard::QkvRows, tp);
+    layout.add_blocks("qkv", {8, 8, 8}, 5, tp, DType::F32, TensorRole::Weight);
+    layout.add_blocks("gqa_qkv", {16, 4, 4}, 3, tp, DType::F32, TensorRole::Weight);  // grouped-query: unequal blocks
     for (const TensorSpec& spec : layout.tensors) {
       std::vector<float> full(static_cast<size_t>(spec.rows) * spec.cols), local(spec.local_size());
       for (size_t i = 0; i < full.size(); ++i) full[i] = 1.0f + static_cast<float>(i);

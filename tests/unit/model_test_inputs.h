@@ -10,12 +10,16 @@
 
 namespace lora::test {
 
-inline LoraConfig all_targets(float dropout, int r = 2, float alpha = 3) {
+// Every target of the architecture `arch` ("gpt": q k v o fc1 fc2; "llama": q k v o gate up down).
+inline LoraConfig all_targets(float dropout, int r = 2, float alpha = 3, const char* arch = "gpt") {
   LoraConfig l;
   l.r = r;
   l.alpha = alpha;
   l.dropout = dropout;
-  std::fill(std::begin(l.targets), std::end(l.targets), true);
+  ModelConfig m;
+  m.arch = arch;
+  std::fill(std::begin(l.targets), std::end(l.targets), false);
+  for (const int t : arch_spec(m).lora_targets) l.targets[t] = true;
   return l;
 }
 

@@ -35,7 +35,7 @@ RunConfig small_config(const fs::path& out) {
   RunConfig c;
   c.model = test::model_shape(2, 2, 16, 32, 8);
   c.lora.r = 2;
-  for (bool& t : c.lora.targets) t = true;
+  for (const int t : gpt_spec(c.model).lora_targets) c.lora.targets[t] = true;
   c.train.batch_size = 4;
   c.train.steps = 20;
   c.output.dir = out.string();

@@ -121,7 +121,7 @@ TEST(ExampleConfigs, DemoLoads) {
   EXPECT_EQ(c.lora.r, 16);
   EXPECT_FLOAT_EQ(c.lora.alpha, 32.0f);
   EXPECT_FLOAT_EQ(c.lora.dropout, 0.05f);
-  for (int t = 0; t < lora::kNumTargets; ++t) EXPECT_TRUE(c.lora.targets[t]) << t;
+  EXPECT_EQ(c.lora.target_list(), "q,k,v,o,fc1,fc2");
   EXPECT_FLOAT_EQ(c.lora.scale(), 2.0f);
   EXPECT_FLOAT_EQ(c.optim.lr, 3e-3f);
   EXPECT_EQ(c.optim.warmup_steps, 20);
@@ -152,8 +152,7 @@ TEST(ExampleConfigs, Gpt2BenchLoads) {
   EXPECT_EQ(c.model.context, 1024);
   EXPECT_EQ(c.lora.r, 8);
   EXPECT_FLOAT_EQ(c.lora.alpha, 16.0f);
-  const bool qv[] = {true, false, true, false, false, false};
-  for (int t = 0; t < lora::kNumTargets; ++t) EXPECT_EQ(c.lora.targets[t], qv[t]) << t;
+  EXPECT_EQ(c.lora.target_list(), "q,v");
   EXPECT_EQ(c.train.seq_len, 256);
   EXPECT_EQ(c.train.micro_batch, 4);
   EXPECT_EQ(c.train.batch_size, 4);
@@ -233,18 +232,52 @@ TEST_F(ConfigLoader, AbsolutePathsAndResumeKeywordsStayAsWritten) {
 TEST_F(ConfigLoader, TargetShortcuts) {
   write("t.bin", "xx");
   RunConfig all = load_run_config(write("a.yaml", "data: {train: t.bin}\nlora: {targets: all}\n").string());
-  for (int t = 0; t < lora::kNumTargets; ++t) EXPECT_TRUE(all.lora.targets[t]) << t;
+  EXPECT_EQ(all.lora.target_list(), "q,k,v,o,fc1,fc2");  // GPT's own targets of all
   RunConfig att = load_run_config(write("b.yaml", "data: {train: t.bin}\nlora: {targets: attention}\n").string());
-  const bool qkvo[] = {true, true, true, true, false, false};
-  for (int t = 0; t < lora::kNumTargets; ++t) EXPECT_EQ(att.lora.targets[t], qkvo[t]) << t;
+  EXPECT_EQ(att.lora.target_list(), "q,k,v,o");
   RunConfig mlp = load_run_config(write("c.yaml", "data: {train: t.bin}\nlora: {targets: [fc2, fc1]}\n").string());
-  const bool fc[] = {false, false, false, false, true, true};
-  for (int t = 0; t < lora::kNumTargets; ++t) EXPECT_EQ(mlp.lora.targets[t], fc[t]) << t;
+  EXPECT_EQ(mlp.lora.target_list(), "fc1,fc2");
+  const std::string llama = "data: {train: t.bin}\nmodel: {arch: llama, n_kv_head: 4, ffn: 2048}\n";
+  RunConfig l_all = load_run_config(write("d.yaml", llama + "lora: {targets: all}\n").string());
+  EXPECT_EQ(l_all.lora.target_list(), "q,k,v,o,gate,up,down");
+  RunConfig l_mlp = load_run_config(write("e.yaml", llama + "lora: {targets: mlp}\n").string());
+  EXPECT_EQ(l_mlp.lora.target_list(), "gate,up,down");
+  RunConfig l_peft = load_run_config(write("f.yaml", llama + "lora: {targets: [q_proj, v, down_proj]}\n").string());
+  EXPECT_EQ(l_peft.lora.target_list(), "q,v,down");
+}
+
+// The message names `key` and says `what`.
+void expect_error(const std::string& yaml_path, const std::string& key, const std::string& what) {
+  const std::string msg = error_of(yaml_path);
+  EXPECT_NE(msg.find(key + ": "), std::string::npos) << msg;
+  EXPECT_NE(msg.find(what), std::string::npos) << msg;
+}
+
+TEST_F(ConfigLoader, TargetsOfAnotherArchitectureAreRefused) {
+  write("t.bin", "xx");
+  expect_error(write("a.yaml", "data: {train: t.bin}\nmodel: {arch: llama}\nlora: {targets: [q, fc1]}\n").string(),
+               "lora.targets", "'fc1' is not a target of the llama architecture");
+  expect_error(write("b.yaml", "data: {train: t.bin}\nlora: {targets: [gate_proj]}\n").string(), "lora.targets",
+               "'gate' is not a target of the gpt architecture");
+}
+
+TEST_F(ConfigLoader, LlamaShapeChecks) {
+  write("t.bin", "xx");
+  expect_error(write("a.yaml", "data: {train: t.bin}\nmodel: {arch: llama, n_head: 12, n_kv_head: 5}\n").string(),
+               "model.n_kv_head", "must divide model.n_head = 12");
+  expect_error(
+      write("b.yaml", "data: {train: t.bin}\nmodel: {arch: llama, n_head: 8, n_kv_head: 2, d_model: 512}\nparallel: {tp: 4}\n")
+          .string(),
+      "parallel.tp", "must divide model.n_kv_head = 2");
+  expect_error(write("c.yaml", "data: {train: t.bin}\nmodel: {n_kv_head: 4}\n").string(), "model.n_kv_head",
+               "is a key of the llama architecture");
+  expect_error(write("d.yaml", "data: {train: t.bin}\nmodel: {arch: llama, head_dim: 7}\n").string(), "model.head_dim",
+               "must be even");
 }
 
 TEST_F(ConfigLoader, UnknownTargetShortcutIsAnError) {
   write("t.bin", "xx");
-  std::string msg = error_of(write("a.yaml", "data: {train: t.bin}\nlora: {targets: mlp}\n").string());
+  std::string msg = error_of(write("a.yaml", "data: {train: t.bin}\nlora: {targets: ffn}\n").string());
   EXPECT_NE(msg.find("a.yaml:2: lora.targets: expected a list"), std::string::npos) << msg;
 }
 

@@ -260,37 +260,40 @@ TEST_F(CudaOps, LoraForwardBackwardAndMerge) {
   EXPECT_LT(rel_error(gW.download(), W), kFp32Tol);
 }
 
-// T = 1, T below one block, and T not a multiple of the CPU's 64-row blocks; hd 32 and 64.
+// T = 1, T below one block, and T not a multiple of the CPU's 64-row blocks; hd 32 and 64;
+// grouped-query (4 query heads on 2 KV heads, 6 on 1).
 TEST_F(CudaOps, CausalAttentionForwardBackwardAndCached) {
-  struct Shape { int B, Tn, Hl, hd; };
-  for (const Shape sh : {Shape{2, 1, 3, 32}, Shape{1, 40, 2, 64}, Shape{2, 131, 3, 64}}) {
-    const int dl = sh.Hl * sh.hd, M = sh.B * sh.Tn;
-    const Vec qkv = random_vec(size_t(M) * 3 * dl, 40 + sh.Tn), datt = random_vec(size_t(M) * dl, 41 + sh.Tn);
+  struct Shape { int B, Tn, Hl, Hkv, hd; };
+  for (const Shape sh : {Shape{2, 1, 3, 3, 32}, Shape{1, 40, 2, 2, 64}, Shape{2, 131, 3, 3, 64}, Shape{2, 67, 4, 2, 64},
+                         Shape{1, 33, 6, 1, 32}}) {
+    const int dl = sh.Hl * sh.hd, kvl = sh.Hkv * sh.hd, ld = dl + 2 * kvl, M = sh.B * sh.Tn;
+    const Vec qkv = random_vec(size_t(M) * ld, 40 + sh.Tn), datt = random_vec(size_t(M) * dl, 41 + sh.Tn);
     Vec att(size_t(M) * dl), lse(size_t(sh.B) * sh.Hl * sh.Tn), dqkv(qkv.size());
-    attention_forward(att.data(), lse.data(), qkv.data(), sh.B, sh.Tn, sh.Hl, sh.hd);
-    attention_backward(dqkv.data(), datt.data(), qkv.data(), att.data(), lse.data(), sh.B, sh.Tn, sh.Hl, sh.hd);
+    attention_forward(att.data(), lse.data(), qkv.data(), sh.B, sh.Tn, sh.Hl, sh.Hkv, sh.hd);
+    attention_backward(dqkv.data(), datt.data(), qkv.data(), att.data(), lse.data(), sh.B, sh.Tn, sh.Hl, sh.Hkv, sh.hd);
     DBuf gqkv(qkv), gdatt(datt), gatt(att.size()), glse(lse.size()), gdqkv(Vec(qkv.size(), 7.0f));  // overwritten
-    cuda::attention_forward(gatt.data(), glse.data(), gqkv.data(), sh.B, sh.Tn, sh.Hl, sh.hd);
+    cuda::attention_forward(gatt.data(), glse.data(), gqkv.data(), sh.B, sh.Tn, sh.Hl, sh.Hkv, sh.hd);
     cuda::attention_backward(gdqkv.data(), gdatt.data(), gqkv.data(), gatt.data(), glse.data(), sh.B, sh.Tn, sh.Hl,
-                             sh.hd);
-    const std::string what = "B " + std::to_string(sh.B) + " T " + std::to_string(sh.Tn) + " hd " + std::to_string(sh.hd);
+                             sh.Hkv, sh.hd);
+    const std::string what = "B " + std::to_string(sh.B) + " T " + std::to_string(sh.Tn) + " Hl " + std::to_string(sh.Hl) +
+                             " Hkv " + std::to_string(sh.Hkv) + " hd " + std::to_string(sh.hd);
     EXPECT_LT(rel_error(gatt.download(), att), kFp32Tol) << what;
     EXPECT_LT(rel_error(glse.download(), lse), kFp32Tol) << what;
     EXPECT_LT(rel_error(gdqkv.download(), dqkv), kFp32Tol) << what;
 
     // Decoding: the last n rows of sequence 0 against a cache holding its keys and values.
     const int n = std::min(sh.Tn, 5), pos0 = sh.Tn - n;
-    Vec kc(size_t(sh.Tn) * dl), vc(kc.size()), catt(size_t(n) * dl);
+    Vec kc(size_t(sh.Tn) * kvl), vc(kc.size()), catt(size_t(n) * dl);
     for (int t = 0; t < sh.Tn; ++t)
-      for (int c = 0; c < dl; ++c) {
-        kc[size_t(t) * dl + c] = qkv[size_t(t) * 3 * dl + dl + c];
-        vc[size_t(t) * dl + c] = qkv[size_t(t) * 3 * dl + 2 * dl + c];
+      for (int c = 0; c < kvl; ++c) {
+        kc[size_t(t) * kvl + c] = qkv[size_t(t) * ld + dl + c];
+        vc[size_t(t) * kvl + c] = qkv[size_t(t) * ld + dl + kvl + c];
       }
-    const float* q = qkv.data() + size_t(pos0) * 3 * dl;
-    attention_forward_cached(catt.data(), q, 3 * dl, kc.data(), vc.data(), n, pos0, sh.Hl, sh.hd);
+    const float* q = qkv.data() + size_t(pos0) * ld;
+    attention_forward_cached(catt.data(), q, ld, kc.data(), vc.data(), n, pos0, sh.Hl, sh.Hkv, sh.hd);
     DBuf gkc(kc), gvc(vc), gcatt(catt.size());
-    cuda::attention_forward_cached(gcatt.data(), gqkv.data() + size_t(pos0) * 3 * dl, 3 * dl, gkc.data(), gvc.data(), n,
-                                   pos0, sh.Hl, sh.hd);
+    cuda::attention_forward_cached(gcatt.data(), gqkv.data() + size_t(pos0) * ld, ld, gkc.data(), gvc.data(), n,
+                                   pos0, sh.Hl, sh.Hkv, sh.hd);
     EXPECT_LT(rel_error(gcatt.download(), catt), kFp32Tol) << what;
   }
 }

@@ -4,6 +4,7 @@
 // active) against a PyTorch reference written from Hugging Face's formulas.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -43,34 +44,42 @@ TEST(LlamaOpsGradcheck, RmsNormInputAndWeightGradients) {
 }
 
 TEST(LlamaOpsGradcheck, SwigluGateAndUpGradients) {
-  const size_t n = 23;
-  auto gate = random_vector(n, 54, 4.0), up = random_vector(n, 55), proj = random_vector(n, 56);
-  std::vector<double> out(n), dgate(n), dup(n);
+  const int M = 3, F = 7;  // rows of h are [gate | up]
+  auto h = random_vector(size_t(M) * 2 * F, 54, 4.0), proj = random_vector(size_t(M) * F, 56);
+  std::vector<double> out(size_t(M) * F), dh(h.size(), 9.0);  // overwritten
   auto f = [&] {
-    swiglu_forward(out.data(), gate.data(), up.data(), n);
+    swiglu_forward(out.data(), h.data(), M, F);
     return dot(proj, out.data());
   };
-  swiglu_backward(dgate.data(), dup.data(), proj.data(), gate.data(), up.data(), n);
-  EXPECT_LT(rel_error(dgate, numeric_grad(f, gate.data(), n)), kTol);
-  EXPECT_LT(rel_error(dup, numeric_grad(f, up.data(), n)), kTol);
+  swiglu_backward(dh.data(), proj.data(), h.data(), M, F);
+  EXPECT_LT(rel_error(dh, numeric_grad(f, h.data(), h.size())), kTol);
+  // silu(gate) * up, element by element: row 1, column 2.
+  const double a = h[1 * 2 * F + 2], u = h[1 * 2 * F + F + 2];
+  f();
+  EXPECT_NEAR(out[1 * F + 2], a / (1 + std::exp(-a)) * u, 1e-14);
 }
 
 TEST(LlamaOpsGradcheck, RopeInputGradient) {
-  const int B = 2, T = 5, nh = 3, hd = 8;  // rows = B * T: both sequences start at position 0
+  // rows = B * T: both sequences start at position 0; the rows are nh heads plus 5 columns
+  // rope leaves alone (as v in a qkv row).
+  const int B = 2, T = 5, nh = 3, hd = 8, ld = nh * hd + 5;
   const RopeScaling scaling{8, 1, 4, 16};
   const std::vector<double> inv = rope_inv_freq(hd, 10000, scaling);
   std::vector<double> cos(T * hd / 2), sin(T * hd / 2);
   rope_tables(cos.data(), sin.data(), inv, 0, T);
-  auto x = random_vector(B * T * nh * hd, 57), proj = random_vector(x.size(), 58);
+  auto x = random_vector(B * T * ld, 57), proj = random_vector(x.size(), 58);
   std::vector<double> y(x.size());
   auto f = [&] {
     y = x;
-    rope_forward(y.data(), cos.data(), sin.data(), B * T, T, nh, hd);
+    rope_forward(y.data(), cos.data(), sin.data(), B * T, T, nh, hd, ld);
     return dot(proj, y.data());
   };
   std::vector<double> dx = proj;
-  rope_backward(dx.data(), cos.data(), sin.data(), B * T, T, nh, hd);
+  rope_backward(dx.data(), cos.data(), sin.data(), B * T, T, nh, hd, ld);
   EXPECT_LT(rel_error(dx, numeric_grad(f, x.data(), x.size())), kTol);
+  f();
+  for (int r = 0; r < B * T; ++r)  // the columns past the heads are untouched
+    for (int c = nh * hd; c < ld; ++c) EXPECT_EQ(y[size_t(r) * ld + c], x[size_t(r) * ld + c]);
 }
 
 // head_dim 16, theta 10000, llama3 scaling with original_max_position_embeddings 64: the
@@ -111,7 +120,7 @@ TEST(LlamaOps, RopeEqualsTheHuggingFaceFormulasInPyTorch) {
     }
     std::vector<double> cos(T * hd / 2), sin(T * hd / 2), y = x;
     rope_tables(cos.data(), sin.data(), inv, 0, T);
-    rope_forward(y.data(), cos.data(), sin.data(), rows, T, nh, hd);
+    rope_forward(y.data(), cos.data(), sin.data(), rows, T, nh, hd, nh * hd);
     EXPECT_LT(rel_error(y, ref_out), 1e-12) << "scaled " << scaled;
     // Position 0 is the identity; later positions move.
     EXPECT_EQ(std::vector<double>(y.begin(), y.begin() + nh * hd), std::vector<double>(x.begin(), x.begin() + nh * hd));

@@ -29,7 +29,7 @@ RunConfig config(const fs::path& dir) {
   c.model.init_std = 0.2f;
   c.lora.r = 4;
   c.lora.alpha = 8;
-  for (bool& t : c.lora.targets) t = true;
+  for (const int t : gpt_spec(c.model).lora_targets) c.lora.targets[t] = true;
   c.output.dir = dir.string();
   return c;
 }

@@ -141,17 +141,19 @@ TEST(OpsGradcheck, GeluInputGradient) {
   EXPECT_LT(rel_error(dx, numeric_grad(f, x.data(), n)), kTol);
 }
 
-// Gradient check of causal attention over B sequences of T tokens with H heads of size hd.
-void check_attention_gradient(int B, int T, int H, int hd, uint32_t stream) {
+// Gradient check of causal attention over B sequences of T tokens with H query heads of size
+// hd and Hkv KV heads (grouped-query when fewer).
+void check_attention_gradient(int B, int T, int H, int hd, uint32_t stream, int Hkv = 0) {
+  if (Hkv == 0) Hkv = H;
   const int dl = H * hd;
-  auto qkv = random_vector(B * T * 3 * dl, stream), proj = random_vector(B * T * dl, stream + 1);
+  auto qkv = random_vector(B * T * (dl + 2 * Hkv * hd), stream), proj = random_vector(B * T * dl, stream + 1);
   std::vector<double> att(B * T * dl), lse(B * H * T), dqkv(qkv.size());
   auto f = [&] {
-    attention_forward(att.data(), lse.data(), qkv.data(), B, T, H, hd);
+    attention_forward(att.data(), lse.data(), qkv.data(), B, T, H, Hkv, hd);
     return dot(proj, att.data());
   };
   f();
-  attention_backward(dqkv.data(), proj.data(), qkv.data(), att.data(), lse.data(), B, T, H, hd);
+  attention_backward(dqkv.data(), proj.data(), qkv.data(), att.data(), lse.data(), B, T, H, Hkv, hd);
   EXPECT_LT(rel_error(dqkv, numeric_grad(f, qkv.data(), qkv.size())), kTol) << "B=" << B << " T=" << T;
 }
 
@@ -166,14 +168,16 @@ TEST(OpsGradcheck, CausalAttentionLongSequence) {
 
 TEST(OpsGradcheck, CausalAttentionSingleToken) { check_attention_gradient(3, 1, 2, 4, 27); }
 
+TEST(OpsGradcheck, GroupedQueryAttentionInputGradient) { check_attention_gradient(2, 5, 4, 4, 29, /*Hkv=*/2); }
+
 TEST(OpsGradcheck, AttentionIsCausal) {
   // Changing a later token's k and v must not change an earlier token's output.
   const int B = 1, T = 6, H = 2, hd = 3, dl = H * hd;
   auto qkv = random_vector(T * 3 * dl, 21);
   std::vector<double> a1(T * dl), a2(T * dl), lse(H * T);
-  attention_forward(a1.data(), lse.data(), qkv.data(), B, T, H, hd);
+  attention_forward(a1.data(), lse.data(), qkv.data(), B, T, H, H, hd);
   for (int j = dl; j < 3 * dl; ++j) qkv[(T - 1) * 3 * dl + j] += 1.0;
-  attention_forward(a2.data(), lse.data(), qkv.data(), B, T, H, hd);
+  attention_forward(a2.data(), lse.data(), qkv.data(), B, T, H, H, hd);
   for (int i = 0; i < (T - 1) * dl; ++i) EXPECT_EQ(a1[i], a2[i]);
 }
 

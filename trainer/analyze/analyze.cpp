@@ -102,7 +102,8 @@ std::vector<int> choose_modules(const std::string& list, const std::vector<Loade
   for (std::string name; std::getline(names, name, ',');) {
     int t = 0;
     while (t < kNumTargets && name != lora_target_name(t)) ++t;
-    if (t == kNumTargets) throw ConfigError("--module " + list + ": '" + name + "' is not one of q, k, v, o, fc1, fc2");
+    if (t == kNumTargets)
+      throw ConfigError("--module " + list + ": '" + name + "' is not one of q, k, v, o, fc1, fc2, gate, up, down");
     for (const LoadedAdapter& a : adapters)
       if (!a.info.lora.targets[t])
         throw ConfigError("--module " + name + ": " + a.info.path + " has no tensor " + lora_pair_name(first_layer, t) +
@@ -113,16 +114,13 @@ std::vector<int> choose_modules(const std::string& list, const std::vector<Loade
 }
 
 // The base weight a target's LoRA pair adds to, [out, in]: q, k, v are row blocks of the
-// fused attn.qkv.weight [3d, d] (rows q; k; v), the others whole tensors.
-Eigen::MatrixXd base_weight(GptModel<float>& model, const ModelConfig& mc, int layer, int target) {
-  const std::string h = "h." + std::to_string(layer) + ".";
-  static const char* kTensor[kNumTargets] = {"attn.qkv.weight", "attn.qkv.weight", "attn.qkv.weight",
-                                             "attn.proj.weight", "mlp.fc.weight", "mlp.proj.weight"};
-  const TensorSpec& s = model.base_layout().at(h + kTensor[target]);
+// fused attn.qkv.weight (rows q; k; v), gate and up of mlp.fc.weight, the others whole tensors.
+Eigen::MatrixXd base_weight(GptModel<float>& model, int layer, int target) {
+  const LoraBaseWeight w = lora_base_weight(model.arch(), target);
+  const TensorSpec& s = model.base_layout().at("h." + std::to_string(layer) + "." + w.tensor);
   int out = 0, in = 0;
-  lora_target_shape(mc, target, &out, &in);
-  const size_t first_row = target <= kV ? size_t(target) * out : 0;
-  return to_double(model.base().data() + s.offset + first_row * s.cols, out, in);
+  lora_target_shape(model.arch(), target, &out, &in);
+  return to_double(model.base().data() + s.offset + size_t(w.first_row) * s.cols, out, in);
 }
 
 // The frozen base of cfg on this one process, in fp32 whatever model.dtype is (an HF BF16 or
@@ -201,13 +199,13 @@ int analyze(const AnalyzeOptions& o) {
     load_frozen_base(cfg, *base.model, base.self, /*log=*/nullptr);
     for (int layer : layers)
       for (int t : targets) {
-        const Eigen::MatrixXd W = base_weight(*base.model, mc, layer, t);
+        const Eigen::MatrixXd W = base_weight(*base.model, layer, t);
         const SingularBasis w_svd = thin_svd(W);  // once per weight, shared by the adapters
         for (size_t k = 0; k < adapters.size(); ++k) {
           const LoadedAdapter& a = adapters[k];
           const Amplification amp =
               amplification(W, w_svd, a.factor(layer, t, 'B'), a.factor(layer, t, 'A'), a.info.lora.scale(),
-                            o.random_draws, o.seed, lora_stream(layer, t) * kMaxDraws);
+                            o.random_draws, o.seed, lora_stream(base.model->arch(), layer, t) * kMaxDraws);
           report.amplification.push_back({int(k), layer, t, int(W.rows()), int(W.cols()), amp});
         }
       }

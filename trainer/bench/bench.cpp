@@ -22,17 +22,17 @@
 namespace lora {
 
 double lora_flops_per_token(const ModelConfig& m, const LoraConfig& l, int seq_len) {
-  const double L = m.n_layer, d = m.d_model;
-  const double n_mm = 12.0 * L * d * d + static_cast<double>(m.vocab_size) * d;
-  if (!l.enabled) return 6.0 * n_mm + 12.0 * L * seq_len * d;  // full fine-tuning: + the weight gradients
+  const ArchSpec a = arch_spec(m);
+  const double n_mm = matmul_weights(a), attention = attention_flops_per_token(a, seq_len);  // forward
+  if (!l.enabled) return 6.0 * n_mm + 3.0 * attention;  // full fine-tuning: + the weight gradients
   double n_lora = 0;
-  for (int t = 0; t < kNumTargets; ++t) {
+  for (const int t : a.lora_targets) {
     if (!l.targets[t]) continue;
     int out = 0, in = 0;
-    lora_target_shape(m, t, &out, &in);
-    n_lora += L * l.r * (in + out);
+    lora_target_shape(a, t, &out, &in);
+    n_lora += double(a.n_layer) * l.r * (in + out);
   }
-  return 4.0 * n_mm + 6.0 * n_lora + 12.0 * L * seq_len * d;
+  return 4.0 * n_mm + 6.0 * n_lora + 3.0 * attention;
 }
 
 namespace {

@@ -4,6 +4,8 @@
 // problem. Cross-key and file checks follow once every key is read.
 #include "trainer/config/config_loader.h"
 
+#include "model/arch.h"
+
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "io/hf_config.h"
+#include "model/arch.h"
 #include "trainer/devices/device_spec.h"
 
 namespace lora {
@@ -265,26 +268,32 @@ Reader resume(std::string& dst) {
   };
 }
 
+// LoRA targets by lora_dist's short names (GPT: q k v o fc1 fc2; Llama: q k v o gate up down)
+// or PEFT's module names for Llama (q_proj ... down_proj), or a shortcut: all, attention, mlp.
+// Which names the architecture has is checked once it is known (fit_lora_targets).
 Reader targets(bool (&dst)[kNumTargets]) {
   return [&dst](const Field& f) {
-    static const std::vector<std::string> names = {"q", "k", "v", "o", "fc1", "fc2"};
-    const std::string expected =
-        "expected a list of names among q, k, v, o, fc1, fc2, or 'all' or 'attention'";
+    static const std::vector<std::string> names = {"q", "k", "v", "o", "fc1", "fc2", "gate", "up", "down"};
+    static const std::vector<std::string> peft = {"q_proj", "k_proj", "v_proj", "o_proj", "", "", "gate_proj", "up_proj",
+                                                  "down_proj"};
+    const std::string valid = "q, k, v, o, fc1, fc2 (GPT), gate, up, down (Llama) or PEFT's q_proj ... down_proj";
     bool t[kNumTargets] = {};
-    if (f.value.IsScalar() && (f.value.Scalar() == "all" || f.value.Scalar() == "attention")) {
-      int n = f.value.Scalar() == "all" ? kNumTargets : kO + 1;
-      for (int i = 0; i < n; ++i) t[i] = true;
+    const std::string shortcut = f.value.IsScalar() ? f.value.Scalar() : "";
+    if (shortcut == "all" || shortcut == "attention" || shortcut == "mlp") {
+      for (int i = 0; i < kNumTargets; ++i) t[i] = shortcut == "all" || (shortcut == "attention") == (i <= kO);
+      f.ctx.raw[f.key] = shortcut;  // the architecture's own targets are kept of these (fit_lora_targets)
     } else if (f.value.IsSequence()) {
-      if (f.value.size() == 0) f.fail("needs at least one target among q, k, v, o, fc1, fc2");
+      if (f.value.size() == 0) f.fail("needs at least one target among " + valid);
       for (const auto& el : f.value) {
         int line = el.Mark().line + 1;
         std::string s = el.IsScalar() ? el.Scalar() : "";
         auto it = std::find(names.begin(), names.end(), s);
+        if (it == names.end() && !s.empty()) it = names.begin() + (std::find(peft.begin(), peft.end(), s) - peft.begin());
         if (it == names.end()) {
-          std::string near = closest(s, names);
-          f.ctx.fail(line, f.key,
-                     "unknown target, valid targets are q, k, v, o, fc1, fc2" +
-                         (near.empty() ? "" : ", did you mean '" + near + "'?"),
+          std::vector<std::string> all = names;
+          all.insert(all.end(), peft.begin(), peft.end());
+          std::string near = closest(s, all);
+          f.ctx.fail(line, f.key, "unknown target, valid targets are " + valid + (near.empty() ? "" : ", did you mean '" + near + "'?"),
                      show(el));
         }
         bool& slot = t[it - names.begin()];
@@ -292,7 +301,7 @@ Reader targets(bool (&dst)[kNumTargets]) {
         slot = true;
       }
     } else {
-      f.fail(expected);
+      f.fail("expected a list of names among " + valid + ", or 'all', 'attention' or 'mlp'");
     }
     std::copy(t, t + kNumTargets, dst);
   };
@@ -316,12 +325,25 @@ std::vector<SectionSpec> spec(RunConfig& c, DeviceConfig& device) {
   auto& t = c.train;
   return {
       {"model",
-       {{"n_layer", number(m.n_layer, at_least(1))},
+       {{"arch", choice(m.arch, {"gpt", "llama"})},
+        {"n_layer", number(m.n_layer, at_least(1))},
         {"n_head", number(m.n_head, at_least(1))},
         {"d_model", number(m.d_model, at_least(1))},
         {"vocab_size", number(m.vocab_size, at_least(1))},
         {"context", number(m.context, at_least(1))},
         {"ln_eps", number(m.ln_eps, above(0))},
+        {"n_kv_head", number(m.n_kv_head, at_least(1))},
+        {"head_dim", number(m.head_dim, at_least(1))},
+        {"ffn", number(m.ffn, at_least(1))},
+        {"rope_theta", number(m.rope_theta, above(0))},
+        {"rope_factor", number(m.rope_scaling.factor, at_least(0))},
+        {"rope_low_freq_factor", number(m.rope_scaling.low_freq_factor, above(0))},
+        {"rope_high_freq_factor", number(m.rope_scaling.high_freq_factor, above(0))},
+        {"rope_original_context", number(m.rope_scaling.original_max_position_embeddings, above(0))},
+        {"tie_embeddings", boolean(m.tie_embeddings)},
+        {"qkv_bias", boolean(m.qkv_bias)},
+        {"o_bias", boolean(m.o_bias)},
+        {"mlp_bias", boolean(m.mlp_bias)},
         {"init", choice(m.init, {"seed", "file", "hf"})},
         {"init_seed", seed(m.init_seed)},
         {"init_std", number(m.init_std, above(0))},
@@ -399,17 +421,59 @@ void adopt_hf_shape(RunConfig& c, const Ctx& ctx) {
   std::error_code ec;
   if (!fs::is_directory(c.model.path, ec))
     ctx.fail(line, "model.path", "not a folder: " + c.model.path, ctx.raw.count("model.path") ? ctx.raw.at("model.path") : c.model.path);
-  const HfGpt2Shape shape = read_hf_gpt2_config(c.model.path);
-  for (const HfShapeKey& k : kHfShapeKeys) {
+  // The folder's model_type picks the reader (none: GPT-2, whose older folders omit it).
+  const std::string type = read_hf_model_type(c.model.path);
+  const bool gpt2 = type.empty() || type == "gpt2";
+  ModelConfig theirs = c.model;
+  int sliding_window = 0;
+  if (gpt2) {
+    apply_hf_shape(read_hf_gpt2_config(c.model.path), theirs);
+  } else {
+    const HfLlamaShape shape = read_hf_llama_config(c.model.path);
+    apply_hf_shape(shape, theirs);
+    sliding_window = shape.sliding_window;
+  }
+  const std::string file = (fs::path(c.model.path) / "config.json").string();
+  if (ctx.lines.count("model.arch") && c.model.arch != theirs.arch)
+    ctx.fail(ctx.line_of({"model.arch"}), "model.arch",
+             "disagrees with " + file + ", whose model_type " + (type.empty() ? "(none: GPT-2)" : type) + " is a " +
+                 theirs.arch + " model (leave the key out: model.init hf takes it from config.json)",
+             c.model.arch);
+  for (const HfShapeKey& k : gpt2 ? std::vector<HfShapeKey>(std::begin(kHfShapeKeys), std::end(kHfShapeKeys))
+                                  : std::vector<HfShapeKey>(std::begin(kHfLlamaShapeKeys), std::end(kHfLlamaShapeKeys))) {
     const std::string key = std::string("model.") + k.yaml_key;
-    const std::string ours = model_shape_value(c.model, k.yaml_key), theirs = hf_shape_value(shape, k.yaml_key);
-    if (ctx.lines.count(key) && ours != theirs)
+    const std::string ours = model_shape_value(c.model, k.yaml_key), hf = model_shape_value(theirs, k.yaml_key);
+    if (ctx.lines.count(key) && ours != hf)
       ctx.fail(ctx.line_of({key}), key,
-               "disagrees with " + (fs::path(c.model.path) / "config.json").string() + ", whose " + k.json_key + " is " +
-                   theirs + " (leave the key out: model.init hf takes the shape from config.json)",
+               "disagrees with " + file + ", whose " + k.json_key + " is " + hf +
+                   " (leave the key out: model.init hf takes the shape from config.json)",
                ours);
   }
-  apply_hf_shape(shape, c.model);
+  // Mistral attends within a sliding window; inside one, that is plain causal attention.
+  if (sliding_window > 0 && c.train.seq_len > sliding_window)
+    ctx.fail(ctx.line_of({"train.seq_len"}), "train.seq_len",
+             "exceeds the sliding_window " + std::to_string(sliding_window) + " of " + file +
+                 " (lora_dist attends over the whole sequence, which equals the window only up to its length)",
+             std::to_string(c.train.seq_len));
+  c.model = theirs;
+}
+
+// Pass 2b: the LoRA targets must be the architecture's own; a shortcut (all, attention, mlp)
+// keeps those of its targets the architecture has.
+void fit_lora_targets(RunConfig& c, const Ctx& ctx) {
+  const ArchSpec a = arch_spec(c.model);
+  const bool shortcut = ctx.raw.count("lora.targets") != 0;
+  std::string theirs;
+  for (const int t : a.lora_targets) theirs += (theirs.empty() ? "" : ", ") + std::string(lora_target_name(t));
+  for (int t = 0; t < kNumTargets; ++t) {
+    if (!c.lora.targets[t] || a.has_target(t)) continue;
+    if (shortcut) c.lora.targets[t] = false;
+    else
+      ctx.fail(ctx.line_of({"lora.targets"}), "lora.targets",
+               std::string("'") + lora_target_name(t) + "' is not a target of the " + a.family +
+                   " architecture (model.arch), whose targets are " + theirs,
+               c.lora.target_list());
+  }
 }
 
 // Pass 2: keys that must agree with each other.
@@ -419,11 +483,36 @@ void check_consistency(const RunConfig& c, const Ctx& ctx) {
   const auto& p = c.parallel;
   if (c.data.train.empty())
     ctx.fail(ctx.line_of({"data"}), "data.train", "required key is missing", "nothing");
-  if (m.d_model % m.n_head != 0)
+  // GPT derives these sizes from d_model and n_head; only the Llama family sets them.
+  if (m.arch == "gpt")
+    for (const char* key : {"model.n_kv_head", "model.head_dim", "model.ffn", "model.rope_theta", "model.rope_factor",
+                            "model.rope_low_freq_factor", "model.rope_high_freq_factor", "model.rope_original_context",
+                            "model.tie_embeddings", "model.qkv_bias", "model.o_bias", "model.mlp_bias"})
+      if (ctx.lines.count(key))
+        ctx.fail(ctx.line_of({key}), key,
+                 "is a key of the llama architecture; model.arch is gpt (GPT-2: 4 * d_model MLP, d_model / n_head "
+                 "per head, every bias, a tied head)",
+                 "set");
+  if (m.head_dim == 0 && m.d_model % m.n_head != 0)
     ctx.fail(ctx.line_of({"model.n_head", "model.d_model"}), "model.n_head",
              "model.d_model must be divisible by model.n_head, every head gets d_model / n_head "
-             "channels",
+             "channels" + std::string(m.arch == "llama" ? " (or set model.head_dim)" : ""),
              "d_model = " + std::to_string(m.d_model) + ", n_head = " + std::to_string(m.n_head));
+  const ArchSpec a = arch_spec(m);
+  if (m.arch == "llama") {
+    if (a.n_head % a.n_kv_head != 0)
+      ctx.fail(ctx.line_of({"model.n_kv_head"}), "model.n_kv_head",
+               "must divide model.n_head = " + std::to_string(a.n_head) +
+                   " (grouped-query attention: every KV head serves a whole group of query heads)",
+               std::to_string(a.n_kv_head));
+    if (a.head_dim % 2 != 0)
+      ctx.fail(ctx.line_of({"model.head_dim", "model.d_model"}), "model.head_dim",
+               "must be even: RoPE rotates pairs of channels", std::to_string(a.head_dim));
+    if (m.rope_scaling.factor > 0 && !(m.rope_scaling.low_freq_factor < m.rope_scaling.high_freq_factor))
+      ctx.fail(ctx.line_of({"model.rope_low_freq_factor", "model.rope_high_freq_factor"}), "model.rope_low_freq_factor",
+               "must be below model.rope_high_freq_factor (Llama 3.1's scaling smooths between the two)",
+               fmt(m.rope_scaling.low_freq_factor));
+  }
   if (!c.lora.enabled && m.dtype != "fp32")
     ctx.fail(ctx.line_of({"model.dtype", "lora.enabled"}), "model.dtype",
              "full fine-tuning (lora.enabled: false) trains the base weights in fp32; bf16 is for frozen ones",
@@ -438,7 +527,7 @@ void check_consistency(const RunConfig& c, const Ctx& ctx) {
   if (t.seq_len > m.context)
     ctx.fail(ctx.line_of({"train.seq_len"}), "train.seq_len",
              "must not exceed model.context = " + std::to_string(m.context) +
-                 ", the size of the learned position table",
+                 (m.arch == "gpt" ? ", the size of the learned position table" : ", the positions the model was built for"),
              std::to_string(t.seq_len));
   const long long split = 1LL * p.dp * t.micro_batch;
   if (t.batch_size % split != 0)
@@ -455,7 +544,10 @@ void check_consistency(const RunConfig& c, const Ctx& ctx) {
     ctx.fail(ctx.line_of(keys), *keys.begin(),
              what + " must fit in a 32-bit integer (a GEMM dimension) but is " + fmt(double(v)), fmt(double(v)));
   };
-  fits_int(4.0L * m.d_model, {"model.d_model"}, "the MLP width 4 * model.d_model");
+  if (m.arch == "gpt") fits_int(4.0L * m.d_model, {"model.d_model"}, "the MLP width 4 * model.d_model");
+  fits_int(2.0L * a.ffn, {"model.ffn"}, "the fused gate|up width 2 * model.ffn");
+  fits_int((1.0L * a.n_head + 2.0L * a.n_kv_head) * a.head_dim, {"model.head_dim", "model.n_head"},
+           "the fused q|k|v width (n_head + 2 n_kv_head) * head_dim");
   fits_int(1.0L * t.micro_batch * t.seq_len, {"train.micro_batch", "train.seq_len"},
            "the tokens of a micro-batch, train.micro_batch * train.seq_len,");
   fits_int(1.0L * t.micro_batch * m.n_head, {"train.micro_batch", "model.n_head"},
@@ -463,15 +555,22 @@ void check_consistency(const RunConfig& c, const Ctx& ctx) {
   fits_int(1.0L * m.vocab_size + p.tp, {"model.vocab_size"}, "model.vocab_size padded to a multiple of parallel.tp");
   fits_int(1.0L * t.eval_batches * t.batch_size, {"train.eval_batches", "train.batch_size"},
            "the sequences of one eval, train.eval_batches * train.batch_size,");
+  const std::string largest = " (the largest tp for this model is " + std::to_string(largest_tp(a)) + ")";
   if (m.n_head % p.tp != 0)
     ctx.fail(ctx.line_of({"parallel.tp"}), "parallel.tp",
              "must divide model.n_head = " + std::to_string(m.n_head) +
-                 " so that every tensor-parallel rank holds whole heads",
+                 " so that every tensor-parallel rank holds whole heads" + largest,
              std::to_string(p.tp));
-  if ((4LL * m.d_model) % p.tp != 0)
+  if (a.n_kv_head % p.tp != 0)
     ctx.fail(ctx.line_of({"parallel.tp"}), "parallel.tp",
-             "must divide the MLP width 4 * model.d_model = " + std::to_string(4LL * m.d_model) +
-                 " so that every tensor-parallel rank holds an equal slice",
+             "must divide model.n_kv_head = " + std::to_string(a.n_kv_head) +
+                 " so that every tensor-parallel rank holds whole groups of grouped-query attention (KV heads are "
+                 "not replicated across ranks)" + largest,
+             std::to_string(p.tp));
+  if (a.ffn % p.tp != 0)
+    ctx.fail(ctx.line_of({"parallel.tp"}), "parallel.tp",
+             "must divide the MLP width " + std::string(m.arch == "gpt" ? "4 * model.d_model" : "model.ffn") + " = " +
+                 std::to_string(a.ffn) + " so that every tensor-parallel rank holds an equal slice" + largest,
              std::to_string(p.tp));
 }
 
@@ -651,6 +750,7 @@ RunConfig load_run_config(const std::string& yaml_path, const std::vector<std::s
   }
 
   adopt_hf_shape(c, ctx);
+  fit_lora_targets(c, ctx);
   check_consistency(c, ctx);
   const DeviceConfig& dev = device ? *device : ignored;
   if (dev.backend == "cpu" && dev.comm == "nccl")

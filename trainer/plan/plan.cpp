@@ -36,10 +36,13 @@ uint64_t shard_bytes(const std::string& path, int seq_len, bool shuffled) {
 // in bytes, over every GEMM of a step: forward y = x W^T with W [N x K], backward dx = dy W.
 uint64_t bf16_staging_bytes(const ModelConfig& m, int tp, uint64_t M, DeviceSpec::Bf16Staging kind) {
   if (kind == DeviceSpec::Bf16Staging::None || !is_bf16(m)) return 0;
-  const uint64_t d = m.d_model, dl = d / tp, ffl = 4 * d / tp, vl = (uint64_t(m.vocab_size) + tp - 1) / tp;
+  const ArchSpec a = arch_spec(m);
+  const uint64_t d = a.d_model, ql = uint64_t(a.q_width()) / tp, qkvl = uint64_t(a.qkv_width()) / tp;
+  const uint64_t upl = uint64_t(a.mlp_up_width()) / tp, ffl = uint64_t(a.ffn) / tp;
+  const uint64_t vl = (uint64_t(a.vocab) + tp - 1) / tp;
   const uint64_t chunk = std::min(kLmHeadChunkRows, M);
   struct Gemm { uint64_t rows, N, K; };
-  const Gemm gemms[] = {{M, 3 * dl, d}, {M, d, dl}, {M, ffl, d}, {M, d, ffl}, {chunk, vl, d}};
+  const Gemm gemms[] = {{M, qkvl, d}, {M, d, ql}, {M, upl, d}, {M, d, ffl}, {chunk, vl, d}};
   uint64_t input = 0, widened = 0;
   for (const Gemm& g : gemms) {
     if (kind == DeviceSpec::Bf16Staging::Bf16InputCopy) {  // a bf16 copy of x (forward) or dy (backward)
@@ -227,23 +230,25 @@ Plan make_plan(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_byt
   fu.comm_buffers = comm_memory(std::max({tp > 1 ? Md : 0, p.full_grads_world, p.full_grads_dp}));
 
   // --- FLOPs, as bench's lora_flops_per_token counts them ---------------------------------
-  const double T = t.seq_len, n_mm = 12.0 * L * d * d + double(m.vocab_size) * d;
+  const ArchSpec arch = arch_spec(m);
+  const double n_mm = matmul_weights(arch);
   double n_lora = 0, n_lora_recomputed = 0;
-  for (int target = 0; target < kNumTargets; ++target) {
+  for (const int target : arch.lora_targets) {
     if (!cfg.lora.targets[target]) continue;
     int out = 0, in = 0;
-    lora_target_shape(m, target, &out, &in);
+    lora_target_shape(arch, target, &out, &in);
     const double n = double(L) * cfg.lora.r * (in + out);
     n_lora += n;
-    if (target != kFc2) n_lora_recomputed += n;
+    if (!is_row_parallel(target) || target == kO) n_lora_recomputed += n;  // all but fc2's (down's)
   }
-  const double attention = 4.0 * L * T * d;  // forward; its backward is twice that
+  const double attention = attention_flops_per_token(arch, t.seq_len);  // forward; its backward is twice that
   const double tokens = p.tokens_per_step;
   p.flops_lora.forward = tokens * (2 * n_mm + 2 * n_lora + attention);
   p.flops_lora.input_grads = tokens * (2 * n_mm + 2 * n_lora + 2 * attention);
   p.flops_lora.weight_grads = tokens * 2 * n_lora;
-  // The recompute runs QKV, the out-projection and fc1 (8 d^2 per layer), their LoRA and attention.
-  if (recompute) p.flops_lora.recompute = tokens * (2 * 8.0 * L * d * d + 2 * n_lora_recomputed + attention);
+  // The recompute runs QKV, the out-projection and fc1 (gate|up), their LoRA and attention.
+  const double recomputed_mm = double(L) * d * (arch.qkv_width() + arch.q_width() + arch.mlp_up_width());
+  if (recompute) p.flops_lora.recompute = tokens * (2 * recomputed_mm + 2 * n_lora_recomputed + attention);
   p.flops_full.forward = tokens * (2 * n_mm + attention);
   p.flops_full.input_grads = tokens * (2 * n_mm + 2 * attention);
   p.flops_full.weight_grads = tokens * 2 * n_mm;
@@ -264,8 +269,7 @@ Plan make_plan(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_byt
 
 std::vector<LayoutTrial> search_layouts(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_bytes) {
   std::vector<LayoutTrial> rows;
-  for (int tp = 1; tp <= cfg.model.n_head; tp *= 2) {
-    if (cfg.model.n_head % tp != 0 || (4LL * cfg.model.d_model) % tp != 0) continue;
+  for (int tp = 1, largest = largest_tp(arch_spec(cfg.model)); tp <= largest; tp *= 2) {
     for (const char* dtype : {"fp32", "bf16"})
       for (const char* recompute : {"none", "full"}) {
         RunConfig c = cfg;

@@ -12,8 +12,8 @@ namespace lora {
 // training kernel never exists here either (one row at a time).
 template <typename T>
 void attention_forward_cached(T* att, const T* q, int ldq, const T* k_cache, const T* v_cache, int n, int pos0, int Hl,
-                              int hd) {
-  const int dl = Hl * hd;
+                              int Hkv, int hd) {
+  const int dl = Hl * hd, kvl = Hkv * hd, group = Hl / Hkv;
   const T scale = T(1) / std::sqrt(T(hd));
 #pragma omp parallel
   {
@@ -25,7 +25,7 @@ void attention_forward_cached(T* att, const T* q, int ldq, const T* k_cache, con
       const T* qi = q + static_cast<size_t>(i) * ldq + h * hd;
       T mx = -INFINITY;
       for (int j = 0; j < keys; ++j) {
-        const T* kj = k_cache + static_cast<size_t>(j) * dl + h * hd;
+        const T* kj = k_cache + static_cast<size_t>(j) * kvl + (h / group) * hd;
         T s = 0;
 #pragma omp simd reduction(+ : s)
         for (int c = 0; c < hd; ++c) s += qi[c] * kj[c];
@@ -38,7 +38,7 @@ void attention_forward_cached(T* att, const T* q, int ldq, const T* k_cache, con
       for (int c = 0; c < hd; ++c) out[c] = 0;
       for (int j = 0; j < keys; ++j) {
         const T w = p[j] / sum;
-        const T* vj = v_cache + static_cast<size_t>(j) * dl + h * hd;
+        const T* vj = v_cache + static_cast<size_t>(j) * kvl + (h / group) * hd;
 #pragma omp simd
         for (int c = 0; c < hd; ++c) out[c] += w * vj[c];
       }
@@ -46,8 +46,9 @@ void attention_forward_cached(T* att, const T* q, int ldq, const T* k_cache, con
   }
 }
 
-template void attention_forward_cached<float>(float*, const float*, int, const float*, const float*, int, int, int, int);
+template void attention_forward_cached<float>(float*, const float*, int, const float*, const float*, int, int, int, int,
+                                              int);
 template void attention_forward_cached<double>(double*, const double*, int, const double*, const double*, int, int, int,
-                                               int);
+                                               int, int);
 
 }  // namespace lora

@@ -39,14 +39,14 @@ void rope_tables(T* cos, T* sin, const std::vector<double>& inv_freq, int pos0, 
 namespace {
 // Rotates every head of every row by +angle (sign 1) or -angle (sign -1).
 template <typename T>
-void rotate(T* x, const T* cos, const T* sin, int rows, int T_, int n_heads, int head_dim, T sign) {
+void rotate(T* x, const T* cos, const T* sin, int rows, int T_, int n_heads, int head_dim, int ld, T sign) {
   const int half = head_dim / 2;
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; ++r) {
     const T* c = cos + static_cast<size_t>(r % T_) * half;
     const T* s = sin + static_cast<size_t>(r % T_) * half;
     for (int h = 0; h < n_heads; ++h) {
-      T* v = x + (static_cast<size_t>(r) * n_heads + h) * head_dim;
+      T* v = x + static_cast<size_t>(r) * ld + static_cast<size_t>(h) * head_dim;
       for (int j = 0; j < half; ++j) {
         const T a = v[j], b = v[j + half], sn = sign * s[j];
         v[j] = a * c[j] - b * sn;
@@ -58,20 +58,20 @@ void rotate(T* x, const T* cos, const T* sin, int rows, int T_, int n_heads, int
 }  // namespace
 
 template <typename T>
-void rope_forward(T* x, const T* cos, const T* sin, int rows, int T_, int n_heads, int head_dim) {
-  rotate(x, cos, sin, rows, T_, n_heads, head_dim, T(1));
+void rope_forward(T* x, const T* cos, const T* sin, int rows, int T_, int n_heads, int head_dim, int ld) {
+  rotate(x, cos, sin, rows, T_, n_heads, head_dim, ld, T(1));
 }
 
 template <typename T>
-void rope_backward(T* dx, const T* cos, const T* sin, int rows, int T_, int n_heads, int head_dim) {
-  rotate(dx, cos, sin, rows, T_, n_heads, head_dim, T(-1));  // a rotation's transpose is its inverse
+void rope_backward(T* dx, const T* cos, const T* sin, int rows, int T_, int n_heads, int head_dim, int ld) {
+  rotate(dx, cos, sin, rows, T_, n_heads, head_dim, ld, T(-1));  // a rotation's transpose is its inverse
 }
 
 template void rope_tables<float>(float*, float*, const std::vector<double>&, int, int);
 template void rope_tables<double>(double*, double*, const std::vector<double>&, int, int);
-template void rope_forward<float>(float*, const float*, const float*, int, int, int, int);
-template void rope_forward<double>(double*, const double*, const double*, int, int, int, int);
-template void rope_backward<float>(float*, const float*, const float*, int, int, int, int);
-template void rope_backward<double>(double*, const double*, const double*, int, int, int, int);
+template void rope_forward<float>(float*, const float*, const float*, int, int, int, int, int);
+template void rope_forward<double>(double*, const double*, const double*, int, int, int, int, int);
+template void rope_backward<float>(float*, const float*, const float*, int, int, int, int, int);
+template void rope_backward<double>(double*, const double*, const double*, int, int, int, int, int);
 
 }  // namespace lora

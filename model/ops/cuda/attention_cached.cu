@@ -10,16 +10,17 @@ namespace lora::cuda {
 // keys, as the training kernel's forward; nothing of size T x T here either.
 namespace {
 __global__ void attention_cached_kernel(float* att, const float* q, int ldq, const float* k_cache,
-                                        const float* v_cache, int n, int pos0, int Hl, int hd, float scale) {
+                                        const float* v_cache, int n, int pos0, int Hl, int Hkv, int hd, float scale) {
   const RowIndex r = warp_row(1, Hl, n);
   if (!r.valid) return;
-  const int lane = threadIdx.x % 32, dl = Hl * hd;
+  const int lane = threadIdx.x % 32, dl = Hl * hd, kvl = Hkv * hd;
+  const size_t kv_col = size_t(r.h / (Hl / Hkv)) * hd;  // grouped-query: this head's KV head
   const float* qi = q + size_t(r.i) * ldq + r.h * hd;
   float o[kMaxPerLane] = {};
   float m = -INFINITY, l = 0;
   for (int j = 0; j <= pos0 + r.i; ++j) {  // causal: positions 0 .. pos0 + i
-    const float s = dot(qi, k_cache + size_t(j) * dl + r.h * hd, hd) * scale;
-    const float* v = v_cache + size_t(j) * dl + r.h * hd;
+    const float s = dot(qi, k_cache + size_t(j) * kvl + kv_col, hd) * scale;
+    const float* v = v_cache + size_t(j) * kvl + kv_col;
     const float mx = fmaxf(m, s), alpha = expf(m - mx), p = expf(s - mx);
     l = l * alpha + p;
     m = mx;
@@ -32,11 +33,11 @@ __global__ void attention_cached_kernel(float* att, const float* q, int ldq, con
 
 template <>
 void attention_forward_cached<float>(float* att, const float* q, int ldq, const float* k_cache, const float* v_cache,
-                                     int n, int pos0, int Hl, int hd) {
+                                     int n, int pos0, int Hl, int Hkv, int hd) {
   check_head_dim(hd);
   if (n == 0) return;
   attention_cached_kernel<<<warp_blocks(long(n) * Hl), 32 * kWarpsPerBlock, 0, compute_stream()>>>(
-      att, q, ldq, k_cache, v_cache, n, pos0, Hl, hd, 1.0f / std::sqrt(float(hd)));
+      att, q, ldq, k_cache, v_cache, n, pos0, Hl, Hkv, hd, 1.0f / std::sqrt(float(hd)));
   LORA_CUDA_CHECK_LAUNCH("attention_cached_kernel");
 }
 
