@@ -83,7 +83,7 @@ int64_t copy_rank_slice(const HfTensorRef& ref, const TensorSpec& s, bool transp
   for (int lr = 0; lr < s.local_rows; ++lr)  // padding rows (beyond the vocabulary) are zero
     if (s.global_row(lr, tp_rank) >= s.rows)
       for (int lc = 0; lc < s.local_cols; ++lc) out.put(size_t(lr) * s.local_cols + lc, 0.0f);
-  // Runs of local rows whose global rows are consecutive (one for Rows/Cols, three for QkvRows).
+  // Runs of local rows whose global rows are consecutive (one for Rows/Cols, one per block for BlockRows).
   std::vector<std::pair<int, int>> runs;  // (first local row, length)
   for (int lr = 0; lr < s.local_rows;) {
     const int row0 = s.global_row(lr, tp_rank);
@@ -126,102 +126,157 @@ int64_t copy_rank_slice(const HfTensorRef& ref, const TensorSpec& s, bool transp
   return bad;
 }
 
-// Layers "h.N." of the folder beyond config.json's n_layer mean the two disagree.
-void check_no_extra_layers(const HfModelFolder& folder, const ParamLayout& layout) {
+// The prefix of a layer's tensors in the folder: "h." (GPT-2) or "model.layers." (Llama).
+const char* layer_prefix(const std::string& arch) { return arch == "gpt" ? "h." : "model.layers."; }
+
+// Layers of the folder beyond config.json's n_layer mean the two disagree.
+void check_no_extra_layers(const HfModelFolder& folder, const ParamLayout& layout, const std::string& arch) {
   int n_layer = 0;
   while (layout.find("h." + std::to_string(n_layer) + ".ln_1.weight")) ++n_layer;
+  const std::string prefix = layer_prefix(arch);
   for (const auto& [name, ref] : folder.tensors()) {
-    if (name.rfind("h.", 0) != 0) continue;
-    const int l = std::atoi(name.c_str() + 2);
+    if (name.rfind(prefix, 0) != 0) continue;
+    const int l = std::atoi(name.c_str() + prefix.size());
     if (l >= n_layer)
       throw InputError(ref.file->path() + ": tensor '" + ref.stored_name + "' is of layer " + std::to_string(l) +
                        ", but config.json gives n_layer = " + std::to_string(n_layer));
   }
 }
 
+// Buffers a folder may store that are not weights: GPT-2's causal masks, the RoPE inverse
+// frequencies of older Llama checkpoints (recomputed from config.json).
 bool is_ignored_buffer(const std::string& name) {
   auto ends_with = [&](const char* suffix) {
     const size_t n = std::strlen(suffix);
     return name.size() >= n && name.compare(name.size() - n, n, suffix) == 0;
   };
-  return name.rfind("h.", 0) == 0 && (ends_with(".attn.bias") || ends_with(".attn.masked_bias"));
+  return (name.rfind("h.", 0) == 0 && (ends_with(".attn.bias") || ends_with(".attn.masked_bias"))) ||
+         ends_with(".rotary_emb.inv_freq");
 }
 
-}  // namespace
-
-std::string hf_tensor_name(const std::string& name, bool* transposed) {
-  *transposed = false;
-  if (name == "wte" || name == "wpe") return name + ".weight";
+// GPT-2's names: lora_dist's are GPT-2's with the linear layers renamed (Conv1D, [in, out]).
+HfSource gpt2_source(const std::string& name) {
+  if (name == "wte" || name == "wpe") return {{name + ".weight"}, false};
   static const std::pair<const char*, const char*> kLinear[] = {
       {"attn.qkv.", "attn.c_attn."}, {"attn.proj.", "attn.c_proj."}, {"mlp.fc.", "mlp.c_fc."}, {"mlp.proj.", "mlp.c_proj."}};
   for (const auto& [ours, theirs] : kLinear) {
     const size_t at = name.find(ours);
     if (at == std::string::npos) continue;
     const std::string rest = name.substr(at + std::strlen(ours));
-    *transposed = rest == "weight";
-    return name.substr(0, at) + theirs + rest;
+    return {{name.substr(0, at) + theirs + rest}, rest == "weight"};
   }
-  return name;  // ln_1, ln_2, ln_f: the same names
+  return {{name}, false};  // ln_1, ln_2, ln_f: the same names
 }
+
+// LlamaForCausalLM's names (Mistral's and Qwen2's are the same).
+HfSource llama_source(const std::string& name) {
+  if (name == "wte") return {{"model.embed_tokens.weight"}, false};
+  if (name == "lm_head") return {{"lm_head.weight"}, false};
+  if (name == "ln_f.weight") return {{"model.norm.weight"}, false};
+  const size_t dot = name.find('.', 2);  // "h.N." -> "model.layers.N."
+  const std::string layer = "model.layers." + name.substr(2, dot - 2) + ".", part = name.substr(dot + 1);
+  const size_t last = part.rfind('.');
+  const std::string module = part.substr(0, last), kind = part.substr(last);  // ".weight" or ".bias"
+  if (module == "ln_1") return {{layer + "input_layernorm" + kind}, false};
+  if (module == "ln_2") return {{layer + "post_attention_layernorm" + kind}, false};
+  if (module == "attn.qkv")
+    return {{layer + "self_attn.q_proj" + kind, layer + "self_attn.k_proj" + kind, layer + "self_attn.v_proj" + kind}, false};
+  if (module == "attn.proj") return {{layer + "self_attn.o_proj" + kind}, false};
+  if (module == "mlp.fc") return {{layer + "mlp.gate_proj" + kind, layer + "mlp.up_proj" + kind}, false};
+  if (module == "mlp.proj") return {{layer + "mlp.down_proj" + kind}, false};
+  throw std::logic_error("llama_source: no Hugging Face name for '" + name + "'");
+}
+
+}  // namespace
+
+HfSource hf_source(const std::string& name, const std::string& arch) {
+  return arch == "gpt" ? gpt2_source(name) : llama_source(name);
+}
+
+namespace {
+
+// The TP slice of one stacked block of a BlockRows tensor, as a Rows tensor of its own.
+TensorSpec block_of(const TensorSpec& s, size_t b, int* local_row0) {
+  TensorSpec part = s;
+  part.shard = Shard::Rows;
+  part.blocks.clear();
+  part.rows = s.blocks[b];
+  part.local_rows = static_cast<int>(static_cast<long long>(s.blocks[b]) * s.local_rows / s.rows);
+  *local_row0 = 0;
+  for (size_t k = 0; k < b; ++k) *local_row0 += static_cast<int>(static_cast<long long>(s.blocks[k]) * s.local_rows / s.rows);
+  return part;
+}
+
+}  // namespace
 
 template <typename T>
 HfReadStats read_hf_base_weights(const std::string& dir, const ParamLayout& layout, int tp_rank, T* buffer,
-                                 uint16_t* bf16_buffer) {
+                                 uint16_t* bf16_buffer, const std::string& arch) {
   if (layout.total_bf16 > 0 && !bf16_buffer)
     throw std::logic_error("read_hf_base_weights: the layout has bf16 tensors but no bf16 buffer was given");
   const HfModelFolder folder(dir);
-  check_no_extra_layers(folder, layout);
+  check_no_extra_layers(folder, layout, arch);
+  const char* family = arch == "gpt" ? "GPT-2" : "Llama-family";
   HfReadStats stats;
   for (const auto& f : folder.files()) stats.file_bytes += f->file_size();
   PageSet pages;
   std::set<std::string> dtypes;
   std::set<std::string> used;
-  for (const TensorSpec& s : layout.tensors) {
-    bool transposed = false;
-    const std::string hf = hf_tensor_name(s.name, &transposed);
-    const HfTensorRef* ref = folder.find(hf);
-    const std::vector<uint64_t> want = expected_shape(s, transposed);
-    if (!ref)
-      throw InputError(folder.source() + ": no tensor '" + hf + "' (or 'transformer." + hf + "') of shape " +
-                       dims_str(want) + ", which config.json's GPT-2 needs");
-    used.insert(hf);
-    const SafetensorsTensor& t = *ref->tensor;
-    const std::string what = ref->file->path() + ": tensor '" + ref->stored_name + "'";
-    if (t.dtype != StDtype::F32 && t.dtype != StDtype::F16 && t.dtype != StDtype::BF16)
-      throw InputError(what + " has dtype " + st_dtype_name(t.dtype) + "; base weights must be F32, F16 or BF16");
-    if (t.shape != want)
-      throw InputError(what + " has shape " + t.shape_str() + ", but config.json's model needs " + dims_str(want));
-    dtypes.insert(st_dtype_name(t.dtype));
-    Sink<T> sink;
-    if (s.dtype == DType::BF16) sink.bf16 = bf16_buffer + s.offset;
-    else sink.native = buffer + s.offset;
-    const int64_t bad = copy_rank_slice(*ref, s, transposed, tp_rank, sink, pages, stats.bytes_read);
-    ref->file->release(t);
-    if (bad >= 0)
-      throw InputError(what + " holds a non-finite value (" + std::to_string(st_element(t, uint64_t(bad))) + ") at element " +
-                       std::to_string(bad) + " of " + std::to_string(t.elements()) + "; refusing to train on it");
+  for (const TensorSpec& whole : layout.tensors) {
+    const HfSource src = hf_source(whole.name, arch);
+    for (size_t b = 0; b < src.names.size(); ++b) {  // one part, or each stacked block of a fused tensor
+      int local_row0 = 0;
+      const TensorSpec s = src.names.size() > 1 ? block_of(whole, b, &local_row0) : whole;
+      const std::string& hf = src.names[b];
+      const HfTensorRef* ref = folder.find(hf);
+      const std::vector<uint64_t> want = expected_shape(s, src.transposed);
+      if (!ref)
+        throw InputError(folder.source() + ": no tensor '" + hf + "'" + (arch == "gpt" ? " (or 'transformer." + hf + "')" : "") +
+                         " of shape " + dims_str(want) + ", which config.json's " + family + " model needs");
+      used.insert(hf);
+      const SafetensorsTensor& t = *ref->tensor;
+      const std::string what = ref->file->path() + ": tensor '" + ref->stored_name + "'";
+      if (t.dtype != StDtype::F32 && t.dtype != StDtype::F16 && t.dtype != StDtype::BF16)
+        throw InputError(what + " has dtype " + st_dtype_name(t.dtype) + "; base weights must be F32, F16 or BF16");
+      if (t.shape != want)
+        throw InputError(what + " has shape " + t.shape_str() + ", but config.json's model needs " + dims_str(want));
+      dtypes.insert(st_dtype_name(t.dtype));
+      const size_t at = whole.offset + size_t(local_row0) * whole.local_cols;
+      Sink<T> sink;
+      if (whole.dtype == DType::BF16) sink.bf16 = bf16_buffer + at;
+      else sink.native = buffer + at;
+      const int64_t bad = copy_rank_slice(*ref, s, src.transposed, tp_rank, sink, pages, stats.bytes_read);
+      ref->file->release(t);
+      if (bad >= 0)
+        throw InputError(what + " holds a non-finite value (" + std::to_string(st_element(t, uint64_t(bad))) +
+                         ") at element " + std::to_string(bad) + " of " + std::to_string(t.elements()) +
+                         "; refusing to train on it");
+    }
   }
-  // GPT2LMHeadModel ties lm_head to wte; a file that stores it must store the same values,
-  // since this model has no separate head. Each rank checks its own vocabulary rows.
-  if (const HfTensorRef* head = folder.find("lm_head.weight")) {
+  // A tied model (GPT2LMHeadModel; a Llama folder with tie_word_embeddings) has no head of
+  // its own; a file that stores one anyway must store the embedding's values. Each rank
+  // checks its own vocabulary rows.
+  const std::string embedding = hf_source("wte", arch).names[0];
+  const HfTensorRef* head = layout.find("lm_head") ? nullptr : folder.find("lm_head.weight");
+  if (head) {
     used.insert("lm_head.weight");
     const TensorSpec& wte = layout.at("wte");
     const SafetensorsTensor& t = *head->tensor;
     const std::string what = head->file->path() + ": tensor '" + head->stored_name + "'";
     if (t.shape != expected_shape(wte, false))
-      throw InputError(what + " has shape " + t.shape_str() + "; a tied LM head has wte's " + dims_str(expected_shape(wte, false)));
+      throw InputError(what + " has shape " + t.shape_str() + "; a tied LM head has the embedding's " + dims_str(expected_shape(wte, false)));
     if (t.dtype != StDtype::F32 && t.dtype != StDtype::F16 && t.dtype != StDtype::BF16)
       throw InputError(what + " has dtype " + st_dtype_name(t.dtype) + "; base weights must be F32, F16 or BF16");
-    const HfTensorRef& wref = *folder.find("wte.weight");
+    const HfTensorRef& wref = *folder.find(embedding);
     for (int lr = 0; lr < wte.local_rows; ++lr) {
       const uint64_t row = uint64_t(wte.global_row(lr, tp_rank));
       if (row >= uint64_t(wte.rows)) break;
       for (uint64_t c = 0; c < uint64_t(wte.cols); ++c) {
         const uint64_t k = row * wte.cols + c;
         if (st_element(t, k) != st_element(*wref.tensor, k))
-          throw InputError(what + " differs from wte.weight at row " + std::to_string(row) + ", column " +
-                           std::to_string(c) + ": lora_dist ties the LM head to the token embedding (GPT-2's "
-                           "tie_word_embeddings), so an untied head cannot be loaded");
+          throw InputError(what + " differs from " + embedding + " at row " + std::to_string(row) + ", column " +
+                           std::to_string(c) + ": config.json ties the LM head to the token embedding "
+                           "(tie_word_embeddings), so an untied head cannot be loaded");
       }
       pages.mark(*head->file, t.begin + row * wte.cols * st_dtype_bytes(t.dtype), wte.cols * st_dtype_bytes(t.dtype));
       stats.bytes_read += wte.cols * st_dtype_bytes(t.dtype);
@@ -236,15 +291,17 @@ HfReadStats read_hf_base_weights(const std::string& dir, const ParamLayout& layo
     std::string names;
     for (size_t i = 0; i < ignored.size() && i < 6; ++i) names += (i ? ", " : "") + ignored[i];
     if (ignored.size() > 6) names += ", ...";
-    std::fprintf(stderr, "lora_dist: note: %s: %zu tensor(s) that GPT-2's language model does not use, ignored: %s\n",
-                 dir.c_str(), ignored.size(), names.c_str());
+    std::fprintf(stderr, "lora_dist: note: %s: %zu tensor(s) that the %s language model does not use, ignored: %s\n",
+                 dir.c_str(), ignored.size(), family, names.c_str());
   }
   for (const std::string& d : dtypes) stats.dtypes += (stats.dtypes.empty() ? "" : "+") + d;
   stats.pages_touched = pages.count();
   return stats;
 }
 
-template HfReadStats read_hf_base_weights<float>(const std::string&, const ParamLayout&, int, float*, uint16_t*);
-template HfReadStats read_hf_base_weights<double>(const std::string&, const ParamLayout&, int, double*, uint16_t*);
+template HfReadStats read_hf_base_weights<float>(const std::string&, const ParamLayout&, int, float*, uint16_t*,
+                                                 const std::string&);
+template HfReadStats read_hf_base_weights<double>(const std::string&, const ParamLayout&, int, double*, uint16_t*,
+                                                  const std::string&);
 
 }  // namespace lora

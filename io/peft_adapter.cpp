@@ -58,17 +58,44 @@ json number(double v) { return v == std::floor(v) && std::fabs(v) < 1e15 ? json(
 // alpha_c / sqrt(n r) = alpha / sqrt(r).
 double fused_alpha(const LoraConfig& lc, int n) { return lc.rslora ? lc.alpha * std::sqrt(double(n)) : double(lc.alpha) * n; }
 
-json config_json(const LoraConfig& lc, const std::string& base_model) {
+// The Llama family's module (under model.layers.N.) of target t: one nn.Linear per target.
+const char* llama_module_of(int t) {
+  switch (t) {
+    case kQ: return "self_attn.q_proj";
+    case kK: return "self_attn.k_proj";
+    case kV: return "self_attn.v_proj";
+    case kO: return "self_attn.o_proj";
+    case kGate: return "mlp.gate_proj";
+    case kUp: return "mlp.up_proj";
+    default: return "mlp.down_proj";
+  }
+}
+// Its target_modules entry ("q_proj"): unique as a suffix.
+std::string llama_entry(int t) {
+  const std::string m = llama_module_of(t);
+  return m.substr(m.find('.') + 1);
+}
+std::string llama_key(int layer, int t, char factor) {
+  return "base_model.model.model.layers." + std::to_string(layer) + "." + llama_module_of(t) + ".lora_" + factor + ".weight";
+}
+
+json config_json(const LoraConfig& lc, const std::string& base_model, const ArchSpec& a) {
+  const bool gpt = a.family == "gpt";
   json targets = json::array();
-  // Entries in a fixed order, c_attn once.
-  if (qkv_targets(lc)) targets.push_back("c_attn");
-  for (int t : {kO, kFc1, kFc2})
-    if (lc.targets[t]) targets.push_back(target_entry(t));
   json rank_pattern = json::object(), alpha_pattern = json::object();
-  const int n = qkv_targets(lc);
-  if (n > 1) {  // the same key in both: PEFT looks the module up once for the pair
-    rank_pattern["c_attn"] = n * lc.r;
-    alpha_pattern["c_attn"] = number(fused_alpha(lc, n));
+  if (gpt) {
+    // Entries in a fixed order, c_attn once.
+    if (qkv_targets(lc)) targets.push_back("c_attn");
+    for (int t : {kO, kFc1, kFc2})
+      if (lc.targets[t]) targets.push_back(target_entry(t));
+    const int n = qkv_targets(lc);
+    if (n > 1) {  // the same key in both: PEFT looks the module up once for the pair
+      rank_pattern["c_attn"] = n * lc.r;
+      alpha_pattern["c_attn"] = number(fused_alpha(lc, n));
+    }
+  } else {
+    for (const int t : a.lora_targets)
+      if (lc.targets[t]) targets.push_back(llama_entry(t));
   }
   // Only keys PEFT 0.7's LoraConfig accepts: older releases refuse an unknown key.
   return json{{"peft_type", "LORA"},
@@ -80,7 +107,7 @@ json config_json(const LoraConfig& lc, const std::string& base_model) {
               {"lora_alpha", number(lc.alpha)},
               {"lora_dropout", std::round(double(lc.dropout) * 1e6) / 1e6},  // 0.05, not float's 0.0500000007
               {"target_modules", targets},
-              {"fan_in_fan_out", true},
+              {"fan_in_fan_out", gpt},  // GPT-2's Conv1D stores [in, out]; Llama's nn.Linear [out, in]
               {"bias", "none"},
               {"use_rslora", lc.rslora},
               {"modules_to_save", nullptr},
@@ -97,9 +124,11 @@ const float* tensor_of(const LoraLayout& layout, const std::vector<float>& param
 
 }  // namespace
 
-void write_peft_adapter(const std::string& dir, const LoraConfig& lc, const ModelConfig& m, const LoraLayout& layout,
-                        const std::vector<float>& params, const std::string& base_model) {
-  write_folder_atomically(dir, "the adapter", [&](const fs::path& tmp) {
+namespace {
+
+// GPT-2's tensors: c_attn fused (see the header), the others one pair each.
+std::vector<StWriteTensor> gpt2_tensors(const LoraConfig& lc, const ModelConfig& m, const LoraLayout& layout,
+                                        const std::vector<float>& params) {
     std::vector<StWriteTensor> tensors;
     const int d = m.d_model, r = lc.r, n = qkv_targets(lc);
     for (int l = 0; l < m.n_layer; ++l) {
@@ -131,9 +160,37 @@ void write_peft_adapter(const std::string& dir, const LoraConfig& lc, const Mode
         tensors.push_back({tensor_key(l, module_of(t), 'B'), {uint64_t(o), uint64_t(r)}, {b, b + size_t(o) * r}});
       }
     }
+    return tensors;
+}
+
+// The Llama family's: each target its own nn.Linear, A [r, in] and B [out, r] as lora_dist's.
+std::vector<StWriteTensor> llama_tensors(const LoraConfig& lc, const ArchSpec& a, const LoraLayout& layout,
+                                         const std::vector<float>& params) {
+  std::vector<StWriteTensor> tensors;
+  for (int l = 0; l < a.n_layer; ++l)
+    for (const int t : a.lora_targets) {
+      if (!lc.targets[t]) continue;
+      int o = 0, in = 0;
+      lora_target_shape(a, t, &o, &in);
+      const float* A = tensor_of(layout, params, lora_pair_name(l, t) + "A");
+      const float* B = tensor_of(layout, params, lora_pair_name(l, t) + "B");
+      tensors.push_back({llama_key(l, t, 'A'), {uint64_t(lc.r), uint64_t(in)}, {A, A + size_t(lc.r) * in}});
+      tensors.push_back({llama_key(l, t, 'B'), {uint64_t(o), uint64_t(lc.r)}, {B, B + size_t(o) * lc.r}});
+    }
+  return tensors;
+}
+
+}  // namespace
+
+void write_peft_adapter(const std::string& dir, const LoraConfig& lc, const ModelConfig& m, const LoraLayout& layout,
+                        const std::vector<float>& params, const std::string& base_model) {
+  const ArchSpec a = arch_spec(m);
+  write_folder_atomically(dir, "the adapter", [&](const fs::path& tmp) {
+    const std::vector<StWriteTensor> tensors =
+        a.family == "gpt" ? gpt2_tensors(lc, m, layout, params) : llama_tensors(lc, a, layout, params);
     write_safetensors((tmp / kWeights).string(), tensors);
     std::ofstream f(tmp / kConfig);
-    f << config_json(lc, base_model).dump(2) << "\n";
+    f << config_json(lc, base_model, a).dump(2) << "\n";
     f.close();
     if (!f) throw std::runtime_error((tmp / kConfig).string() + ": write failed");
   });
@@ -174,7 +231,7 @@ void module_rank_alpha(const json& cfg, const std::string& module_name, const st
   }
 }
 
-json read_config(const std::string& file) {
+json read_config(const std::string& file, bool fan_in_fan_out) {
   std::ifstream f(file);
   if (!f) throw InputError(file + ": cannot open: " + std::strerror(errno));
   json cfg;
@@ -190,8 +247,11 @@ json read_config(const std::string& file) {
   need("peft_type", cfg.contains("peft_type") && cfg["peft_type"] == "LORA", "\"LORA\"");
   need("r", cfg.contains("r") && cfg["r"].is_number_integer() && cfg["r"].get<int64_t>() > 0, "an integer > 0");
   need("lora_alpha", cfg.contains("lora_alpha") && cfg["lora_alpha"].is_number(), "a number");
-  need("fan_in_fan_out", cfg.contains("fan_in_fan_out") && cfg["fan_in_fan_out"] == true,
-       "true (GPT-2's Conv1D layers; lora_dist reads GPT-2 adapters only)");
+  if (fan_in_fan_out)
+    need("fan_in_fan_out", cfg.contains("fan_in_fan_out") && cfg["fan_in_fan_out"] == true,
+         "true for a GPT-2 adapter (its Conv1D layers store [in, out])");
+  else if (cfg.contains("fan_in_fan_out") && cfg["fan_in_fan_out"] != false)
+    throw InputError(file + ": 'fan_in_fan_out' must be false for a Llama-family adapter (nn.Linear stores [out, in])");
   need("target_modules", cfg.contains("target_modules") && cfg["target_modules"].is_array(), "a list of module names");
   if (cfg.contains("bias") && cfg["bias"] != "none")
     throw InputError(file + ": bias " + json_preview(cfg["bias"]) + ": lora_dist trains no biases (\"none\" only)");
@@ -216,10 +276,69 @@ std::vector<float> find_tensor(const SafetensorsFile& st, const std::string& key
 
 }  // namespace
 
+namespace {
+
+// A Llama-family adapter: target_modules the run's targets (by the module's last name, or its
+// whole path), each module's scale the run's, and every pair's A [r, in] and B [out, r].
+void read_llama_adapter(const std::string& dir, const LoraConfig& lc, const ArchSpec& a, const LoraLayout& layout,
+                        std::vector<float>& params) {
+  const std::string cfg_file = (fs::path(dir) / kConfig).string();
+  const json cfg = read_config(cfg_file, false);
+  const bool rslora = cfg.contains("use_rslora") && cfg["use_rslora"] == true;
+  if (rslora != lc.rslora)
+    throw InputError(cfg_file + ": use_rslora is " + (rslora ? "true" : "false") + ", this run's lora.rslora " +
+                     (lc.rslora ? "true" : "false"));
+  std::vector<std::string> want, got;
+  for (const int t : a.lora_targets)
+    if (lc.targets[t]) want.push_back(llama_entry(t));
+  for (const auto& e : cfg["target_modules"]) {
+    if (!e.is_string()) throw InputError(cfg_file + ": target_modules holds " + json_preview(e) + ", not a name");
+    const std::string s = e.get<std::string>(), last = s.substr(s.rfind('.') + 1);
+    if (std::find_if(a.lora_targets.begin(), a.lora_targets.end(), [&](int t) { return llama_entry(t) == last; }) ==
+        a.lora_targets.end())
+      throw InputError(cfg_file + ": target_modules entry '" + s + "' is not one of the Llama linear layers lora_dist "
+                       "trains (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)");
+    got.push_back(last);
+  }
+  std::sort(got.begin(), got.end());
+  std::sort(want.begin(), want.end());
+  if (got != want)
+    throw InputError(cfg_file + ": target_modules do not fit lora.targets " + lc.target_list());
+  const SafetensorsFile st((fs::path(dir) / kWeights).string());
+  params.assign(layout.total, 0.0f);
+  for (const int t : a.lora_targets) {
+    if (!lc.targets[t]) continue;
+    int R = 0;
+    double alpha = 0;
+    module_rank_alpha(cfg, std::string("model.layers.0.") + llama_module_of(t), cfg_file, &R, &alpha);
+    const double s = rslora ? alpha / std::sqrt(double(R)) : alpha / R;
+    if (R != lc.r)
+      throw InputError(cfg_file + ": " + llama_entry(t) + " has rank " + std::to_string(R) + ", this run's lora.r is " +
+                       std::to_string(lc.r));
+    if (std::fabs(s - lc.scale()) > 1e-6 * std::fabs(lc.scale()))
+      throw InputError(cfg_file + ": " + llama_entry(t) + ": scale " + std::to_string(s) + " (lora_alpha " +
+                       std::to_string(alpha) + ", r " + std::to_string(R) + ") differs from this run's " +
+                       std::to_string(lc.scale()));
+    int o = 0, in = 0;
+    lora_target_shape(a, t, &o, &in);
+    for (int l = 0; l < a.n_layer; ++l) {
+      const std::vector<float> A = find_tensor(st, llama_key(l, t, 'A'), uint64_t(R), uint64_t(in));
+      const std::vector<float> B = find_tensor(st, llama_key(l, t, 'B'), uint64_t(o), uint64_t(R));
+      std::copy(A.begin(), A.end(), params.data() + layout.at(lora_pair_name(l, t) + "A").offset);
+      std::copy(B.begin(), B.end(), params.data() + layout.at(lora_pair_name(l, t) + "B").offset);
+    }
+  }
+  for (const TensorSpec& s : layout.tensors) check_finite(params.data() + s.offset, s.local_size(), st.path(), s.name);
+}
+
+}  // namespace
+
 void read_peft_adapter(const std::string& dir, const LoraConfig& lc, const ModelConfig& m, const LoraLayout& layout,
                        std::vector<float>& params) {
+  const ArchSpec arch = arch_spec(m);
+  if (arch.family != "gpt") return read_llama_adapter(dir, lc, arch, layout, params);
   const std::string cfg_file = (fs::path(dir) / kConfig).string();
-  const json cfg = read_config(cfg_file);
+  const json cfg = read_config(cfg_file, true);
   const bool rslora = cfg.contains("use_rslora") && cfg["use_rslora"] == true;
   if (rslora != lc.rslora)
     throw InputError(cfg_file + ": use_rslora is " + (rslora ? "true" : "false") + ", this run's lora.rslora " +

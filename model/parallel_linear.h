@@ -21,7 +21,7 @@ template <typename T>
 struct ColumnParallelLinear {
   const ComputeOps<T>* ops = nullptr;  // the backend its buffers live in
   WeightView<T> W;       // [N x K], this rank's output rows (model type or bf16)
-  const T* b = nullptr;  // [N]
+  const T* b = nullptr;  // [N]; null: no bias
   T *dW = nullptr, *db = nullptr;  // full fine-tuning only: gradients of this rank's W and b (local)
   int K = 0, N = 0;
   std::vector<LoraAdapter<T>> lora;  // q, k and v are three slices of one fused layer
@@ -54,7 +54,7 @@ template <typename T>
 struct RowParallelLinear {
   const ComputeOps<T>* ops = nullptr;  // the backend its buffers live in
   WeightView<T> W;       // [N x K_local], this rank's input columns (model type or bf16)
-  const T* b = nullptr;  // [N], replicated, added once after the reduction
+  const T* b = nullptr;  // [N], replicated, added once after the reduction; null: no bias
   // Full fine-tuning only: dW local; db replicated, and whole on every TP rank (dy is).
   T *dW = nullptr, *db = nullptr;
   int K = 0, N = 0;      // K is the local input width
@@ -66,7 +66,7 @@ struct RowParallelLinear {
     if (!merged)
       for (auto& a : lora) a.forward(y, N, x, M, ctx);
     reduce_from_tp_region(comm, y, static_cast<size_t>(M) * N);
-    ops->add_bias(y, b, M, N);
+    if (b) ops->add_bias(y, b, M, N);
   }
 
   // A recompute (train.recompute: full) of a layer whose output the backward does not need:

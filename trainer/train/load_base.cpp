@@ -40,7 +40,8 @@ void load_frozen_base(const RunConfig& cfg, GptModel<float>& model, Communicator
   } else if (m.init == "hf") {
     HfReadStats read;
     agree_on_failure<InputError>(comm, Group::World, kExitBadInput, "read its slice of the HF base weights", [&] {
-      read = read_hf_base_weights(m.path, model.base_layout(), tp_rank, model.base().data(), model.base_bf16().data());
+      read = read_hf_base_weights(m.path, model.base_layout(), tp_rank, model.base().data(), model.base_bf16().data(),
+                                  m.arch);
     });
     if (log)  // what this rank took from the files: its shard, not the whole checkpoint
       std::fprintf(log, "base weights: %s (%s safetensors): read %s of %s on TP rank 0 (%llu pages of 4 KiB)\n",
