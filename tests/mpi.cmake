@@ -16,6 +16,10 @@ set_tests_properties(mpi_layout_invariance_bf16 PROPERTIES TIMEOUT 300 LABELS mp
 add_test(NAME mpi_layout_invariance_full
   COMMAND ${LORA_MPIRUN} -np 8 $<TARGET_FILE:layout_invariance> ${CMAKE_CURRENT_BINARY_DIR}/layout_invariance_full_work full)
 set_tests_properties(mpi_layout_invariance_full PROPERTIES TIMEOUT 300 LABELS mpi ENVIRONMENT "${LORA_MPI_ENV}")
+# The Llama block (grouped-query attention, RoPE, SwiGLU, untied head): the same checks.
+add_test(NAME mpi_layout_invariance_llama
+  COMMAND ${LORA_MPIRUN} -np 8 $<TARGET_FILE:layout_invariance> ${CMAKE_CURRENT_BINARY_DIR}/layout_invariance_llama_work llama)
+set_tests_properties(mpi_layout_invariance_llama PROPERTIES TIMEOUT 300 LABELS "mpi;llama" ENVIRONMENT "${LORA_MPI_ENV}")
 # for_each_full_block, which checkpoints and model.h5 are written from: every shard kind at
 # tp 1, 2, 4 and block limits from one element up.
 add_executable(gather_blocks ${CMAKE_CURRENT_SOURCE_DIR}/mpi/gather_blocks.cpp)

@@ -8,10 +8,12 @@
 //    collective ever touches the frozen base weights;
 //  - train.recompute: full gives the same gradients, losses and parameters bit for bit, for
 //    exactly one more TP all-reduce of the block's activations per layer and micro-batch.
-//   mpirun -np 8 --oversubscribe layout_invariance <scratch dir> [fp32|bf16|full]
+//   mpirun -np 8 --oversubscribe layout_invariance <scratch dir> [fp32|bf16|full|llama]
 // (model.dtype, or full: full fine-tuning, lora.enabled false, every base tensor trained: the
 // same checks over the base's gradients and weights, whose gradients are all-reduced over DP
-// only, so the bytes are 4 x the base's elements at dp 2 and 0 at dp 1)
+// only, so the bytes are 4 x the base's elements at dp 2 and 0 at dp 1; or llama: the Llama
+// block with grouped-query attention (8 query heads on 4 KV heads, head_dim 6 != d / n_head),
+// an MLP of 40 != 4 d, q/k/v biases, llama3 RoPE scaling, an untied head, LoRA on all 7 targets)
 // Prints one line per check and "N passed, N failed"; exits non-zero on any failure.
 #include <mpi.h>
 
@@ -70,17 +72,28 @@ class BaseGuard final : public Communicator {
 };
 
 std::string g_dtype = "fp32";
-bool g_full = false;  // full fine-tuning instead of LoRA
+bool g_full = false;   // full fine-tuning instead of LoRA
+bool g_llama = false;  // model.arch llama instead of gpt
 
 RunConfig make_config(const std::string& shard, int tp, int dp, bool recompute) {
   RunConfig c;
   c.model = test::model_shape(2, 4, 32, 61, 16);  // V=61 is padded to 64 at tp=4: padding must never win
   c.model.dtype = g_dtype;
   c.model.init_std = 0.2f;
+  if (g_llama) {
+    c.model.arch = "llama";
+    c.model.n_head = 8;
+    c.model.n_kv_head = 4;
+    c.model.head_dim = 6;
+    c.model.ffn = 40;
+    c.model.qkv_bias = true;
+    c.model.tie_embeddings = false;
+    c.model.rope_scaling = RopeScaling{4, 1, 4, 8};  // seq_len 16: all three frequency bands in use
+  }
   c.lora.r = 4;
   c.lora.alpha = 8;
   c.lora.dropout = 0.1f;
-  for (bool& t : c.lora.targets) t = true;
+  for (const int t : arch_spec(c.model).lora_targets) c.lora.targets[t] = true;
   c.optim.lr = 1e-2f;
   c.optim.warmup_steps = 1;
   c.data.train = shard;
@@ -205,7 +218,8 @@ int main(int argc, char** argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   const std::string dir = argc > 1 ? argv[1] : ".";
   if (argc > 2) g_full = std::string(argv[2]) == "full";
-  if (argc > 2 && !g_full) g_dtype = argv[2];
+  if (argc > 2) g_llama = std::string(argv[2]) == "llama";
+  if (argc > 2 && !g_full && !g_llama) g_dtype = argv[2];
   const std::string shard_path = test::write_test_shard(dir, "layout_tokens.bin", 1, 61, 5);
   const TokenShard shard = read_token_shard(shard_path);
 
@@ -271,7 +285,7 @@ int main(int argc, char** argv) {
   int totals[2] = {passed, failed};
   MPI_Bcast(totals, 2, MPI_INT, 0, MPI_COMM_WORLD);
   if (rank == 0)
-    std::printf("layout_invariance (%s): %d passed, %d failed\n", g_full ? "full fine-tuning" : g_dtype.c_str(), totals[0],
+    std::printf("layout_invariance (%s): %d passed, %d failed\n", g_full ? "full fine-tuning" : g_llama ? "llama, fp32" : g_dtype.c_str(), totals[0],
                 totals[1]);
   MPI_Finalize();
   return totals[1] == 0 ? 0 : 1;

@@ -19,11 +19,23 @@
 namespace lora::test {
 namespace {
 
-TEST(KvCache, DecodingMatchesFullForwardAtEveryPosition) {
-  // 70 positions cross the training kernel's 64-row attention block; every target has a LoRA
-  // pair with B != 0, and dropout, which inference must not apply.
-  const ModelConfig mc = model_shape(3, 4, 64, 97, 80);
-  const LoraConfig lc = all_targets(0.1f, 3, 5);
+// 70 positions cross the training kernel's 64-row attention block; every target has a LoRA
+// pair with B != 0, and dropout, which inference must not apply. GPT, and the Llama block
+// (a KV cache of n_kv_head heads, RoPE at each new token's position, an untied head).
+class KvCacheDecoding : public ::testing::TestWithParam<const char*> {};
+INSTANTIATE_TEST_SUITE_P(Arch, KvCacheDecoding, ::testing::Values("gpt", "llama"));
+
+TEST_P(KvCacheDecoding, MatchesFullForwardAtEveryPosition) {
+  ModelConfig mc = model_shape(3, 4, 64, 97, 80);
+  if (std::string(GetParam()) == "llama") {
+    mc.arch = "llama";
+    mc.n_kv_head = 2;
+    mc.head_dim = 12;
+    mc.ffn = 96;
+    mc.tie_embeddings = false;
+    mc.rope_scaling = RopeScaling{8, 1, 4, 32};
+  }
+  const LoraConfig lc = all_targets(0.1f, 3, 5, GetParam());
   const int T = 70;
   MpiCommunicator comm(MPI_COMM_SELF, 1, 1);
   GptModel<double> model(mc, lc, comm, 1, mc.context);
@@ -55,7 +67,7 @@ TEST(KvCache, DecodingMatchesFullForwardAtEveryPosition) {
   EXPECT_THROW(model.extend(tok.inputs.data(), 1, cache, last), std::length_error);
 }
 
-TEST(KvCache, ContextLimitIsRefused) {
+TEST(KvCacheLimits, ContextLimitIsRefused) {
   const ModelConfig mc = model_shape(1, 2, 16, 11, 8);
   MpiCommunicator comm(MPI_COMM_SELF, 1, 1);
   LoraConfig none = all_targets(0);
