@@ -108,6 +108,9 @@ def main():
     ap.add_argument("--jsonl", type=int, default=2000,
                     help="examples in demo_tasks.jsonl, the same tasks as prompt/completion pairs for "
                          "`lora_dist prepare` (0: do not write it)")
+    ap.add_argument("--chat", type=int, default=600,
+                    help="examples in demo_chat.jsonl, the same tasks as chat conversations (a system, a user "
+                         "and an assistant message) for a model folder's chat template (0: do not write it)")
     args = ap.parse_args()
 
     # Train and val draw from separate generators, so changing one size leaves
@@ -132,6 +135,19 @@ def main():
                 prompt, answer = rng.choice(TASKS)(rng)
                 f.write(json.dumps({"prompt": prompt + "\n=> ", "completion": answer}) + "\n")
         print(f"{path}: {args.jsonl} prompt/completion examples, {os.path.getsize(path)} bytes")
+    if args.chat:
+        # A fourth generator, for the same reason. prepare renders each with the folder's chat
+        # template and scores the assistant's answer (and its end-of-turn token) only.
+        rng = random.Random(args.seed * 2 + 3)
+        path = os.path.join(args.out_dir, "demo_chat.jsonl")
+        with open(path, "w") as f:
+            for _ in range(args.chat):
+                prompt, answer = rng.choice(TASKS)(rng)
+                messages = [{"role": "system", "content": "Apply the task to the words. Answer with the result only."},
+                            {"role": "user", "content": prompt},
+                            {"role": "assistant", "content": answer}]
+                f.write(json.dumps({"messages": messages}) + "\n")
+        print(f"{path}: {args.chat} chat conversations, {os.path.getsize(path)} bytes")
 
 
 if __name__ == "__main__":

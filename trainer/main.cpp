@@ -385,7 +385,7 @@ int main(int argc, char** argv) {
   gen_cmd->add_option("--seed", gen.sampling.seed, "seed of the draws (default 0): same seed, same text");
   std::vector<std::string> stops;
   gen_cmd->add_option("--stop", stops, "stop once the text ends with this string (repeatable; \\n is a newline)");
-  gen_cmd->add_flag("--ignore-eot", gen.ignore_eot, "do not stop at <|endoftext|>");
+  gen_cmd->add_flag("--ignore-eot", gen.ignore_eot, "do not stop at the end-of-sequence token (the tokenizer's EOS, <|endoftext|> for GPT-2, and the folder's generation_config.json eos_token_id)");
   gen_cmd->add_option("--json", gen.json, "append a JSON record (prompt and new token ids, text, timings) to this file")
       ->check(kInExistingFolder);
   gen_cmd->footer(

@@ -174,3 +174,55 @@ def llama_logits(w, cfg, tokens, lora=None, scale=0.0):
         h = h + linear(torch.nn.functional.silu(linear(y, l, "gate_proj")) * linear(y, l, "up_proj"), l, "down_proj")
     head = w["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else w["lm_head.weight"]
     return rmsnorm(h, w["model.norm.weight"], eps) @ head.T
+
+
+SHAPES = {  # a few MB of weights besides the embedding and head, which the vocabulary sets
+    "small": dict(n_layer=2, d=64, n_head=4, n_kv_head=2, head_dim=16, ffn=160, context=256),
+}
+
+
+def vocab_size_of(tokenizer_json):
+    """Every id the tokenizer can produce, its model's and its added tokens', plus one."""
+    with open(tokenizer_json) as f:
+        t = json.load(f)
+    ids = list(t["model"]["vocab"].values()) + [a["id"] for a in t.get("added_tokens", [])]
+    return max(ids) + 1
+
+
+def main():
+    import argparse
+    import shutil
+    ap = argparse.ArgumentParser(description="Writes a random-weight Llama-3-shaped folder (GQA, untied head, llama3 "
+                                             "RoPE scaling) with a real tokenizer's files, for the walk-through.")
+    ap.add_argument("folder")
+    ap.add_argument("--tokenizer", required=True, help="folder with tokenizer.json (and tokenizer_config.json)")
+    ap.add_argument("--shape", default="small", choices=sorted(SHAPES))
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    s = SHAPES[a.shape]
+    cfg = config_json("llama", n_layer=s["n_layer"], d=s["d"], n_head=s["n_head"], n_kv_head=s["n_kv_head"],
+                      head_dim=s["head_dim"], ffn=s["ffn"], context=s["context"], theta=500000.0, tied=False,
+                      vocab=vocab_size_of(os.path.join(a.tokenizer, "tokenizer.json")),
+                      rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                    "original_max_position_embeddings": 64})
+    weights = random_llama(cfg, a.seed, std=0.02)
+    for k in weights:  # norms at 1, as a trained model's are near it
+        if k.endswith("norm.weight"):
+            weights[k] = torch.ones_like(weights[k])
+    write_folder(a.folder, cfg, weights)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        if os.path.exists(os.path.join(a.tokenizer, name)):
+            shutil.copy(os.path.join(a.tokenizer, name), a.folder)
+    # As Llama 3 Instruct's generation_config.json: a turn ends at <|eot_id|> as well as <|end_of_text|>.
+    with open(os.path.join(a.tokenizer, "tokenizer.json")) as f:
+        added = {t["content"]: t["id"] for t in json.load(f).get("added_tokens", [])}
+    eos = [added[t] for t in ("<|end_of_text|>", "<|eot_id|>", "<|im_end|>", "<|endoftext|>") if t in added]
+    with open(os.path.join(a.folder, "generation_config.json"), "w") as f:
+        json.dump({"eos_token_id": eos}, f)
+    n = sum(v.numel() for v in weights.values())
+    print(f"{a.folder}: Llama ({cfg['num_hidden_layers']} layers, d {cfg['hidden_size']}, {cfg['num_attention_heads']} "
+          f"query heads on {cfg['num_key_value_heads']} KV heads, vocabulary {cfg['vocab_size']}), {n / 1e6:.1f} M weights")
+
+
+if __name__ == "__main__":
+    main()

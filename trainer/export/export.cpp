@@ -37,12 +37,18 @@ int export_command(const ExportOptions& o) {
         throw std::runtime_error(std::filesystem::path(dir).lexically_normal().string() +
                                  ": exists and is not an empty folder; choose a new one or remove it");
     }
+    const bool gpt = cfg.model.arch == "gpt";
+    // What a merged folder is to transformers: GPT-2's, or the Llama family's (Qwen2 for q/k/v biases alone).
+    const std::string hf_class = gpt ? "HF GPT-2, GPT2LMHeadModel names; use it with model.init: hf or "
+                                       "GPT2LMHeadModel.from_pretrained"
+                                     : "HF Llama family, LlamaForCausalLM names; use it with model.init: hf or "
+                                       "AutoModelForCausalLM.from_pretrained";
     if (!o.peft.empty()) {
       write_peft_adapter(o.peft, cfg.lora, cfg.model, layout, params, cfg.model.init == "hf" ? cfg.model.path : "");
       std::printf("exported %s (%zu LoRA tensors, targets %s, r %d) -> %s/adapter_config.json, "
-                  "%s/adapter_model.safetensors (PEFT LoRA, GPT-2 modules)\n",
+                  "%s/adapter_model.safetensors (PEFT LoRA, %s modules)\n",
                   o.adapter.c_str(), layout.tensors.size(), cfg.lora.target_list().c_str(), cfg.lora.r, o.peft.c_str(),
-                  o.peft.c_str());
+                  o.peft.c_str(), gpt ? "GPT-2" : "Llama");
     }
     if (!o.merged.empty()) {
       // The merge builds the model on a one-rank communicator: MPI, as a singleton (no mpirun).
@@ -52,14 +58,13 @@ int export_command(const ExportOptions& o) {
                                                       : "model.init: " + cfg.model.init + " bases are float32";
       if (full)
         std::printf("exported the model of %s (full fine-tuning: no adapter) -> %s/model.safetensors, %s/config.json "
-                    "(HF GPT-2, GPT2LMHeadModel names; use it with model.init: hf or GPT2LMHeadModel.from_pretrained)\n",
-                    o.yaml.c_str(), o.merged.c_str(), o.merged.c_str());
+                    "(%s)\n",
+                    o.yaml.c_str(), o.merged.c_str(), o.merged.c_str(), hf_class.c_str());
       else
         std::printf("merged %s (W0 + s B A, targets %s, scale %g) into the base -> %s/model.safetensors, "
-                    "%s/config.json (HF GPT-2, GPT2LMHeadModel names; use it with model.init: hf or "
-                    "GPT2LMHeadModel.from_pretrained)\n",
+                    "%s/config.json (%s)\n",
                     o.adapter.c_str(), cfg.lora.target_list().c_str(), double(cfg.lora.scale()), o.merged.c_str(),
-                    o.merged.c_str());
+                    o.merged.c_str(), hf_class.c_str());
       std::printf("note: merged weights stored as %s (%s); merged in fp32%s\n", dtypes.c_str(), from.c_str(),
                   dtypes == "F32" ? "" : " and rounded once, so an update below that dtype's resolution of W0 is lost");
     }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -31,6 +32,9 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 // byte-level models, vocab 256).
 struct Codec {
   std::unique_ptr<Tokenizer> tok;  // null: one token per byte
+  // Tokens that end generation besides the tokenizer's EOS: generation_config.json's
+  // eos_token_id (Llama 3 Instruct ends a turn with <|eot_id|>, not <|end_of_text|>).
+  std::vector<int32_t> more_stops;
 
   // The prompt, with the tokenizer's BOS first where it puts one; special tokens' text is them.
   std::vector<int32_t> encode(const std::string& text) const {
@@ -52,7 +56,32 @@ struct Codec {
     if (!tok) return std::nullopt;
     return static_cast<int32_t>(tok->eos());
   }
+  bool ends_generation(int32_t token) const {
+    return (eot() && token == *eot()) || std::find(more_stops.begin(), more_stops.end(), token) != more_stops.end();
+  }
 };
+
+// DIR/generation_config.json's eos_token_id, one id or a list (none: no file or no key).
+std::vector<int32_t> generation_eos_ids(const std::string& dir) {
+  const std::filesystem::path file = std::filesystem::path(dir) / "generation_config.json";
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec)) return {};
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(std::ifstream(file));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(file.string() + ": not valid JSON: " + e.what());
+  }
+  std::vector<int32_t> ids;
+  if (!j.is_object() || !j.contains("eos_token_id") || j["eos_token_id"].is_null()) return ids;
+  const nlohmann::json& e = j["eos_token_id"];
+  for (const auto& v : e.is_array() ? e : nlohmann::json::array({e})) {
+    if (!v.is_number_integer() || v.get<long long>() < 0 || v.get<long long>() > INT32_MAX)
+      throw InputError(file.string() + ": key eos_token_id: " + v.dump() + " is not a token id");
+    ids.push_back(v.get<int32_t>());
+  }
+  return ids;
+}
 
 Codec make_codec(const RunConfig& cfg, const GenerateOptions& o) {
   std::string dir = o.tokenizer;
@@ -64,6 +93,7 @@ Codec make_codec(const RunConfig& cfg, const GenerateOptions& o) {
   Codec c;
   if (dir == "bytes") return c;  // each prompt byte is checked against model.vocab_size below
   c.tok = load_tokenizer(dir);  // InputError naming the folder or file
+  c.more_stops = generation_eos_ids(dir);
   if (static_cast<int64_t>(c.tok->vocab_size()) > cfg.model.vocab_size)
     throw ConfigError("generate: the tokenizer in " + dir + " has " + std::to_string(c.tok->vocab_size()) +
                       " ids, more than model.vocab_size " + std::to_string(cfg.model.vocab_size) + " of " +
@@ -166,7 +196,7 @@ void run_generate(const RunConfig& cfg, Communicator& comm, const GenerateOption
       throw std::runtime_error("generate: TP ranks drew different tokens at step " + std::to_string(step) +
                                " (max id " + std::to_string(range[0]) + ", min " + std::to_string(-range[1]) + ")");
     if (step == 0) prefill_s = seconds_since(t0);
-    if (codec.eot() && token == *codec.eot() && !o.ignore_eot) {
+    if (codec.ends_generation(token) && !o.ignore_eot) {
       stopped = kStopEot;
       break;
     }
