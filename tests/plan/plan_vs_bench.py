@@ -5,7 +5,7 @@ and dtype the suite runs), `lora_dist plan --json` must give exactly the collect
 
 usage: plan_vs_bench.py LORA_DIST MPIRUN WORKDIR [SHAPE ...]
 
-Each shape is a small GPT chosen so that activations, not the process's runtime, make up most
+Each shape is a small model (GPT, and one of the Llama family) chosen so that activations, not the process's runtime, make up most
 of the peak (otherwise a 10 % band would say nothing about the model's terms). Exits 1 naming
 every case that drifts apart, with both figures.
 """
@@ -26,6 +26,11 @@ SHAPES = {
     # enough for the LM-head chunk to matter, two micro-batches per step (accumulation).
     "wide": ("{n_layer: 2, n_head: 4, d_model: 128, vocab_size: 8192, context: 128}",
              "{r: 8, alpha: 16, dropout: 0.1, targets: all}", 8, 2, 128),
+    # The Llama block: grouped-query attention (8 query heads on 2 KV heads), head_dim 32, a
+    # SwiGLU MLP of 704 (not 4 d), an untied head, LoRA on all seven targets.
+    "llama": ("{arch: llama, n_layer: 4, n_head: 8, n_kv_head: 2, head_dim: 32, d_model: 256, ffn: 704, "
+              "vocab_size: 1024, context: 256, tie_embeddings: false}",
+              "{r: 4, alpha: 8, targets: all}", 8, 1, 256),
 }
 # (shape, tp, dp, recompute, dtype): every layout with both recompute modes on the shape where
 # activations dominate, both dtypes at every layout, and every layout once on the wide shape;
@@ -38,6 +43,7 @@ CASES = [
     ("acts", 2, 2, "none", "bf16"), ("acts", 2, 2, "full", "bf16"),
     ("wide", 1, 1, "full", "fp32"), ("wide", 2, 1, "none", "bf16"),
     ("wide", 1, 2, "full", "bf16"), ("wide", 2, 2, "none", "fp32"),
+    ("llama", 1, 1, "none", "fp32"), ("llama", 2, 1, "full", "bf16"), ("llama", 2, 2, "none", "fp32"),
 ]
 RSS_TOLERANCE = 0.10
 

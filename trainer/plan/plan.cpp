@@ -258,6 +258,14 @@ Plan make_plan(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_byt
                           device);
   p.verdict_lora = verdict(lo, device, p.ranks, is_bf16(m));
   p.verdict_full = verdict(fu, device, p.ranks, is_bf16(m));
+  // At the largest tp the heads (Llama: the KV heads) split into, more tp is no advice.
+  const int tp_max = largest_tp(arch_spec(m));
+  if (tp >= tp_max)
+    for (PlanVerdict* v : {&p.verdict_lora, &p.verdict_full})
+      for (std::string* a : {&v->advice, &v->runner_up_advice})
+        for (size_t at; (at = a->find("raise parallel.tp")) != std::string::npos;)
+          a->replace(at, 17, "use a device with more memory (tp " + std::to_string(tp) +
+                                 " is the largest this model's heads split into)");
 
   // Parameter counts of the whole model (one TP rank's layout at tp 1, padding excluded).
   const LoraLayout lora_whole = lora_layout(m, cfg.lora, 1);

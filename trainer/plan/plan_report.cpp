@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "model/arch.h"
+
 namespace lora {
 
 namespace {
@@ -14,6 +16,18 @@ std::string bytes_text(uint64_t b) {
   else if (b >= (uint64_t(1) << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", b / 1073741824.0);
   else if (b >= (uint64_t(1) << 20)) std::snprintf(buf, sizeof buf, "%.1f MiB", b / 1048576.0);
   else std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024.0);
+  return buf;
+}
+
+// "GPT L96 d12288 H96 V50257", "Llama L126 d16384 H128/KV8 hd128 ffn53248 V128256 untied".
+std::string shape_text(const ModelConfig& m) {
+  const ArchSpec a = arch_spec(m);
+  char buf[160];
+  if (a.family == "gpt")
+    std::snprintf(buf, sizeof buf, "GPT L%d d%d H%d V%d", a.n_layer, a.d_model, a.n_head, a.vocab);
+  else
+    std::snprintf(buf, sizeof buf, "Llama L%d d%d H%d/KV%d hd%d ffn%d V%d%s", a.n_layer, a.d_model, a.n_head,
+                  a.n_kv_head, a.head_dim, a.ffn, a.vocab, a.tied_head ? " tied" : " untied");
   return buf;
 }
 
@@ -91,12 +105,12 @@ std::string plan_table(const Plan& p) {
   std::ostringstream head;
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "lora_dist plan: %s\n  model   GPT L%d d%d H%d V%d, model.dtype %s: %s parameters\n"
+                "lora_dist plan: %s\n  model   %s, model.dtype %s: %s parameters\n"
                 "  lora    r %d on %s: %s trainable parameters (%.4f %% of the base)\n"
                 "  layout  tp %d x dp %d = %d rank(s); micro-batch %d x seq_len %d, batch %d (%d micro-batch(es) per rank "
                 "per step), train.recompute %s\n"
                 "  device  %s: %s\n",
-                c.source_path.c_str(), m.n_layer, m.d_model, m.n_head, m.vocab_size, m.dtype.c_str(),
+                c.source_path.c_str(), shape_text(m).c_str(), m.dtype.c_str(),
                 count_text(p.base_params).c_str(), c.lora.r, c.lora.target_list().c_str(),
                 count_text(p.trainable_params).c_str(), 100.0 * double(p.trainable_params) / double(p.base_params),
                 c.parallel.tp, c.parallel.dp, p.ranks, t.micro_batch, t.seq_len, t.batch_size, p.micro_batches,
@@ -266,7 +280,7 @@ std::string search_table(const Plan& p, const std::vector<LayoutTrial>& rows) {
       << ", the smallest tp that fits is " << chosen->tp << "\n";
   else
     s << "  with model.dtype " << p.cfg.model.dtype << " and recompute " << p.cfg.train.recompute
-      << ", no tp up to n_head fits\n";
+      << ", no tp up to " << largest_tp(arch_spec(p.cfg.model)) << " (the largest the heads split into) fits\n";
   if (any) {
     s << "  the smallest tp that fits at all is " << any->tp << " (model.dtype " << any->dtype << ", recompute "
       << any->recompute << ")";
@@ -277,7 +291,7 @@ std::string search_table(const Plan& p, const std::vector<LayoutTrial>& rows) {
           << bytes_text(r.have);
     s << "\n";
   } else {
-    s << "  no layout up to tp = n_head fits\n";
+    s << "  no layout up to tp = " << largest_tp(arch_spec(p.cfg.model)) << " fits\n";
   }
   return s.str();
 }
