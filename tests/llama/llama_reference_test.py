@@ -16,7 +16,11 @@ smoothed; 628 and up above L / low_freq_factor = 256: divided by the factor), se
 Every LoRA target (q k v o gate up down) carries a pair with non-zero A and B, read from a PEFT
 adapter (lora.init_from). lora_dist's logits, loss and the loss's gradient with respect to
 every LoRA factor (the driver writes them as a PEFT folder) must equal PyTorch's autograd to
-1e-5 relative (each tensor's error norm over its norm).
+1e-5 relative (each tensor's error norm over its norm). With model.dtype bf16 at tp 2 (the frozen
+matrices held in bf16, the GEMMs' inputs rounded to it), the logits and the loss are compared
+with PyTorch's on the bf16-rounded matrices, to BF16_BOUNDS (as tests/hf/gpt2_logits_test.py
+does for GPT-2); the gradients of such a sharp random model are too ill-conditioned in bf16
+for a bound that would mean something, and the fp32 runs check them.
 """
 import argparse
 import json
@@ -34,6 +38,10 @@ import llama_folder as lf  # noqa: E402
 MPI = ["mpirun", "--oversubscribe", "--allow-run-as-root", "-np"]
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 R, ALPHA = 2, 3.0
+# The GEMMs' inputs rounded to 8 bits of mantissa (relative 2^-9) beside PyTorch's float64.
+# This random model is sharp (large weights, peaked softmax): observed ~1e-2 and ~2e-3; a bug
+# in the bf16 path moves them by orders of magnitude.
+BF16_BOUNDS = {"logits": 2e-2, "loss": 5e-3}
 CASES = {
     "llama_gqa_untied": (lf.config_json("llama", n_head=4, n_kv_head=2, attention_bias=True, tied=False,
                                         rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
@@ -58,11 +66,11 @@ def reference(cfg, weights, lora, tokens):
     return logits.detach().numpy(), float(loss), grads
 
 
-def run(driver, cfg, folder, adapter, tp, work, tokens):
+def run(driver, cfg, folder, adapter, tp, work, tokens, dtype="fp32"):
     os.makedirs(work, exist_ok=True)
     yaml = os.path.join(work, "run.yaml")
     with open(yaml, "w") as f:
-        f.write(f"model: {{init: hf, path: {folder}}}\n"
+        f.write(f"model: {{init: hf, path: {folder}, dtype: {dtype}}}\n"
                 f"lora: {{r: {R}, alpha: {ALPHA}, targets: all, init_from: {adapter}}}\n"
                 f"data: {{train: {yaml}}}\n"
                 f"train: {{seq_len: {tokens.shape[1] - 1}, batch_size: {tokens.shape[0]}, micro_batch: {tokens.shape[0]}}}\n"
@@ -96,24 +104,32 @@ def main():
         lf.write_peft(adapter, lora, R, ALPHA, TARGETS)
         f32 = lambda t: t.to(torch.float32).to(torch.float64)  # noqa: E731  (what the files hold)
         tokens = torch.randint(0, cfg["vocab_size"], (2, 10), generator=torch.Generator().manual_seed(13))
-        want_logits, want_loss, want_grads = reference(
-            cfg, {k: f32(v) for k, v in weights.items()}, {k: (f32(A), f32(B)) for k, (A, B) in lora.items()}, tokens)
-        for tp in tps:
-            logits, loss, grads = run(a.driver, cfg, folder, adapter, tp, os.path.join(a.work, f"{name}_tp{tp}"), tokens)
-            errs = {"logits": rel(logits, want_logits), "loss": abs(loss - want_loss) / abs(want_loss)}
-            for key, (gA, gB) in want_grads.items():
-                errs[f"layer {key[0]} {key[1]} dA"] = rel(grads[key][0], gA)
-                errs[f"layer {key[0]} {key[1]} dB"] = rel(grads[key][1], gB)
+        stored_lora = {k: (f32(A), f32(B)) for k, (A, B) in lora.items()}
+        want_logits, want_loss, want_grads = reference(cfg, {k: f32(v) for k, v in weights.items()}, stored_lora, tokens)
+        bf16 = lambda t: t.to(torch.bfloat16).to(torch.float64) if t.dim() == 2 else f32(t)  # noqa: E731  (matrices only)
+        bf16_logits, bf16_loss, _ = reference(cfg, {k: bf16(v) for k, v in weights.items()}, stored_lora, tokens)
+        for tp, dtype in [(tp, "fp32") for tp in tps] + [(2, "bf16")]:
+            logits, loss, grads = run(a.driver, cfg, folder, adapter, tp, os.path.join(a.work, f"{name}_tp{tp}_{dtype}"),
+                                      tokens, dtype)
+            if dtype == "bf16":
+                errs = {"logits": rel(logits, bf16_logits), "loss": abs(loss - bf16_loss) / abs(bf16_loss)}
+            else:
+                errs = {"logits": rel(logits, want_logits), "loss": abs(loss - want_loss) / abs(want_loss)}
+                for key, (gA, gB) in want_grads.items():
+                    errs[f"layer {key[0]} {key[1]} dA"] = rel(grads[key][0], gA)
+                    errs[f"layer {key[0]} {key[1]} dB"] = rel(grads[key][1], gB)
+            bound = lambda k: 1e-5 if dtype == "fp32" else BF16_BOUNDS[k]  # noqa: E731
             worst = max(errs, key=errs.get)
-            bad = {k: v for k, v in errs.items() if not v < 1e-5}
+            bad = {k: v for k, v in errs.items() if not v < bound(k)}
             checks += len(errs)
-            print(f"{name} tp {tp}: loss {loss:.6f} (PyTorch {want_loss:.6f}); {len(errs)} comparisons, "
+            print(f"{name} tp {tp} {dtype}: loss {loss:.6f} (PyTorch {bf16_loss if dtype == 'bf16' else want_loss:.6f}); "
+                  f"{len(errs)} comparisons, "
                   f"largest relative error {errs[worst]:.2e} ({worst})" + ("" if not bad else f"; FAIL: {bad}"))
             if bad:
-                failures.append(f"{name} tp {tp}: {bad}")
+                failures.append(f"{name} tp {tp} {dtype}: {bad}")
     if failures:
         sys.exit("FAIL:\n" + "\n".join(failures))
-    print(f"PASS: {checks} comparisons, all below 1e-5")
+    print(f"PASS: {checks} comparisons, all below 1e-5 (fp32) or BF16_BOUNDS (bf16)")
 
 
 if __name__ == "__main__":

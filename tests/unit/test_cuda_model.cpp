@@ -71,7 +71,7 @@ TEST(CudaPlugin, LoadsAndExportsAFullTable) {
   int entries = 0;
   for (const char* q = first; q < end; q += sizeof(void*), ++entries)
     EXPECT_NE(*reinterpret_cast<void* const*>(q), nullptr) << "op entry " << entries << " is null";
-  EXPECT_EQ(entries, 25);
+  EXPECT_EQ(entries, 32);
   std::string why;
   if (p->device_count(&why) == 0) {
     EXPECT_FALSE(why.empty()) << "no device and no reason given";
@@ -83,6 +83,7 @@ struct Variant {
   std::string dtype;
   bool full, recompute;
   double loss_tol, grad_tol, train_tol;
+  std::string arch = "gpt";
 };
 
 const Variant kVariants[] = {
@@ -90,6 +91,8 @@ const Variant kVariants[] = {
     {"fp32 LoRA, recompute", "fp32", false, true, 1e-5, 1e-4, 1e-4},
     {"bf16 frozen weights", "bf16", false, false, 1e-3, 2e-2, 2e-3},
     {"full fine-tuning", "fp32", true, false, 1e-5, 1e-4, 1e-4},
+    {"llama: GQA, RoPE, SwiGLU, untied head, every target, recompute", "fp32", false, true, 1e-5, 1e-4, 1e-4, "llama"},
+    {"llama: full fine-tuning", "fp32", true, false, 1e-5, 1e-4, 1e-4, "llama"},
 };
 
 class CudaModel : public ::testing::Test {
@@ -105,7 +108,16 @@ class CudaModel : public ::testing::Test {
     ModelConfig m = test::model_shape(2, 4, 64, 97, 32);
     m.dtype = v.dtype;
     m.init_std = 0.2f;
-    LoraConfig l = test::all_targets(0.1f, 4, 8);
+    if (v.arch == "llama") {  // 4 query heads on 2 KV heads of 24, SwiGLU of 160, q/k/v biases
+      m.arch = "llama";
+      m.n_kv_head = 2;
+      m.head_dim = 24;
+      m.ffn = 160;
+      m.qkv_bias = true;
+      m.tie_embeddings = false;
+      m.rope_scaling = RopeScaling{8, 1, 4, 16};
+    }
+    LoraConfig l = test::all_targets(0.1f, 4, 8, v.arch.c_str());
     l.enabled = !v.full;
     cpu_ = std::make_unique<GptModel<float>>(m, l, mpi_, kB, kT, v.recompute);
     gpu_ = std::make_unique<GptModel<float>>(m, l, staged_, kB, kT, v.recompute, cuda::compute_ops());

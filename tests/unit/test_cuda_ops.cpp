@@ -25,6 +25,9 @@
 #include "model/ops/linear.h"
 #include "model/ops/lora.h"
 #include "model/ops/residual.h"
+#include "model/ops/rmsnorm.h"
+#include "model/ops/rope.h"
+#include "model/ops/swiglu.h"
 
 #ifdef LORA_HAVE_CUDA
 #include <cstdlib>
@@ -133,6 +136,52 @@ TEST_F(CudaOps, LayerNormForwardBackwardAndParams) {
   EXPECT_LT(rel_error(dDx.download(), dx), kFp32Tol);
   EXPECT_LT(rel_error(dDw.download(), dw), kFp32Tol);
   EXPECT_LT(rel_error(dDb.download(), db), kFp32Tol);
+}
+
+// The Llama family's ops: RMSNorm (rows of 770, wider than a block), fused SwiGLU, RoPE with
+// llama3 scaling on the q and k heads of qkv rows (v left alone) at a position offset.
+TEST_F(CudaOps, RmsNormSwigluAndRope) {
+  const int M = 19, C = 770;
+  const Vec x = random_vec(size_t(M) * C, 60, 3.0f), w = random_vec(C, 61), dout = random_vec(size_t(M) * C, 62),
+            dx0 = random_vec(size_t(M) * C, 63), dw0 = random_vec(C, 64);
+  Vec out(x.size()), rrms(M), dx = dx0, dw = dw0;
+  rmsnorm_forward(out.data(), rrms.data(), x.data(), w.data(), M, C, 1e-5f);
+  rmsnorm_backward(dx.data(), dout.data(), x.data(), rrms.data(), w.data(), M, C);
+  rmsnorm_backward_weight(dw.data(), dout.data(), x.data(), rrms.data(), M, C);
+  DBuf dX(x), dW(w), dDout(dout), dDx(dx0), dDw(dw0), dOut(x.size()), dR(M);
+  cuda::rmsnorm_forward(dOut.data(), dR.data(), dX.data(), dW.data(), M, C, 1e-5f);
+  cuda::rmsnorm_backward(dDx.data(), dDout.data(), dX.data(), dR.data(), dW.data(), M, C);
+  cuda::rmsnorm_backward_weight(dDw.data(), dDout.data(), dX.data(), dR.data(), M, C);
+  EXPECT_LT(rel_error(dOut.download(), out), kFp32Tol);
+  EXPECT_LT(rel_error(dR.download(), rrms), kFp32Tol);
+  EXPECT_LT(rel_error(dDx.download(), dx), kFp32Tol);
+  EXPECT_LT(rel_error(dDw.download(), dw), kFp32Tol);
+
+  const int F = 333;  // rows of h are [gate | up]
+  const Vec h = random_vec(size_t(M) * 2 * F, 65, 4.0f), dg = random_vec(size_t(M) * F, 66);
+  Vec g(size_t(M) * F), dh(h.size());
+  swiglu_forward(g.data(), h.data(), M, F);
+  swiglu_backward(dh.data(), dg.data(), h.data(), M, F);
+  DBuf dH(h), dDg(dg), dG(g.size()), dDh(h.size());
+  cuda::swiglu_forward(dG.data(), dH.data(), M, F);
+  cuda::swiglu_backward(dDh.data(), dDg.data(), dH.data(), M, F);
+  EXPECT_LT(rel_error(dG.download(), g), kFp32Tol);
+  EXPECT_LT(rel_error(dDh.download(), dh), kFp32Tol);
+
+  const int B = 2, Tn = 9, heads = 6, hd = 16, ld = heads * hd + 2 * hd, pos0 = 5;  // 4 q + 2 k heads, then v
+  const std::vector<double> inv = rope_inv_freq(hd, 10000, RopeScaling{8, 1, 4, 32});
+  Vec cos(size_t(pos0 + Tn) * hd / 2), sin(cos.size());
+  rope_tables(cos.data(), sin.data(), inv, 0, pos0 + Tn);
+  const size_t at = size_t(pos0) * hd / 2;
+  const Vec q = random_vec(size_t(B) * Tn * ld, 67);
+  Vec fwd = q, bwd = q;
+  rope_forward(fwd.data(), cos.data() + at, sin.data() + at, B * Tn, Tn, heads, hd, ld);
+  rope_backward(bwd.data(), cos.data() + at, sin.data() + at, B * Tn, Tn, heads, hd, ld);
+  DBuf dCos(cos), dSin(sin), dFwd(q), dBwd(q);
+  cuda::rope_forward(dFwd.data(), dCos.data() + at, dSin.data() + at, B * Tn, Tn, heads, hd, ld);
+  cuda::rope_backward(dBwd.data(), dCos.data() + at, dSin.data() + at, B * Tn, Tn, heads, hd, ld);
+  EXPECT_LT(rel_error(dFwd.download(), fwd), kFp32Tol);
+  EXPECT_LT(rel_error(dBwd.download(), bwd), kFp32Tol);
 }
 
 TEST_F(CudaOps, AdamWStepsAndGradientNorm) {
