@@ -301,7 +301,7 @@ int main(int argc, char** argv) {
       ->take_all();
   analyze_cmd->add_option("--layer", an.layers, "layers to analyse: a list like 0,5,11, or all (default)");
   analyze_cmd->add_option("--module", an.modules,
-                          "modules: a list of q, k, v, o, fc1, fc2 (default: each one every adapter targets)");
+                          "modules: a list of q, k, v, o, fc1, fc2 (GPT) or q, k, v, o, gate, up, down (Llama) (default: each one every adapter targets)");
   analyze_cmd->add_option("--pairs", an.pairs,
                           "adapters phi compares: first (default: [1] with each other), all, or a list like 1-2,2-3");
   analyze_cmd->add_option("--max-i", an.max_i, "phi for i = 1..N, the rows (default: r of the pair's first adapter)")

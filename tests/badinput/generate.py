@@ -192,6 +192,16 @@ def hf_config(m=MODEL):
             "vocab_size": m["vocab_size"], "n_positions": m["context"], "layer_norm_epsilon": 1e-5}
 
 
+def llama_config(m=MODEL, **changes):
+    """A Llama-family config.json of MODEL's size (grouped-query: 2 heads on 1 KV head)."""
+    c = {"model_type": "llama", "num_hidden_layers": m["n_layer"], "hidden_size": m["d_model"],
+         "num_attention_heads": m["n_head"], "num_key_value_heads": 1, "intermediate_size": 40,
+         "vocab_size": m["vocab_size"], "max_position_embeddings": m["context"], "rms_norm_eps": 1e-5,
+         "rope_theta": 10000.0, "hidden_act": "silu", "tie_word_embeddings": False}
+    c.update(changes)
+    return {k: v for k, v in c.items() if v is not None}
+
+
 def st_verdict(data, tensors_needed, model_shapes):
     """What a correct reader must do with this model.safetensors: 'reject' when the format
     is violated or a needed tensor is missing, mis-shaped or not a float; 'either' when it
@@ -501,6 +511,24 @@ class Gen:
                      st=good, config=bad_cfg, rc=(2,), names=["model.n_layer", "config.json"])
         self.hf_case("config_not_json", "config.json cut short", st=good, rc=(3,), names=["config.json"],
                      extra_files={"config.json": b'{"n_layer": '})
+        # Llama-family config.json (io/hf_config.h): each refusal exit 3 naming the file and the key.
+        for name, cfg, why, keys in (
+                ("llama_missing_key", llama_config(intermediate_size=None), "no intermediate_size", ["intermediate_size"]),
+                ("llama_gqa_not_dividing", llama_config(num_key_value_heads=3), "2 heads on 3 KV heads",
+                 ["num_key_value_heads"]),
+                ("llama_odd_head_dim", llama_config(head_dim=7), "an odd head_dim (RoPE rotates pairs)", ["head_dim"]),
+                ("llama_yarn", llama_config(rope_scaling={"rope_type": "yarn", "factor": 4.0}), "yarn RoPE scaling",
+                 ["rope_scaling", "yarn"]),
+                ("llama3_scaling_incomplete", llama_config(rope_scaling={"rope_type": "llama3", "factor": 8.0}),
+                 "llama3 scaling without its frequency factors", ["rope_scaling", "low_freq_factor"]),
+                ("llama_gelu", llama_config(hidden_act="gelu"), "an activation other than silu", ["hidden_act"]),
+                ("qwen3", llama_config(model_type="qwen3"), "Qwen3 (per-head q/k norms not built)", ["qwen3"]),
+                ("unknown_model_type", llama_config(model_type="falcon"), "a model_type lora_dist does not build",
+                 ["model_type", "falcon"])):
+            self.hf_case(name, why, st=good, config=cfg, rc=(3,), names=["config.json"] + keys)
+        self.hf_case("llama_tp_over_kv_heads", "1 KV head at tp 2: exit 2 naming parallel.tp and the largest tp",
+                     st=good, config=llama_config(), rc=(2,), names=["parallel.tp", "n_kv_head", "largest tp"],
+                     over={"parallel": {"tp": 2, "dp": 1}})
         self.hf_case("index_escapes_folder", "the index names ../model.safetensors", names=["index.json"],
                      index={"weight_map": {k: "../model.safetensors" for k in T}})
         # lora_dist prepare: JSONL and tokenizer files from anywhere (trainer/prepare/prepare.h).

@@ -170,7 +170,7 @@ std::string input_error(const std::function<void()>& f) {
 std::string read_error(const fs::path& dir, const ModelConfig& m = small()) {
   const ParamLayout layout = base_layout(m, 1);
   std::vector<float> buf(layout.total);
-  return input_error([&] { read_hf_base_weights(dir.string(), layout, 0, buf.data()); });
+  return input_error([&] { read_hf_base_weights(dir.string(), layout, 0, buf.data(), nullptr, m.arch); });
 }
 
 // The full model in lora_dist's layout, from value().
@@ -436,6 +436,66 @@ uint64_t file_resident_bytes() {  // the mapped file pages of this process
 // A rank copies its slice of a tensor, then release() drops the file's pages from its
 // resident set: loading a base peaks at one tensor's pages, not the rank's share of the file.
 // The bytes are still there when touched again.
+// A Llama-family folder with one thing wrong: the reader names the file and the tensor. (Its
+// values and slices are checked against PyTorch at tp 1, 2, 4 by llama.torch_reference.)
+ModelConfig small_llama() {
+  ModelConfig m = small();
+  m.arch = "llama";
+  m.n_kv_head = 2;
+  m.head_dim = 4;
+  m.ffn = 12;
+  m.tie_embeddings = false;
+  return m;
+}
+
+std::map<std::string, StTensor> llama_tensors(const ModelConfig& m) {
+  std::map<std::string, StTensor> out;
+  for (const TensorSpec& s : base_layout(m, 1).tensors) {
+    const HfSource src = hf_source(s.name, "llama");
+    for (size_t b = 0; b < src.names.size(); ++b) {
+      const int rows = src.names.size() > 1 ? s.blocks[b] : s.rows;
+      const bool vec = rows == 1 || s.cols == 1;
+      out[src.names[b]] = make("F32", vec ? std::vector<uint64_t>{uint64_t(rows) * s.cols}
+                                          : std::vector<uint64_t>{uint64_t(rows), uint64_t(s.cols)},
+                               std::vector<float>(size_t(rows) * s.cols, 0.5f));
+    }
+  }
+  return out;
+}
+
+TEST(HfWeights, LlamaFolderProblemsNameTheTensor) {
+  const ModelConfig m = small_llama();
+  const fs::path ok = fresh_dir("llama_ok");
+  write_st(ok / "model.safetensors", llama_tensors(m));
+  {
+    const ParamLayout layout = base_layout(m, 1);
+    std::vector<float> buf(layout.total);
+    EXPECT_NO_THROW(read_hf_base_weights(ok.string(), layout, 0, buf.data(), nullptr, "llama"));
+  }
+
+  auto without = llama_tensors(m);
+  without.erase("model.layers.1.self_attn.k_proj.weight");
+  const fs::path missing = fresh_dir("llama_missing");
+  write_st(missing / "model.safetensors", without);
+  const std::string e1 = read_error(missing, m);
+  EXPECT_TRUE(contains(e1, "no tensor 'model.layers.1.self_attn.k_proj.weight' of shape [8, 8]")) << e1;
+
+  auto wrong = llama_tensors(m);
+  wrong["model.layers.0.mlp.up_proj.weight"] = make("F32", {8, 12}, std::vector<float>(96, 0.5f));  // transposed
+  const fs::path shape = fresh_dir("llama_shape");
+  write_st(shape / "model.safetensors", wrong);
+  const std::string e2 = read_error(shape, m);
+  EXPECT_TRUE(contains(e2, "tensor 'model.layers.0.mlp.up_proj.weight' has shape [8, 12], but config.json's model "
+                           "needs [12, 8]")) << e2;
+
+  auto untied = llama_tensors(m);
+  untied.erase("lm_head.weight");
+  const fs::path head = fresh_dir("llama_no_head");
+  write_st(head / "model.safetensors", untied);
+  const std::string e3 = read_error(head, m);
+  EXPECT_TRUE(contains(e3, "no tensor 'lm_head.weight'")) << e3;
+}
+
 TEST(HfWeights, ReleasedTensorPagesLeaveTheResidentSetAndReadBackTheSame) {
   const fs::path dir = fresh_dir("release");
   const size_t n = size_t(64) << 20 >> 2;  // 64 MiB of F32
