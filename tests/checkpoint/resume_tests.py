@@ -9,6 +9,10 @@ interrupted run logs and writes with the straight run:
 
   same_layout   4 steps + resume + 6 at tp=2 x dp=2: losses and final tensors bit-identical
   same_layout_bf16  the same with model.dtype bf16
+  llama         the same with the Llama block (GQA 4 on 2 KV heads, head_dim 24, SwiGLU 160, q/k/v
+                biases, llama3 RoPE, an untied head, LoRA on its 7 targets), then a cross-layout
+                resume (tp=2 x dp=2 -> tp=1 x dp=2, round-off), and a GPT config refusing its
+                checkpoint (exit 3: the arch differs)
   cross_layout  written at tp=1 x dp=2, resumed at tp=2 x dp=1: equal within fp32 round-off
   full_finetuning  lora.enabled: false: the same-layout resume (whole model and AdamW moments
                 bit-identical, model.h5 the final weights), a cross-layout resume (tp=1 x dp=2 ->
@@ -236,13 +240,12 @@ def logged_steps(out_dir):
 
 # --- the cases -------------------------------------------------------------------------------
 
-def same_layout(r, model=None):
+def same_layout(r, model=None, what="fp32"):
     """Resume at tp 2 x dp 2 from step 4 of 10: losses, adapter and AdamW moments bit-identical.
     `model` adds model keys (same_layout_bf16: the frozen matrices in bf16 change nothing)."""
-    what = "model.dtype bf16" if model else "fp32"
     straight = r.config("straight", 2, 2, checkpoint={"every": 4, "keep_last": 5}, model=model)
     p = r.run(straight)
-    if model:
+    if model and model.get("dtype") == "bf16":
         check("model: bf16 frozen weights" in p.stdout, f"no bf16 model line:\n{p.stdout}")
     resumed = r.config("resumed", 2, 2, checkpoint={"resume": ckpt(r.out("straight"), 4)}, model=model)
     p = r.run(resumed)
@@ -256,7 +259,25 @@ def same_layout(r, model=None):
 
 
 def same_layout_bf16(r):
-    same_layout(r, model={"dtype": "bf16"})
+    same_layout(r, model={"dtype": "bf16"}, what="model.dtype bf16")
+
+
+LLAMA = {"arch": "llama", "n_kv_head": 2, "head_dim": 24, "ffn": 160, "qkv_bias": True, "tie_embeddings": False,
+         "rope_factor": 8, "rope_original_context": 16}
+
+
+def llama(r):
+    same_layout(r, model=LLAMA, what="llama")
+    resumed = r.config("cross", 1, 2, checkpoint={"resume": ckpt(r.out("straight"), 4)}, model=LLAMA)
+    p = r.run(resumed)
+    check("(written at tp=2 dp=2)" in p.stdout, f"no cross-layout resume line:\n{p.stdout}")
+    got, want = train_losses(r.out("cross")), train_losses(r.out("straight"))
+    worst = max(abs(got[s] - want[s]) / abs(want[s]) for s in got)
+    check(worst <= CROSS_LAYOUT_LOSS_RTOL, f"llama cross layout: loss relative difference {worst:.3g}")
+    p = r.run(r.config("as_gpt", 2, 1, checkpoint={"resume": ckpt(r.out("straight"), 4)}), expect_rc=3)
+    check("model shape differs" in p.stderr and "arch llama in the checkpoint, gpt in this run" in p.stderr,
+          f"a GPT config resuming a Llama checkpoint: expected the arch named:\n{p.stderr}")
+    print(f"llama: cross layout tp2xdp2 -> tp1xdp2 loss rel diff <= {worst:.2g}; a GPT config is refused naming the arch")
 
 
 def cross_layout(r):
@@ -498,7 +519,7 @@ def every_minutes(r):
     print(f"every_minutes: saved at steps {saved}")
 
 
-CASES = {f.__name__: f for f in (same_layout, same_layout_bf16, cross_layout, full_finetuning, kill9, fallback, refused,
+CASES = {f.__name__: f for f in (same_layout, same_layout_bf16, llama, cross_layout, full_finetuning, kill9, fallback, refused,
                                   every_minutes, sigterm)}
 
 if __name__ == "__main__":
