@@ -57,6 +57,16 @@ ArchSpec arch_spec(const ModelConfig& m) {
   throw std::invalid_argument("model.arch '" + m.arch + "' is not one of gpt, llama");
 }
 
+std::string describe(const ArchSpec& a) {
+  std::string s = (a.family == "gpt" ? "GPT L" : "Llama L") + std::to_string(a.n_layer) + " d" + std::to_string(a.d_model) +
+                  " H" + std::to_string(a.n_head);
+  if (a.family != "gpt")
+    s += "/KV" + std::to_string(a.n_kv_head) + " hd" + std::to_string(a.head_dim) + " ffn" + std::to_string(a.ffn);
+  s += " V" + std::to_string(a.vocab);
+  if (a.family != "gpt") s += a.tied_head ? " tied" : " untied";
+  return s;
+}
+
 bool ArchSpec::has_target(int t) const { return std::find(lora_targets.begin(), lora_targets.end(), t) != lora_targets.end(); }
 
 void check_tp_split(const ArchSpec& a, int tp) {

@@ -57,6 +57,10 @@ ArchSpec llama_spec(const ModelConfig& m);
 // The spec of m.arch; throws std::invalid_argument for another name.
 ArchSpec arch_spec(const ModelConfig& m);
 
+// One line for reports: "GPT L12 d768 H12 V50257", "Llama L126 d16384 H128/KV8 hd128 ffn53248
+// V128256 untied".
+std::string describe(const ArchSpec& a);
+
 // Throws std::runtime_error naming the sizes when tensor parallelism over `tp` ranks cannot
 // split the spec: the query heads, the KV heads (whole groups per rank), the MLP width.
 void check_tp_split(const ArchSpec& a, int tp);

@@ -170,9 +170,9 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
     const ModelConfig& m = cfg.model;
     const std::string trained = cfg.lora.enabled ? "LoRA r" + std::to_string(cfg.lora.r) + " on " + cfg.lora.target_list()
                                                  : std::string("full fine-tuning");
-    std::printf("bench: GPT L%d d%d H%d V%d T%d micro-batch %d batch %d | %s | tp %d dp %d | %d threads/rank\n",
-                m.n_layer, m.d_model, m.n_head, m.vocab_size, cfg.train.seq_len, cfg.train.micro_batch,
-                cfg.train.batch_size, trained.c_str(), cfg.parallel.tp, cfg.parallel.dp, threads);
+    std::printf("bench: %s T%d micro-batch %d batch %d | %s | tp %d dp %d | %d threads/rank\n",
+                describe(arch_spec(m)).c_str(), cfg.train.seq_len, cfg.train.micro_batch, cfg.train.batch_size,
+                trained.c_str(), cfg.parallel.tp, cfg.parallel.dp, threads);
     std::printf("step: median %.1f ms (min %.1f, max %.1f) over %d timed steps after %d warm-up\n", median, ms.front(),
                 ms.back(), opt.steps, opt.warmup);
     std::printf("tokens/s: %.1f\n", tok_s);

@@ -19,18 +19,6 @@ std::string bytes_text(uint64_t b) {
   return buf;
 }
 
-// "GPT L96 d12288 H96 V50257", "Llama L126 d16384 H128/KV8 hd128 ffn53248 V128256 untied".
-std::string shape_text(const ModelConfig& m) {
-  const ArchSpec a = arch_spec(m);
-  char buf[160];
-  if (a.family == "gpt")
-    std::snprintf(buf, sizeof buf, "GPT L%d d%d H%d V%d", a.n_layer, a.d_model, a.n_head, a.vocab);
-  else
-    std::snprintf(buf, sizeof buf, "Llama L%d d%d H%d/KV%d hd%d ffn%d V%d%s", a.n_layer, a.d_model, a.n_head,
-                  a.n_kv_head, a.head_dim, a.ffn, a.vocab, a.tied_head ? " tied" : " untied");
-  return buf;
-}
-
 std::string count_text(uint64_t n) {  // 18874368 -> "18,874,368"
   std::string s = std::to_string(n);
   for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(size_t(i), ",");
@@ -110,7 +98,7 @@ std::string plan_table(const Plan& p) {
                 "  layout  tp %d x dp %d = %d rank(s); micro-batch %d x seq_len %d, batch %d (%d micro-batch(es) per rank "
                 "per step), train.recompute %s\n"
                 "  device  %s: %s\n",
-                c.source_path.c_str(), shape_text(m).c_str(), m.dtype.c_str(),
+                c.source_path.c_str(), describe(arch_spec(m)).c_str(), m.dtype.c_str(),
                 count_text(p.base_params).c_str(), c.lora.r, c.lora.target_list().c_str(),
                 count_text(p.trainable_params).c_str(), 100.0 * double(p.trainable_params) / double(p.base_params),
                 c.parallel.tp, c.parallel.dp, p.ranks, t.micro_batch, t.seq_len, t.batch_size, p.micro_batches,
