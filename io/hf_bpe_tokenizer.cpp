@@ -18,28 +18,17 @@ namespace lora {
 
 namespace {
 
-constexpr uintmax_t kMaxFileBytes = 512u << 20;  // Llama 3's tokenizer.json is 9 MB, Qwen's 11 MB
+constexpr uintmax_t kMaxTokenizerJsonBytes = 512u << 20;  // Llama 3's tokenizer.json is 9 MB, Qwen's 11 MB
 
 nlohmann::json read_json(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw InputError(path + ": not found");
-  if (std::filesystem::file_size(path, ec) > kMaxFileBytes)
-    throw InputError(path + ": larger than any tokenizer file (limit " + std::to_string(kMaxFileBytes) + " bytes)");
+  if (std::filesystem::file_size(path, ec) > kMaxTokenizerJsonBytes)
+    throw InputError(path + ": larger than any tokenizer file (limit " + std::to_string(kMaxTokenizerJsonBytes) + " bytes)");
   try {
     return nlohmann::json::parse(std::ifstream(path, std::ios::binary));
   } catch (const nlohmann::json::exception& e) {
     throw InputError(path + ": not valid JSON: " + e.what());
-  }
-}
-
-// Throws std::invalid_argument naming the byte offset where `text` stops being valid UTF-8.
-void check_utf8(std::string_view text) {
-  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
-  for (size_t i = 0; i < text.size();) {
-    utf8proc_int32_t cp = 0;
-    const utf8proc_ssize_t n = utf8proc_iterate(p + i, static_cast<utf8proc_ssize_t>(text.size() - i), &cp);
-    if (n <= 0) throw std::invalid_argument("not valid UTF-8 at byte " + std::to_string(i));
-    i += static_cast<size_t>(n);
   }
 }
 

@@ -129,38 +129,38 @@ namespace {
 // GPT-2's tensors: c_attn fused (see the header), the others one pair each.
 std::vector<StWriteTensor> gpt2_tensors(const LoraConfig& lc, const ModelConfig& m, const LoraLayout& layout,
                                         const std::vector<float>& params) {
-    std::vector<StWriteTensor> tensors;
-    const int d = m.d_model, r = lc.r, n = qkv_targets(lc);
-    for (int l = 0; l < m.n_layer; ++l) {
-      if (n > 0) {  // fused c_attn: A [n r, d] stacked, B [3d, n r] block-structured
-        StWriteTensor A{tensor_key(l, "attn.c_attn", 'A'), {uint64_t(n) * r, uint64_t(d)}, {}};
-        StWriteTensor B{tensor_key(l, "attn.c_attn", 'B'), {3 * uint64_t(d), uint64_t(n) * r}, {}};
-        B.data.assign(size_t(3) * d * n * r, 0.0f);
-        int slot = 0;
-        for (int j = 0; j < 3; ++j) {
-          const int t = kQkv[j];
-          if (!lc.targets[t]) continue;
-          const float* a = tensor_of(layout, params, lora_pair_name(l, t) + "A");  // [r, d]
-          const float* b = tensor_of(layout, params, lora_pair_name(l, t) + "B");  // [d, r]
-          A.data.insert(A.data.end(), a, a + size_t(r) * d);
-          for (int row = 0; row < d; ++row)
-            for (int k = 0; k < r; ++k) B.data[(size_t(j) * d + row) * n * r + size_t(slot) * r + k] = b[size_t(row) * r + k];
-          ++slot;
-        }
-        tensors.push_back(std::move(A));
-        tensors.push_back(std::move(B));
-      }
-      for (int t : {kO, kFc1, kFc2}) {
+  std::vector<StWriteTensor> tensors;
+  const int d = m.d_model, r = lc.r, n = qkv_targets(lc);
+  for (int l = 0; l < m.n_layer; ++l) {
+    if (n > 0) {  // fused c_attn: A [n r, d] stacked, B [3d, n r] block-structured
+      StWriteTensor A{tensor_key(l, "attn.c_attn", 'A'), {uint64_t(n) * r, uint64_t(d)}, {}};
+      StWriteTensor B{tensor_key(l, "attn.c_attn", 'B'), {3 * uint64_t(d), uint64_t(n) * r}, {}};
+      B.data.assign(size_t(3) * d * n * r, 0.0f);
+      int slot = 0;
+      for (int j = 0; j < 3; ++j) {
+        const int t = kQkv[j];
         if (!lc.targets[t]) continue;
-        int o = 0, in = 0;
-        lora_target_shape(arch_spec(m), t, &o, &in);
-        const float* a = tensor_of(layout, params, lora_pair_name(l, t) + "A");
-        const float* b = tensor_of(layout, params, lora_pair_name(l, t) + "B");
-        tensors.push_back({tensor_key(l, module_of(t), 'A'), {uint64_t(r), uint64_t(in)}, {a, a + size_t(r) * in}});
-        tensors.push_back({tensor_key(l, module_of(t), 'B'), {uint64_t(o), uint64_t(r)}, {b, b + size_t(o) * r}});
+        const float* a = tensor_of(layout, params, lora_pair_name(l, t) + "A");  // [r, d]
+        const float* b = tensor_of(layout, params, lora_pair_name(l, t) + "B");  // [d, r]
+        A.data.insert(A.data.end(), a, a + size_t(r) * d);
+        for (int row = 0; row < d; ++row)
+          for (int k = 0; k < r; ++k) B.data[(size_t(j) * d + row) * n * r + size_t(slot) * r + k] = b[size_t(row) * r + k];
+        ++slot;
       }
+      tensors.push_back(std::move(A));
+      tensors.push_back(std::move(B));
     }
-    return tensors;
+    for (int t : {kO, kFc1, kFc2}) {
+      if (!lc.targets[t]) continue;
+      int o = 0, in = 0;
+      lora_target_shape(arch_spec(m), t, &o, &in);
+      const float* a = tensor_of(layout, params, lora_pair_name(l, t) + "A");
+      const float* b = tensor_of(layout, params, lora_pair_name(l, t) + "B");
+      tensors.push_back({tensor_key(l, module_of(t), 'A'), {uint64_t(r), uint64_t(in)}, {a, a + size_t(r) * in}});
+      tensors.push_back({tensor_key(l, module_of(t), 'B'), {uint64_t(o), uint64_t(r)}, {b, b + size_t(o) * r}});
+    }
+  }
+  return tensors;
 }
 
 // The Llama family's: each target its own nn.Linear, A [r, in] and B [out, r] as lora_dist's.

@@ -1,4 +1,4 @@
-// lora_dist's LoRA pairs as a Hugging Face PEFT LoRA adapter for GPT-2 (PEFT >= 0.7):
+// lora_dist's LoRA pairs as a Hugging Face PEFT LoRA adapter (PEFT >= 0.7); for GPT-2:
 //   DIR/adapter_config.json        peft_type LORA, r, lora_alpha, target_modules,
 //                                  fan_in_fan_out true, rank_pattern/alpha_pattern, ...
 //   DIR/adapter_model.safetensors  base_model.model.transformer.h.N.<module>.lora_A.weight [r, in]
@@ -12,6 +12,10 @@
 //   B A = [B_q A_q; B_k A_k; B_v A_v] (0 for an untargeted one) exactly, and rank_pattern /
 //   alpha_pattern give c_attn rank n r and alpha n * alpha (rslora: sqrt(n) * alpha), so its
 //   scale alpha/r (alpha/sqrt(r)) is unchanged.
+// The Llama family (model.arch llama) has one nn.Linear per target, stored [out, in]:
+//   base_model.model.model.layers.N.self_attn.{q,k,v,o}_proj.lora_{A,B}.weight and
+//   ...mlp.{gate,up,down}_proj.lora_{A,B}.weight, A [r, in] and B [out, r] as lora_dist's,
+//   target_modules ["q_proj", ...], fan_in_fan_out false; read back the same way.
 #pragma once
 #include <string>
 #include <vector>

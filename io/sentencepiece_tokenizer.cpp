@@ -1,7 +1,6 @@
 #include "io/sentencepiece_tokenizer.h"
 
 #include <sentencepiece_processor.h>
-#include <utf8proc.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -10,20 +9,6 @@
 #include "io/input_error.h"
 
 namespace lora {
-
-namespace {
-
-void check_utf8(std::string_view text) {
-  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
-  for (size_t i = 0; i < text.size();) {
-    utf8proc_int32_t cp = 0;
-    const utf8proc_ssize_t n = utf8proc_iterate(p + i, static_cast<utf8proc_ssize_t>(text.size() - i), &cp);
-    if (n <= 0) throw std::invalid_argument("not valid UTF-8 at byte " + std::to_string(i));
-    i += static_cast<size_t>(n);
-  }
-}
-
-}  // namespace
 
 SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path, const TokenizerConfig& config)
     : path_(model_path), sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {

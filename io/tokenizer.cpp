@@ -1,6 +1,9 @@
 #include "io/tokenizer.h"
 
+#include <utf8proc.h>
+
 #include <filesystem>
+#include <stdexcept>
 
 #include "io/gpt2_tokenizer.h"
 #include "io/hf_bpe_tokenizer.h"
@@ -64,6 +67,16 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir) {
   if (is_file(d / "vocab.json") || is_file(d / "merges.txt")) return std::make_unique<Gpt2FolderTokenizer>(dir);
   throw InputError(dir + ": no tokenizer in this folder: expected tokenizer.json (Hugging Face), tokenizer.model "
                    "(SentencePiece) or vocab.json + merges.txt (GPT-2)");
+}
+
+void check_utf8(std::string_view text) {
+  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
+  for (size_t i = 0; i < text.size();) {
+    utf8proc_int32_t cp = 0;
+    const utf8proc_ssize_t n = utf8proc_iterate(p + i, static_cast<utf8proc_ssize_t>(text.size() - i), &cp);
+    if (n <= 0) throw std::invalid_argument("not valid UTF-8 at byte " + std::to_string(i));
+    i += static_cast<size_t>(n);
+  }
 }
 
 }  // namespace lora

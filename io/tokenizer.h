@@ -59,4 +59,8 @@ class Tokenizer {
 // folder when it holds none of the three, or naming the file (and key) that is unusable.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir);
 
+// Throws std::invalid_argument naming the byte offset where `text` stops being valid UTF-8
+// (utf8proc's decoder): the tokenizers check their input with it before encoding.
+void check_utf8(std::string_view text);
+
 }  // namespace lora

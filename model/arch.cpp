@@ -1,6 +1,7 @@
 #include "model/arch.h"
 
 #include <algorithm>
+#include <climits>
 #include <stdexcept>
 
 namespace lora {
@@ -16,7 +17,8 @@ ArchSpec common(const ModelConfig& m) {
   a.n_head = m.n_head;
   a.n_kv_head = m.n_kv_head > 0 ? m.n_kv_head : m.n_head;
   a.head_dim = m.head_dim > 0 ? m.head_dim : m.d_model / std::max(1, m.n_head);
-  a.ffn = m.ffn > 0 ? m.ffn : 4 * m.d_model;
+  // Saturated rather than overflowed: the config check refuses a width past 32 bits by name.
+  a.ffn = m.ffn > 0 ? m.ffn : static_cast<int>(std::min<long long>(4LL * m.d_model, INT_MAX));
   a.norm_eps = m.ln_eps;
   return a;
 }

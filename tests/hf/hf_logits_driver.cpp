@@ -15,6 +15,7 @@
 #include "comm/mpi_communicator.h"
 #include "io/hf_base_weights.h"
 #include "model/gpt.h"
+#include "tests/hf/full_logits.h"
 #include "trainer/config/config_loader.h"
 
 int main(int argc, char** argv) {
@@ -55,19 +56,11 @@ int main(int argc, char** argv) {
       std::vector<float> mask(inputs.size(), 1.0f);
       std::vector<float> local;
       model.logits(lora::MicroBatch{inputs.data(), targets.data(), mask.data(), B, T}, local);
-      const int vl = model.dims().vocab_local, V = cfg.model.vocab_size, rows = B * T;
-      std::vector<float> gathered(rank == 0 ? local.size() * tp : 0);
-      MPI_Gather(local.data(), static_cast<int>(local.size()), MPI_FLOAT, gathered.data(), static_cast<int>(local.size()),
-                 MPI_FLOAT, 0, MPI_COMM_WORLD);
-      if (rank == 0) {  // [rows x V]: rank r holds columns [r*vl, (r+1)*vl), padding beyond V
-        std::vector<float> full(static_cast<size_t>(rows) * V);
-        for (int r = 0; r < tp; ++r)
-          for (int i = 0; i < rows; ++i)
-            for (int c = 0; c < vl && r * vl + c < V; ++c)
-              full[static_cast<size_t>(i) * V + r * vl + c] = gathered[(static_cast<size_t>(r) * rows + i) * vl + c];
+      const std::vector<float> full = lora::test::gather_full_logits(local, B * T, model.dims().vocab_local,
+                                                                     cfg.model.vocab_size);
+      if (rank == 0)
         std::ofstream(out + "/logits.f32", std::ios::binary)
             .write(reinterpret_cast<const char*>(full.data()), static_cast<std::streamsize>(full.size() * 4));
-      }
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "hf_logits_driver: rank %d: %s\n", rank, e.what());

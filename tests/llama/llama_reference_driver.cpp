@@ -19,6 +19,7 @@
 #include "comm/mpi_communicator.h"
 #include "io/peft_adapter.h"
 #include "model/gpt.h"
+#include "tests/hf/full_logits.h"
 #include "trainer/config/config_loader.h"
 #include "trainer/train/load_base.h"
 #include "trainer/train/lora_init_from.h"
@@ -87,16 +88,9 @@ int main(int argc, char** argv) {
     const lora::LoraLayout full = lora::lora_layout(cfg.model, cfg.lora, 1);
     const std::vector<float> grads = whole_lora(model.lora_layout(), full, g, rank);
 
-    const int vl = model.dims().vocab_local, V = cfg.model.vocab_size, rows = B * T;
-    std::vector<float> gathered(rank == 0 ? local.size() * tp : 0);
-    MPI_Gather(local.data(), static_cast<int>(local.size()), MPI_FLOAT, gathered.data(), static_cast<int>(local.size()),
-               MPI_FLOAT, 0, MPI_COMM_WORLD);
-    if (rank == 0) {  // [rows x V]: rank r holds columns [r*vl, (r+1)*vl), padding beyond V
-      std::vector<float> logits(static_cast<size_t>(rows) * V);
-      for (int r = 0; r < tp; ++r)
-        for (int i = 0; i < rows; ++i)
-          for (int c = 0; c < vl && r * vl + c < V; ++c)
-            logits[static_cast<size_t>(i) * V + r * vl + c] = gathered[(static_cast<size_t>(r) * rows + i) * vl + c];
+    const std::vector<float> logits = lora::test::gather_full_logits(local, B * T, model.dims().vocab_local,
+                                                                     cfg.model.vocab_size);
+    if (rank == 0) {
       std::ofstream(out + "/logits.f32", std::ios::binary)
           .write(reinterpret_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.size() * 4));
       std::ofstream(out + "/loss.json") << nlohmann::json{{"loss", loss}}.dump();

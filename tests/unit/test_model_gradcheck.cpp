@@ -23,6 +23,20 @@ void randomise(std::vector<double>& v, uint32_t stream, double scale) {
   std::copy(r.begin(), r.end(), v.begin());
 }
 
+// Every tensor of `layout`: its analytic gradient equals central differences to 1e-6, and is
+// not all zero (a gradient that never arrives would pass the first check).
+void expect_central_differences(const ParamLayout& layout, const std::vector<double>& analytic,
+                                const std::vector<double>& numeric) {
+  for (const TensorSpec& s : layout.tensors) {
+    std::vector<double> a(analytic.begin() + s.offset, analytic.begin() + s.offset + s.local_size());
+    std::vector<double> n(numeric.begin() + s.offset, numeric.begin() + s.offset + s.local_size());
+    EXPECT_LT(rel_error(a, n), 1e-6) << s.name;
+    EXPECT_GT(std::abs(*std::max_element(a.begin(), a.end(), [](double x, double y) { return std::abs(x) < std::abs(y); })),
+              0.0)
+        << s.name << " has an all-zero gradient";
+  }
+}
+
 class ModelGradcheck : public ::testing::Test {
  protected:
   MpiCommunicator comm{MPI_COMM_SELF, 1, 1};
@@ -49,12 +63,7 @@ TEST_F(ModelGradcheck, EveryLoraParameterWithDropoutAndAccumulation) {
   loss(true);
   const std::vector<double> analytic = model.lora_grads();
   const auto numeric = numeric_grad([&] { return loss(false); }, model.lora_params().data(), analytic.size(), 1e-5);
-  for (const TensorSpec& s : model.lora_layout().tensors) {
-    std::vector<double> a(analytic.begin() + s.offset, analytic.begin() + s.offset + s.local_size());
-    std::vector<double> n(numeric.begin() + s.offset, numeric.begin() + s.offset + s.local_size());
-    EXPECT_LT(rel_error(a, n), 1e-6) << s.name;
-    EXPECT_GT(*std::max_element(a.begin(), a.end()), 0.0) << s.name << " has an all-zero gradient";
-  }
+  expect_central_differences(model.lora_layout(), analytic, numeric);
 }
 
 // Full fine-tuning (lora.enabled: false): the gradient of every base tensor, the tied token
@@ -89,15 +98,7 @@ TEST_F(ModelGradcheck, FullFineTuningEveryBaseTensor) {
     first = analytic;
     const auto numeric = numeric_grad([&] { return loss(false); }, model.base().data(), analytic.size(), 1e-5);
     ASSERT_EQ(model.base_layout().tensors.size(), 4u + 12u * 2);
-    for (const TensorSpec& s : model.base_layout().tensors) {
-      std::vector<double> a(analytic.begin() + s.offset, analytic.begin() + s.offset + s.local_size());
-      std::vector<double> n(numeric.begin() + s.offset, numeric.begin() + s.offset + s.local_size());
-      EXPECT_LT(rel_error(a, n), 1e-6) << s.name;
-      EXPECT_GT(std::abs(*std::max_element(a.begin(), a.end(),
-                                           [](double x, double y) { return std::abs(x) < std::abs(y); })),
-                0.0)
-          << s.name << " has an all-zero gradient";
-    }
+    expect_central_differences(model.base_layout(), analytic, numeric);
   }
 }
 
@@ -151,15 +152,7 @@ TEST_F(ModelGradcheck, LlamaEveryLoraParameterAndEveryBaseTensor) {
       without_recompute = analytic;
       const auto numeric = numeric_grad([&] { return loss(false); }, model.trainable_params().data(), analytic.size(), 1e-5);
       if (!lora) ASSERT_NE(model.base_layout().find("lm_head"), nullptr);
-      for (const TensorSpec& s : model.trainable_layout().tensors) {
-        std::vector<double> a(analytic.begin() + s.offset, analytic.begin() + s.offset + s.local_size());
-        std::vector<double> n(numeric.begin() + s.offset, numeric.begin() + s.offset + s.local_size());
-        EXPECT_LT(rel_error(a, n), 1e-6) << s.name;
-        EXPECT_GT(std::abs(*std::max_element(a.begin(), a.end(),
-                                             [](double x, double y) { return std::abs(x) < std::abs(y); })),
-                  0.0)
-            << s.name << " has an all-zero gradient";
-      }
+      expect_central_differences(model.trainable_layout(), analytic, numeric);
     }
   }
 }
