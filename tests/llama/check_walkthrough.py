@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks what launch/llama_walkthrough.sh exported, by PEFT's documented semantics.
 
-    check_walkthrough.py WORK        # the walk-through's folder (out/hf_llama)
+    check_walkthrough.py WORK [LORA_DIST]   # the walk-through's folder (out/hf_llama), the binary
 
 - peft/adapter_config.json holds only keys PEFT 0.10's LoraConfig accepts, peft_type LORA,
   task_type CAUSAL_LM, base_model_name_or_path the base folder, fan_in_fan_out false, and
@@ -10,11 +10,15 @@
   W' = W + (lora_alpha / r) B A (sqrt(r) with use_rslora), equals the tensor of the same name
   in merged/ (lora_dist export --merged) to float32 rounding; every other tensor is unchanged;
 - merged/config.json is the base folder's (torch_dtype aside), so transformers and
-  model.init: hf load it as the same architecture.
+  model.init: hf load it as the same architecture;
+- with LORA_DIST, `lora_dist analyze` of the trained adapter.h5 and of its PEFT export gives,
+  for every layer and target, the same amplification figures on the Llama base weights
+  (q, k, v, o: the row blocks of the fused qkv tensor), and phi(A, A') = 1 on the diagonal.
 """
 import json
 import math
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -80,10 +84,33 @@ def main():
     src.pop("torch_dtype", None), out.pop("torch_dtype", None)
     if src != out:
         failures.append(f"merged/config.json differs from the base's: {set(src.items()) ^ set(out.items())}")
+    if len(sys.argv) > 2:
+        out = os.path.join(work, "analyze.json")
+        cmd = [sys.argv[2], "analyze", "--yaml", os.path.join(work, "run.yaml"), "--adapter",
+               os.path.join(work, "run", "adapter.h5"), "--adapter", os.path.join(work, "peft"), "--json", out]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            failures.append(f"{' '.join(cmd)}: exit {p.returncode}\n{p.stderr}")
+        else:
+            rep = json.load(open(out))
+            amp = {}
+            for row in rep["amplification"]:
+                amp.setdefault((row["layer"], row["module"]), {})[row["adapter"]] = (row["w_norm"], row["delta_norm"])
+            want = {(l, m) for l in range(layers) for m in ("q", "k", "v", "o")}
+            if set(amp) != want:
+                failures.append(f"analyze: rows for {sorted(amp)}, expected {sorted(want)}")
+            for key, by in amp.items():
+                if by.get(1) is None or by.get(1) != by.get(2) or not by[1][1] > 0:
+                    failures.append(f"analyze {key}: adapter.h5 and its PEFT export differ or dW is zero: {by}")
+            for s in rep["similarity"]:
+                diag = [s["phi"][i][i] for i in range(len(s["phi"]))]
+                if min(diag) < 1 - 1e-9:
+                    failures.append(f"analyze phi layer {s['layer']} {s['module']}: diagonal {min(diag)} < 1")
     if failures:
         sys.exit("FAIL:\n  " + "\n  ".join(failures))
     print(f"PASS: {len(wrapped)} modules merged as PEFT's W + {scale:g} B A (r {r}, lora_alpha {alpha}); "
-          f"{len(base) - len(wrapped)} other tensors unchanged; adapter_config.json keys all PEFT 0.10's")
+          f"{len(base) - len(wrapped)} other tensors unchanged; adapter_config.json keys all PEFT 0.10's"
+          + ("; analyze: adapter.h5 and the PEFT export agree on every layer and target" if len(sys.argv) > 2 else ""))
 
 
 if __name__ == "__main__":
