@@ -66,13 +66,22 @@ namespace {
 // should be close to it; frozen weights and LoRA state exactly.
 TEST(MemoryEstimate, MatchesWhatTheModelAllocates) {
   MpiCommunicator comm(MPI_COMM_SELF, 1, 1);
-  for (int variant = 0; variant < 4; ++variant) {
-    const bool all_targets = variant & 1, recompute = variant & 2;
-    SCOPED_TRACE(std::string(all_targets ? "all targets, dropout" : "q,v") + (recompute ? ", recompute" : ""));
-    const ModelConfig m = test::model_shape(3, 4, 128, 1000, 96);
+  for (int variant = 0; variant < 8; ++variant) {
+    const bool all_targets = variant & 1, recompute = variant & 2, llama = variant & 4;
+    SCOPED_TRACE(std::string(llama ? "llama, " : "gpt, ") + (all_targets ? "all targets, dropout" : "q,v") +
+                 (recompute ? ", recompute" : ""));
+    ModelConfig m = test::model_shape(3, 4, 128, 1000, 96);
+    if (llama) {  // GQA 4 on 2 KV heads of 48, SwiGLU 352, q/k/v biases, an untied head
+      m.arch = "llama";
+      m.n_kv_head = 2;
+      m.head_dim = 48;
+      m.ffn = 352;
+      m.qkv_bias = true;
+      m.tie_embeddings = false;
+    }
     LoraConfig l;
     if (all_targets) {
-      for (bool& t : l.targets) t = true;
+      for (const int t : arch_spec(m).lora_targets) l.targets[t] = true;
       l.dropout = 0.1f;
     }
     const int B = 3, T = 80;
