@@ -170,9 +170,8 @@ LoraConfig read_lora_attrs(hid_t file, const std::string& path) {
   std::fill(std::begin(lc.targets), std::end(lc.targets), false);
   std::stringstream names(targets);
   for (std::string name; std::getline(names, name, ',');) {
-    int t = 0;
-    while (t < kNumTargets && name != lora_target_name(t)) ++t;
-    if (t == kNumTargets) check.refuse("targets", "'" + targets + "': '" + name + "' is not one of q, k, v, o, fc1, fc2");
+    const int t = lora_target_of(name);
+    if (t < 0) check.refuse("targets", "'" + targets + "': '" + name + "' is not one of " + lora_target_names());
     lc.targets[t] = true;
   }
   if (lc.target_list().empty()) check.refuse("targets", "'" + targets + "' names no target");

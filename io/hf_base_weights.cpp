@@ -201,9 +201,9 @@ TensorSpec block_of(const TensorSpec& s, size_t b, int* local_row0) {
   part.shard = Shard::Rows;
   part.blocks.clear();
   part.rows = s.blocks[b];
-  part.local_rows = static_cast<int>(static_cast<long long>(s.blocks[b]) * s.local_rows / s.rows);
+  part.local_rows = s.local_block_rows(b);
   *local_row0 = 0;
-  for (size_t k = 0; k < b; ++k) *local_row0 += static_cast<int>(static_cast<long long>(s.blocks[k]) * s.local_rows / s.rows);
+  for (size_t k = 0; k < b; ++k) *local_row0 += s.local_block_rows(k);
   return part;
 }
 

@@ -127,11 +127,11 @@ const float* tensor_of(const LoraLayout& layout, const std::vector<float>& param
 namespace {
 
 // GPT-2's tensors: c_attn fused (see the header), the others one pair each.
-std::vector<StWriteTensor> gpt2_tensors(const LoraConfig& lc, const ModelConfig& m, const LoraLayout& layout,
+std::vector<StWriteTensor> gpt2_tensors(const LoraConfig& lc, const ArchSpec& arch, const LoraLayout& layout,
                                         const std::vector<float>& params) {
   std::vector<StWriteTensor> tensors;
-  const int d = m.d_model, r = lc.r, n = qkv_targets(lc);
-  for (int l = 0; l < m.n_layer; ++l) {
+  const int d = arch.d_model, r = lc.r, n = qkv_targets(lc);
+  for (int l = 0; l < arch.n_layer; ++l) {
     if (n > 0) {  // fused c_attn: A [n r, d] stacked, B [3d, n r] block-structured
       StWriteTensor A{tensor_key(l, "attn.c_attn", 'A'), {uint64_t(n) * r, uint64_t(d)}, {}};
       StWriteTensor B{tensor_key(l, "attn.c_attn", 'B'), {3 * uint64_t(d), uint64_t(n) * r}, {}};
@@ -153,7 +153,7 @@ std::vector<StWriteTensor> gpt2_tensors(const LoraConfig& lc, const ModelConfig&
     for (int t : {kO, kFc1, kFc2}) {
       if (!lc.targets[t]) continue;
       int o = 0, in = 0;
-      lora_target_shape(arch_spec(m), t, &o, &in);
+      lora_target_shape(arch, t, &o, &in);
       const float* a = tensor_of(layout, params, lora_pair_name(l, t) + "A");
       const float* b = tensor_of(layout, params, lora_pair_name(l, t) + "B");
       tensors.push_back({tensor_key(l, module_of(t), 'A'), {uint64_t(r), uint64_t(in)}, {a, a + size_t(r) * in}});
@@ -187,7 +187,7 @@ void write_peft_adapter(const std::string& dir, const LoraConfig& lc, const Mode
   const ArchSpec a = arch_spec(m);
   write_folder_atomically(dir, "the adapter", [&](const fs::path& tmp) {
     const std::vector<StWriteTensor> tensors =
-        a.family == "gpt" ? gpt2_tensors(lc, m, layout, params) : llama_tensors(lc, a, layout, params);
+        a.family == "gpt" ? gpt2_tensors(lc, a, layout, params) : llama_tensors(lc, a, layout, params);
     write_safetensors((tmp / kWeights).string(), tensors);
     std::ofstream f(tmp / kConfig);
     f << config_json(lc, base_model, a).dump(2) << "\n";
@@ -420,7 +420,7 @@ void read_peft_adapter(const std::string& dir, const LoraConfig& lc, const Model
       if (R != r)
         throw InputError(cfg_file + ": " + module_of(t) + " has rank " + std::to_string(R) + ", this run's lora.r is " +
                          std::to_string(r));
-      lora_target_shape(arch_spec(m), t, &o, &in);
+      lora_target_shape(arch, t, &o, &in);
       const std::vector<float> A = find_tensor(st, tensor_key(l, module_of(t), 'A'), r, in);
       const std::vector<float> B = find_tensor(st, tensor_key(l, module_of(t), 'B'), o, r);
       std::copy(A.begin(), A.end(), params.data() + layout.at(lora_pair_name(l, t) + "A").offset);

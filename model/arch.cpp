@@ -109,6 +109,17 @@ double matmul_weights(const ArchSpec& a) {
   return a.n_layer * per_layer + double(a.vocab) * d;
 }
 
+double lora_weights(const ArchSpec& a, const LoraConfig& l, bool recomputed_only) {
+  double n = 0;
+  for (const int t : a.lora_targets) {
+    if (!l.targets[t] || (recomputed_only && is_row_parallel(t) && t != kO)) continue;
+    int out = 0, in = 0;
+    lora_target_shape(a, t, &out, &in);
+    n += double(a.n_layer) * l.r * (in + out);
+  }
+  return n;
+}
+
 double attention_flops_per_token(const ArchSpec& a, int seq_len) { return 4.0 * a.n_layer * seq_len * a.q_width(); }
 
 }  // namespace lora

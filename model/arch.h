@@ -78,5 +78,8 @@ bool is_row_parallel(int target);
 // subtracted, as Megatron and the PaLM appendix count it).
 double matmul_weights(const ArchSpec& a);
 double attention_flops_per_token(const ArchSpec& a, int seq_len);
+// The LoRA factors a token multiplies by: r (in + out) for each pair lora.targets enables, in
+// every layer. `recomputed_only`: the pairs a recompute runs again, all but fc2's (down's).
+double lora_weights(const ArchSpec& a, const LoraConfig& l, bool recomputed_only = false);
 
 }  // namespace lora

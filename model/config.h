@@ -50,6 +50,14 @@ inline const char* lora_target_name(int t) {
   static const char* names[kNumTargets] = {"q", "k", "v", "o", "fc1", "fc2", "gate", "up", "down"};
   return names[t];
 }
+// -1 when `name` is none of them.
+inline int lora_target_of(const std::string& name) {
+  for (int t = 0; t < kNumTargets; ++t)
+    if (name == lora_target_name(t)) return t;
+  return -1;
+}
+// "q, k, v, o, fc1, fc2, gate, up, down", for messages.
+std::string lora_target_names();
 
 struct LoraConfig {
   bool enabled = true;          // false: full fine-tuning, every base weight trained (the paper's

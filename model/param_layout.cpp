@@ -10,11 +10,11 @@ int TensorSpec::global_row(int lr, int tp_rank) const {
     case Shard::Rows: return tp_rank * local_rows + lr;
     case Shard::BlockRows: {
       int first = 0;  // the block's first full row
-      for (const int full : blocks) {
-        const int local = static_cast<int>(static_cast<long long>(full) * local_rows / rows);  // full / tp
+      for (size_t b = 0; b < blocks.size(); ++b) {
+        const int local = local_block_rows(b);
         if (lr < local) return first + tp_rank * local + lr;
         lr -= local;
-        first += full;
+        first += blocks[b];
       }
       return rows;  // past the last block: none (BlockRows has no padding)
     }

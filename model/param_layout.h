@@ -44,6 +44,8 @@ struct TensorSpec {
   DType dtype = DType::F32;  // F32: the model's own type, in the main buffer; BF16: in the bf16 buffer
 
   size_t local_size() const { return static_cast<size_t>(local_rows) * local_cols; }
+  // BlockRows: this rank's rows of block b (blocks[b] / tp).
+  int local_block_rows(size_t b) const { return static_cast<int>(static_cast<long long>(blocks[b]) * local_rows / rows); }
   // Full-tensor row of local row lr on TP rank `tp_rank`; may be >= rows (padding).
   int global_row(int lr, int tp_rank) const;
   int global_col(int lc, int tp_rank) const;

@@ -100,10 +100,8 @@ std::vector<int> choose_modules(const std::string& list, const std::vector<Loade
   }
   std::stringstream names(list);
   for (std::string name; std::getline(names, name, ',');) {
-    int t = 0;
-    while (t < kNumTargets && name != lora_target_name(t)) ++t;
-    if (t == kNumTargets)
-      throw ConfigError("--module " + list + ": '" + name + "' is not one of q, k, v, o, fc1, fc2, gate, up, down");
+    const int t = lora_target_of(name);
+    if (t < 0) throw ConfigError("--module " + list + ": '" + name + "' is not one of " + lora_target_names());
     for (const LoadedAdapter& a : adapters)
       if (!a.info.lora.targets[t])
         throw ConfigError("--module " + name + ": " + a.info.path + " has no tensor " + lora_pair_name(first_layer, t) +

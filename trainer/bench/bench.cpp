@@ -25,13 +25,7 @@ double lora_flops_per_token(const ModelConfig& m, const LoraConfig& l, int seq_l
   const ArchSpec a = arch_spec(m);
   const double n_mm = matmul_weights(a), attention = attention_flops_per_token(a, seq_len);  // forward
   if (!l.enabled) return 6.0 * n_mm + 3.0 * attention;  // full fine-tuning: + the weight gradients
-  double n_lora = 0;
-  for (const int t : a.lora_targets) {
-    if (!l.targets[t]) continue;
-    int out = 0, in = 0;
-    lora_target_shape(a, t, &out, &in);
-    n_lora += double(a.n_layer) * l.r * (in + out);
-  }
+  const double n_lora = lora_weights(a, l);
   return 4.0 * n_mm + 6.0 * n_lora + 3.0 * attention;
 }
 

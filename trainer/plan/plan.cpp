@@ -68,21 +68,22 @@ uint64_t memory_need(const PlanMemory& mem, const DeviceSpec& dev, int ranks) {
   return dev.is_cpu ? mem.peak() * uint64_t(ranks) : mem.peak();
 }
 
-// What lowers a memory term, for the verdict.
-std::string advice_for(const std::string& term, const PlanMemory& mem, bool bf16) {
-  if (term == "base weights") return bf16 ? "raise parallel.tp" : "set model.dtype=bf16, or raise parallel.tp";
+// What lowers a memory term, for the verdict. `more_tp` is how to say "raise parallel.tp": at
+// the largest tp the heads (Llama: the KV heads) split into, it is a larger device instead.
+std::string advice_for(const std::string& term, const PlanMemory& mem, bool bf16, const std::string& more_tp) {
+  if (term == "base weights") return bf16 ? more_tp : "set model.dtype=bf16, or " + more_tp;
   if (term == "saved block activations")
-    return mem.recompute ? "lower train.micro_batch or train.seq_len, or raise parallel.tp"
+    return mem.recompute ? "lower train.micro_batch or train.seq_len, or " + more_tp
                          : "set train.recompute=full, or lower train.micro_batch";
   if (term == "block inputs") return "lower train.micro_batch or train.seq_len";
   if (term == "gradients" || term == "AdamW m, v" || term == "trainable parameters")
-    return "raise parallel.tp (the optimizer state is sharded with the weights)";
-  if (term == "activation gradients") return "lower train.micro_batch or train.seq_len, or raise parallel.tp";
+    return more_tp + " (the optimizer state is sharded with the weights)";
+  if (term == "activation gradients") return "lower train.micro_batch or train.seq_len, or " + more_tp;
   if (term == "token data") return "use a smaller token shard";
   return "fewer ranks per node";
 }
 
-PlanVerdict verdict(const PlanMemory& mem, const DeviceSpec& dev, int ranks, bool bf16) {
+PlanVerdict verdict(const PlanMemory& mem, const DeviceSpec& dev, int ranks, bool bf16, const std::string& more_tp) {
   PlanVerdict v;
   v.need = memory_need(mem, dev, ranks);
   v.have = dev.memory_bytes;
@@ -100,9 +101,9 @@ PlanVerdict verdict(const PlanMemory& mem, const DeviceSpec& dev, int ranks, boo
   };
   std::stable_sort(terms.begin(), terms.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   v.largest_term = terms[0].second;
-  v.advice = advice_for(v.largest_term, mem, bf16);
+  v.advice = advice_for(v.largest_term, mem, bf16, more_tp);
   v.runner_up = terms[1].second;
-  v.runner_up_advice = advice_for(v.runner_up, mem, bf16);
+  v.runner_up_advice = advice_for(v.runner_up, mem, bf16, more_tp);
   v.largest_bytes = terms[0].first;
   v.runner_up_bytes = terms[1].first;
   return v;
@@ -136,6 +137,7 @@ uint64_t token_data_bytes(const RunConfig& cfg) {
 
 Plan make_plan(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_bytes) {
   const ModelConfig& m = cfg.model;
+  const ArchSpec arch = arch_spec(m);
   const TrainConfig& t = cfg.train;
   const int tp = cfg.parallel.tp, dp = cfg.parallel.dp;
   const bool recompute = t.recompute == "full";
@@ -230,17 +232,8 @@ Plan make_plan(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_byt
   fu.comm_buffers = comm_memory(std::max({tp > 1 ? Md : 0, p.full_grads_world, p.full_grads_dp}));
 
   // --- FLOPs, as bench's lora_flops_per_token counts them ---------------------------------
-  const ArchSpec arch = arch_spec(m);
   const double n_mm = matmul_weights(arch);
-  double n_lora = 0, n_lora_recomputed = 0;
-  for (const int target : arch.lora_targets) {
-    if (!cfg.lora.targets[target]) continue;
-    int out = 0, in = 0;
-    lora_target_shape(arch, target, &out, &in);
-    const double n = double(L) * cfg.lora.r * (in + out);
-    n_lora += n;
-    if (!is_row_parallel(target) || target == kO) n_lora_recomputed += n;  // all but fc2's (down's)
-  }
+  const double n_lora = lora_weights(arch, cfg.lora), n_lora_recomputed = lora_weights(arch, cfg.lora, true);
   const double attention = attention_flops_per_token(arch, t.seq_len);  // forward; its backward is twice that
   const double tokens = p.tokens_per_step;
   p.flops_lora.forward = tokens * (2 * n_mm + 2 * n_lora + attention);
@@ -256,16 +249,11 @@ Plan make_plan(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_byt
   p.time_lora = step_time(p.flops_lora, double(c.tp()), c.grads_world, c.grads_dp, cfg, device);
   p.time_full = step_time(p.flops_full, double(c.tp() - c.tp_recompute), p.full_grads_world, p.full_grads_dp, cfg,
                           device);
-  p.verdict_lora = verdict(lo, device, p.ranks, is_bf16(m));
-  p.verdict_full = verdict(fu, device, p.ranks, is_bf16(m));
-  // At the largest tp the heads (Llama: the KV heads) split into, more tp is no advice.
-  const int tp_max = largest_tp(arch_spec(m));
-  if (tp >= tp_max)
-    for (PlanVerdict* v : {&p.verdict_lora, &p.verdict_full})
-      for (std::string* a : {&v->advice, &v->runner_up_advice})
-        for (size_t at; (at = a->find("raise parallel.tp")) != std::string::npos;)
-          a->replace(at, 17, "use a device with more memory (tp " + std::to_string(tp) +
-                                 " is the largest this model's heads split into)");
+  const std::string more_tp = tp < largest_tp(arch) ? "raise parallel.tp"
+                                                     : "use a device with more memory (tp " + std::to_string(tp) +
+                                                           " is the largest this model's heads split into)";
+  p.verdict_lora = verdict(lo, device, p.ranks, is_bf16(m), more_tp);
+  p.verdict_full = verdict(fu, device, p.ranks, is_bf16(m), more_tp);
 
   // Parameter counts of the whole model (one TP rank's layout at tp 1, padding excluded).
   const LoraLayout lora_whole = lora_layout(m, cfg.lora, 1);
