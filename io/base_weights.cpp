@@ -88,10 +88,11 @@ void print_conversion_note(const std::string& path, const std::vector<std::pair<
 
 template <typename T>
 void read_base_weights(const std::string& path, const ParamLayout& layout, int tp_rank, T* buffer,
-                       uint16_t* bf16_buffer) {
+                       uint16_t* bf16_buffer, Nf4Staging* nf4) {
   if (layout.total_bf16 > 0 && !bf16_buffer)
     throw std::logic_error("read_base_weights: the layout has bf16 tensors but no bf16 buffer was given");
-  std::vector<float> wide;  // a bf16 tensor, read as float32 before rounding
+  if (layout.total_nf4 > 0 && !nf4) throw std::logic_error("read_base_weights: the layout has NF4 tensors but no staging");
+  std::vector<float> wide;  // a bf16 or NF4 tensor, read as float32 before rounding or quantizing
   h5_quiet();
   if (!std::filesystem::is_regular_file(path)) throw InputError(path + ": base weights file not found");
   if (has_seal(path)) verify_seal(path);  // written by `lora_dist merge`: check it before parsing
@@ -120,17 +121,22 @@ void read_base_weights(const std::string& path, const ParamLayout& layout, int t
     if (!shape_fits(dims, s))
       throw InputError(what + " has shape " + dims_str(dims) + ", the model config needs " + spec_shape(s));
     if (H5Tget_size(type) != sizeof(float)) converted.emplace_back(s.name, type_name(type));
-    if (s.dtype == DType::BF16) wide.resize(s.local_size());
+    const bool staged = s.dtype != DType::F32;
+    if (staged) wide.resize(s.local_size());
     try {
-      if (s.dtype == DType::BF16) h5_read_rank_slice(ds, path, s.name, s, tp_rank, wide.data());
+      if (staged) h5_read_rank_slice(ds, path, s.name, s, tp_rank, wide.data());
       else h5_read_rank_slice(ds, path, s.name, s, tp_rank, buffer + s.offset);
     } catch (const std::runtime_error& e) {
       throw InputError(std::string(e.what()) + " (truncated or corrupted?)");
     }
+    if (staged) check_finite(wide.data(), wide.size(), path, s.name);
     if (s.dtype == DType::BF16) {
-      check_finite(wide.data(), wide.size(), path, s.name);
       uint16_t* dst = bf16_buffer + s.offset;
       for (size_t i = 0; i < wide.size(); ++i) dst[i] = float_to_bf16(wide[i]);
+      continue;
+    }
+    if (s.dtype == DType::NF4) {
+      nf4->quantize(s, wide.data());
       continue;
     }
     check_finite(buffer + s.offset, s.local_size(), path, s.name);
@@ -140,8 +146,8 @@ void read_base_weights(const std::string& path, const ParamLayout& layout, int t
 
 template <typename T>
 void write_base_weights(const std::string& path, const ParamLayout& layout, const T* buffer) {
-  if (layout.total_bf16 > 0)
-    throw std::runtime_error(path + ": write_base_weights writes a model.dtype fp32 model; this one holds bf16 matrices");
+  if (layout.total_bf16 > 0 || layout.total_nf4 > 0)
+    throw std::runtime_error(path + ": write_base_weights writes a model.dtype fp32 model; this one holds bf16 or NF4 matrices");
   for (const TensorSpec& s : layout.tensors)
     if (s.local_rows < s.rows || s.local_cols != s.cols)
       throw std::runtime_error(path + ": write_base_weights needs an unsharded (tp=1) layout");
@@ -162,8 +168,8 @@ void write_gathered_base_weights(Communicator& comm, const std::string& path, co
   if (out) out->commit();
 }
 
-template void read_base_weights<float>(const std::string&, const ParamLayout&, int, float*, uint16_t*);
-template void read_base_weights<double>(const std::string&, const ParamLayout&, int, double*, uint16_t*);
+template void read_base_weights<float>(const std::string&, const ParamLayout&, int, float*, uint16_t*, Nf4Staging*);
+template void read_base_weights<double>(const std::string&, const ParamLayout&, int, double*, uint16_t*, Nf4Staging*);
 template void write_base_weights<float>(const std::string&, const ParamLayout&, const float*);
 template void write_base_weights<double>(const std::string&, const ParamLayout&, const double*);
 

@@ -18,10 +18,12 @@ namespace lora {
 // when one is missing, mis-shaped, not floating point or holds a NaN or infinity, and when
 // the file is damaged. Prints one note (world rank 0) naming the tensors converted.
 // Tensors the layout marks BF16 (model.dtype bf16) go to `bf16_buffer` instead, read as
-// float32 (checked finite) and rounded to the nearest bf16, ties to even.
+// float32 (checked finite) and rounded to the nearest bf16, ties to even. Tensors it marks NF4
+// are read one at a time as float32 and handed to `nf4` (phase 1 of model/nf4_weight.h; the
+// caller runs GptModel::finish_nf4 once every rank has read).
 template <typename T>
 void read_base_weights(const std::string& path, const ParamLayout& layout, int tp_rank, T* buffer,
-                       uint16_t* bf16_buffer = nullptr);
+                       uint16_t* bf16_buffer = nullptr, Nf4Staging* nf4 = nullptr);
 
 // Writes a whole model (a layout built with tp = 1) to `path`, replacing it atomically and
 // sealed (io/atomic_h5_file.h).

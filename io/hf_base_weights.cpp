@@ -55,13 +55,16 @@ std::vector<uint64_t> expected_shape(const TensorSpec& s, bool transposed) {
                     : std::vector<uint64_t>{uint64_t(s.rows), uint64_t(s.cols)};
 }
 
-// Where this rank's values go: the model-type buffer or, for a BF16 tensor, the bf16 one.
+// Where this rank's values go: the model-type buffer or, for a BF16 tensor, the bf16 one, or
+// for an NF4 tensor an fp32 staging copy of its rows.
 template <typename T>
 struct Sink {
   T* native = nullptr;
   uint16_t* bf16 = nullptr;
+  float* f32 = nullptr;
   void put(size_t i, float v) const {
     if (bf16) bf16[i] = float_to_bf16(v);
+    else if (f32) f32[i] = v;
     else native[i] = static_cast<T>(v);
   }
 };
@@ -211,9 +214,10 @@ TensorSpec block_of(const TensorSpec& s, size_t b, int* local_row0) {
 
 template <typename T>
 HfReadStats read_hf_base_weights(const std::string& dir, const ParamLayout& layout, int tp_rank, T* buffer,
-                                 uint16_t* bf16_buffer, const std::string& arch) {
+                                 uint16_t* bf16_buffer, const std::string& arch, Nf4Staging* nf4) {
   if (layout.total_bf16 > 0 && !bf16_buffer)
     throw std::logic_error("read_hf_base_weights: the layout has bf16 tensors but no bf16 buffer was given");
+  if (layout.total_nf4 > 0 && !nf4) throw std::logic_error("read_hf_base_weights: the layout has NF4 tensors but no staging");
   const HfModelFolder folder(dir);
   check_no_extra_layers(folder, layout, arch);
   const char* family = arch == "gpt" ? "GPT-2" : "Llama-family";
@@ -222,8 +226,10 @@ HfReadStats read_hf_base_weights(const std::string& dir, const ParamLayout& layo
   PageSet pages;
   std::set<std::string> dtypes;
   std::set<std::string> used;
+  std::vector<float> staged;  // an NF4 tensor's rows in fp32, quantized once all its parts are read
   for (const TensorSpec& whole : layout.tensors) {
     const HfSource src = hf_source(whole.name, arch);
+    if (whole.dtype == DType::NF4) staged.assign(whole.local_size(), 0.0f);
     for (size_t b = 0; b < src.names.size(); ++b) {  // one part, or each stacked block of a fused tensor
       int local_row0 = 0;
       const TensorSpec s = src.names.size() > 1 ? block_of(whole, b, &local_row0) : whole;
@@ -244,6 +250,7 @@ HfReadStats read_hf_base_weights(const std::string& dir, const ParamLayout& layo
       const size_t at = whole.offset + size_t(local_row0) * whole.local_cols;
       Sink<T> sink;
       if (whole.dtype == DType::BF16) sink.bf16 = bf16_buffer + at;
+      else if (whole.dtype == DType::NF4) sink.f32 = staged.data() + size_t(local_row0) * whole.local_cols;
       else sink.native = buffer + at;
       const int64_t bad = copy_rank_slice(*ref, s, src.transposed, tp_rank, sink, pages, stats.bytes_read);
       ref->file->release(t);
@@ -252,6 +259,7 @@ HfReadStats read_hf_base_weights(const std::string& dir, const ParamLayout& layo
                          ") at element " + std::to_string(bad) + " of " + std::to_string(t.elements()) +
                          "; refusing to train on it");
     }
+    if (whole.dtype == DType::NF4) nf4->quantize(whole, staged.data());
   }
   // A tied model (GPT2LMHeadModel; a Llama folder with tie_word_embeddings) has no head of
   // its own; a file that stores one anyway must store the embedding's values. Each rank
@@ -299,9 +307,7 @@ HfReadStats read_hf_base_weights(const std::string& dir, const ParamLayout& layo
   return stats;
 }
 
-template HfReadStats read_hf_base_weights<float>(const std::string&, const ParamLayout&, int, float*, uint16_t*,
-                                                 const std::string&);
-template HfReadStats read_hf_base_weights<double>(const std::string&, const ParamLayout&, int, double*, uint16_t*,
-                                                  const std::string&);
+template HfReadStats read_hf_base_weights<float>(const std::string&, const ParamLayout&, int, float*, uint16_t*, const std::string&, Nf4Staging*);
+template HfReadStats read_hf_base_weights<double>(const std::string&, const ParamLayout&, int, double*, uint16_t*, const std::string&, Nf4Staging*);
 
 }  // namespace lora

@@ -36,9 +36,11 @@ struct HfReadStats {
 // from the embedding on this rank's rows although the model ties them, when the folder holds
 // layers beyond n_layer, and when a file is malformed (io/safetensors_file.h). `arch` is
 // model.arch: "gpt" or "llama".
+// NF4 tensors (model.dtype nf4) are staged in `nf4` as read_base_weights does.
 template <typename T>
 HfReadStats read_hf_base_weights(const std::string& dir, const ParamLayout& layout, int tp_rank, T* buffer,
-                                 uint16_t* bf16_buffer = nullptr, const std::string& arch = "gpt");
+                                 uint16_t* bf16_buffer = nullptr, const std::string& arch = "gpt",
+                                 Nf4Staging* nf4 = nullptr);
 
 // Where lora_dist tensor `name` lies in a Hugging Face folder of architecture `arch`: the HF
 // tensors whose rows it stacks (one; or q_proj, k_proj, v_proj, or gate_proj, up_proj, for a

@@ -32,6 +32,7 @@ ArchSpec gpt_spec(const ModelConfig& m) {
   a.mlp = MlpKind::Gelu;
   a.norm_bias = a.qkv_bias = a.o_bias = a.mlp_bias = true;
   a.tied_head = true;
+  a.separate_projections = false;  // c_attn holds q, k and v
   a.lora_targets = {kQ, kK, kV, kO, kFc1, kFc2};
   return a;
 }
@@ -49,6 +50,7 @@ ArchSpec llama_spec(const ModelConfig& m) {
   a.o_bias = m.o_bias;
   a.mlp_bias = m.mlp_bias;
   a.tied_head = m.tie_embeddings;
+  a.separate_projections = true;  // q_proj, k_proj, v_proj; gate_proj, up_proj
   a.lora_targets = {kQ, kK, kV, kO, kGate, kUp, kDown};
   return a;
 }

@@ -32,6 +32,10 @@ struct ArchSpec {
   bool norm_bias = true;                                 // LayerNorm's beta
   bool qkv_bias = true, o_bias = true, mlp_bias = true;  // the linear layers' biases
   bool tied_head = true;                                 // the LM head is the embedding table
+  // Whether the family's checkpoints store q, k, v (and gate, up) as separate matrices, which
+  // the model fuses (Llama), or q, k, v as one (GPT-2's c_attn). NF4 quantizes each stored
+  // matrix on its own, as bitsandbytes does, so that a quantized folder loads as it is.
+  bool separate_projections = false;
 
   // The LoRA targets this architecture has, in the order that numbers their random streams
   // (lora_stream): GPT's is {q, k, v, o, fc1, fc2}, as it has always been, so GPT runs and

@@ -33,15 +33,20 @@ GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator&
       max_M_(max_B * max_T), recompute_(recompute), full_(!lc.enabled),
       base_layout_(lora::base_layout(mc, dims_.tp)), lora_layout_(lora::lora_layout(mc, lc_, dims_.tp)),
       dtype_(parse_dtype(mc.dtype)) {
-  if (full_ && dtype_ == DType::BF16)
-    throw std::invalid_argument("full fine-tuning (lora.enabled: false) trains fp32 weights, not model.dtype bf16");
+  if (full_ && dtype_ != DType::F32)
+    throw std::invalid_argument(std::string("full fine-tuning (lora.enabled: false) trains fp32 weights, not model.dtype ") +
+                                dtype_name(dtype_));
   base_.assign(base_layout_.total, T(0));
   if (full_) base_grad_.assign(base_layout_.total, T(0));
   base_bf16_.assign(base_layout_.total_bf16, 0);
+  base_nf4_.assign(base_layout_.total_nf4, 0);
+  nf4_staging_.bytes = base_nf4_.data();
+  nf4_staging_.tp_rank = dims_.tp_rank;
   lora_.assign(lora_layout_.total, T(0));
   lora_grad_.assign(lora_layout_.total, T(0));
   cp_.base = backend_copy(base_, cp_.base_copy);
   cp_.base_bf16 = backend_copy(base_bf16_, cp_.base_bf16_copy);
+  cp_.base_nf4 = backend_copy(base_nf4_, cp_.base_nf4_copy);
   cp_.lora = backend_copy(lora_, cp_.lora_copy);
   cp_.lora_grad = backend_copy(lora_grad_, cp_.lora_grad_copy);
   cp_.base_grad = backend_copy(base_grad_, cp_.base_grad_copy);
@@ -105,6 +110,7 @@ void GptModel<T>::upload_frozen() {
   if (ops_.memory->is_host || full_) return;  // full fine-tuning freezes nothing: upload_trainable moves the base
   cp_.base_copy.upload(base_.data(), base_.size());
   cp_.base_bf16_copy.upload(base_bf16_.data(), base_bf16_.size());
+  cp_.base_nf4_copy.upload(base_nf4_.data(), base_nf4_.size());
 }
 
 template <typename T>
@@ -159,27 +165,38 @@ void GptModel<T>::point_lora_buffers() {
 template <typename T>
 T* GptModel<T>::base_tensor(const std::string& name) {
   const TensorSpec& s = base_layout_.at(name);
-  if (s.dtype == DType::BF16) throw std::logic_error("base_tensor: '" + name + "' is stored in bf16; use weight()");
+  if (s.dtype != DType::F32)
+    throw std::logic_error("base_tensor: '" + name + "' is stored in " + dtype_name(s.dtype) + "; use weight()");
   return base_.data() + s.offset;
+}
+
+// With model.dtype nf4 the bf16 embeddings (and head) compute in fp32 like the NF4 matrices.
+template <typename T>
+WeightView<T> GptModel<T>::bf16_view(const uint16_t* p) const {
+  WeightView<T> v(p);
+  v.bf16_compute = dtype_ == DType::BF16;
+  return v;
 }
 
 template <typename T>
 WeightView<T> GptModel<T>::weight(const std::string& name) {
   const TensorSpec& s = base_layout_.at(name);
-  if (s.dtype == DType::BF16) return WeightView<T>(base_bf16_.data() + s.offset);
+  if (s.dtype == DType::BF16) return bf16_view(base_bf16_.data() + s.offset);
+  if (s.dtype == DType::NF4) return WeightView<T>(static_cast<const uint8_t*>(base_nf4_.data() + s.offset), &s.nf4);
   return WeightView<T>(static_cast<const T*>(base_.data() + s.offset));
 }
 
 template <typename T>
 T* GptModel<T>::backend_tensor(const std::string& name) {
-  base_tensor(name);  // the same refusal of a bf16 tensor
+  base_tensor(name);  // the same refusal of a bf16 or NF4 tensor
   return cp_.base + base_layout_.at(name).offset;
 }
 
 template <typename T>
 WeightView<T> GptModel<T>::backend_weight(const std::string& name) {
   const TensorSpec& s = base_layout_.at(name);
-  if (s.dtype == DType::BF16) return WeightView<T>(cp_.base_bf16 + s.offset);
+  if (s.dtype == DType::BF16) return bf16_view(cp_.base_bf16 + s.offset);
+  if (s.dtype == DType::NF4) return WeightView<T>(static_cast<const uint8_t*>(cp_.base_nf4 + s.offset), &s.nf4);
   return WeightView<T>(static_cast<const T*>(cp_.base + s.offset));
 }
 
@@ -192,12 +209,21 @@ template <typename T>
 size_t GptModel<T>::frozen_matrix_bytes() const {
   size_t n = 0;
   for (const TensorSpec& s : base_layout_.tensors)
-    if (s.rows > 1 && s.cols > 1) n += s.local_size() * (s.dtype == DType::BF16 ? 2 : sizeof(T));
+    if (s.rows > 1 && s.cols > 1)
+      n += s.dtype == DType::NF4 ? s.nf4.bytes : s.local_size() * (s.dtype == DType::BF16 ? 2 : sizeof(T));
   return n;
 }
 
 template <typename T>
+void GptModel<T>::base_tensor_values(const TensorSpec& s, T* out) const {
+  if (s.dtype == DType::NF4) return nf4_dequantize_rows(base_nf4_.data() + s.offset, s.nf4, 0, s.local_rows, out);
+  for (size_t i = 0; i < s.local_size(); ++i)
+    out[i] = s.dtype == DType::BF16 ? static_cast<T>(bf16_to_float(base_bf16_[s.offset + i])) : base_[s.offset + i];
+}
+
+template <typename T>
 size_t GptModel<T>::first_nonfinite_in(const TensorSpec& s) const {
+  if (s.dtype == DType::NF4) return s.local_size();  // codes times finite scales: refused at quantization
   for (size_t i = 0; i < s.local_size(); ++i) {
     const double v = s.dtype == DType::BF16 ? bf16_to_float(base_bf16_[s.offset + i]) : double(base_[s.offset + i]);
     if (!std::isfinite(v)) return i;
@@ -296,7 +322,9 @@ void GptModel<T>::init_base_from_seed(uint64_t seed) {
     const double std_dev = s.role == TensorRole::Positions        ? mc_.init_std / 2
                            : s.role == TensorRole::ResidualWeight ? std_resid
                                                                   : mc_.init_std;
-    T* dst = s.dtype == DType::BF16 ? nullptr : base_.data() + s.offset;
+    std::vector<float> staged;  // NF4: the rank's rows in fp32, quantized below
+    if (s.dtype == DType::NF4) staged.resize(s.local_size());
+    T* dst = s.dtype == DType::F32 ? base_.data() + s.offset : nullptr;
     uint16_t* dst16 = s.dtype == DType::BF16 ? base_bf16_.data() + s.offset : nullptr;
 #pragma omp parallel for schedule(static)
     for (int lr = 0; lr < s.local_rows; ++lr) {
@@ -310,10 +338,34 @@ void GptModel<T>::init_base_from_seed(uint64_t seed) {
         }
         const size_t i = static_cast<size_t>(lr) * s.local_cols + lc;
         if (dst16) dst16[i] = float_to_bf16(static_cast<float>(value));  // round to nearest even
-        else dst[i] = value;
+        else if (dst) dst[i] = value;
+        else staged[i] = static_cast<float>(value);
       }
     }
+    if (s.dtype == DType::NF4) nf4_staging_.quantize(s, staged.data());
   }
+  finish_nf4();
+}
+
+template <typename T>
+void GptModel<T>::finish_nf4() {
+  std::vector<float> all;
+  for (auto& [name, absmax] : nf4_staging_.absmax) {
+    const TensorSpec& s = base_layout_.at(name);
+    const size_t n = absmax.size();
+    all.resize(n * dims_.tp);
+    if (ops_.memory->is_host) {
+      comm_.all_gather(absmax.data(), n, all.data(), Group::TP);  // every rank's block absmax
+    } else {  // the communicator reaches the backend's memory
+      ComputeBuffer<float> send(*ops_.memory, n), recv(*ops_.memory, n * dims_.tp);
+      send.upload(absmax.data(), n);
+      comm_.all_gather(send.data(), n, recv.data(), Group::TP);
+      recv.download(all.data(), n * dims_.tp);
+    }
+    nf4_finish_local(s, dims_.tp, dims_.tp_rank, all.data(), base_nf4_.data() + s.offset);
+  }
+  nf4_staging_.absmax.clear();
+  nf4_staging_.absmax.shrink_to_fit();
 }
 
 template <typename T>
@@ -346,6 +398,8 @@ void GptModel<T>::zero_grads() {
 
 template <typename T>
 void GptModel<T>::merge_lora(bool merged) {
+  if (dtype_ == DType::NF4)
+    throw std::logic_error("merge_lora: NF4 weights are not merged in place; lora_dist export --merged dequantizes them");
   if (!ops_.memory->is_host)
     throw std::logic_error(std::string("merge_lora: the ") + ops_.name +
                            " backend does not merge; merge on the CPU (lora_dist export --merged)");

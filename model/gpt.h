@@ -44,8 +44,14 @@ class GptModel {
   GptModel(const GptModel&) = delete;  // layers hold pointers into the buffers
   GptModel& operator=(const GptModel&) = delete;
 
-  // GPT-2 initialisation, drawn per element of the full model (layout-invariant).
+  // GPT-2 initialisation, drawn per element of the full model (layout-invariant). With
+  // model.dtype nf4 it ends with finish_nf4(): a collective of the TP group.
   void init_base_from_seed(uint64_t seed);
+  // model.dtype nf4: the second phase of quantizing what a loader staged in nf4_staging()
+  // (model/nf4_weight.h): the TP group gathers each staged matrix's block absmax and each rank
+  // double-quantizes its part. A collective of the TP group; nothing to do without NF4.
+  void finish_nf4();
+  Nf4Staging& nf4_staging() { return nf4_staging_; }
   // A ~ U(+-1/sqrt(in)) (kaiming-uniform, a=sqrt(5)) per element of the full A; B = 0.
   void init_lora(uint64_t seed);
 
@@ -67,7 +73,7 @@ class GptModel {
   KvCache<T> make_kv_cache(int capacity) const { return KvCache<T>(mc_.n_layer, capacity, dims_.kvl); }
 
   void zero_grads();
-  void merge_lora(bool merged);  // W0 += s B A (true) or -= (false); CPU backend only
+  void merge_lora(bool merged);  // W0 += s B A (true) or -= (false); CPU backend, fp32/bf16 only
 
   // Host buffers -> the backend's copies: the frozen weights (after a load; none in full
   // fine-tuning) and the trainable parameters (after a load, each optimizer step and a resume).
@@ -89,6 +95,7 @@ class GptModel {
   // parameters and biases with bf16 (whose matrices are in base_bf16()).
   std::vector<T>& base() { return base_; }
   std::vector<uint16_t>& base_bf16() { return base_bf16_; }
+  std::vector<uint8_t>& base_nf4() { return base_nf4_; }  // model.dtype nf4: the blocks' matrices
   DType dtype() const { return dtype_; }
   // Bytes of this rank's frozen weights, and of its frozen 2-D matrices alone.
   size_t frozen_bytes() const { return base_layout_.bytes(sizeof(T)); }
@@ -106,6 +113,9 @@ class GptModel {
   // A tensor held in the model's type (throws for a bf16 one; use weight()).
   T* base_tensor(const std::string& name);
   WeightView<T> weight(const std::string& name);
+  // This rank's values of frozen tensor s in T, whatever it is stored in (bf16 widened, NF4
+  // dequantized): local_size() of them into out. Host buffers.
+  void base_tensor_values(const TensorSpec& s, T* out) const;
   // Index of the first NaN/inf of a frozen tensor, or its size when all are finite.
   size_t first_nonfinite_in(const TensorSpec& s) const;
   OpTimers& timers() { return timers_; }
@@ -126,8 +136,10 @@ class GptModel {
   struct BackendParams {
     T *base = nullptr, *lora = nullptr, *lora_grad = nullptr, *base_grad = nullptr;
     uint16_t* base_bf16 = nullptr;
+    uint8_t* base_nf4 = nullptr;
     ComputeBuffer<T> base_copy, lora_copy, lora_grad_copy, base_grad_copy;
     ComputeBuffer<uint16_t> base_bf16_copy;
+    ComputeBuffer<uint8_t> base_nf4_copy;
   };
   // A norm's parameters: b is null for RMSNorm; dw, db only in full fine-tuning.
   struct Norm {
@@ -147,6 +159,7 @@ class GptModel {
   // The backend's view of a tensor, its weight view, its gradient (full fine-tuning, else null).
   T* backend_tensor(const std::string& name);
   WeightView<T> backend_weight(const std::string& name);
+  WeightView<T> bf16_view(const uint16_t* p) const;
   T* backend_grad(const std::string& name);
   // Token ids for the ops: the caller's array on the CPU, uploaded into `copy` on another.
   const int32_t* backend_tokens(const int32_t* host, ComputeBuffer<int32_t>& copy, size_t n);
@@ -186,6 +199,8 @@ class GptModel {
   DType dtype_;
   std::vector<T> base_, lora_, lora_grad_, base_grad_;
   std::vector<uint16_t> base_bf16_;
+  std::vector<uint8_t> base_nf4_;
+  Nf4Staging nf4_staging_;
   BackendParams cp_;
   std::vector<Layer> layers_;
   std::vector<BlockActivations> acts_;  // n_layer, or 1 with recompute

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "model/arch.h"
+#include "model/nf4_weight.h"
 #include "model/param_layout.h"
 
 namespace lora {
@@ -31,6 +32,19 @@ MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, 
   const uint64_t mat_bytes = m.dtype == "bf16" ? 2 : e;
   MemoryEstimate est;
   est.frozen_weights = mat_bytes * matrices + e * vectors;
+  if (m.dtype == "nf4") {  // the embeddings (and head) in bf16, the blocks' matrices NF4 shards
+    const uint64_t embeddings = vocab_local * d * (a.tied_head ? 1 : 2) +
+                                (a.position == PositionKind::Learned ? uint64_t(a.context) * d : 0);
+    const uint64_t qw = a.q_width(), kvw = a.kv_width(), ff = a.ffn;
+    const uint64_t qkv_nested = a.separate_projections
+                                    ? nf4_nested_scales(qw * d) + 2 * nf4_nested_scales(kvw * d)
+                                    : nf4_nested_scales((qw + 2 * kvw) * d);
+    const uint64_t up_nested = a.separate_projections && swiglu ? 2 * nf4_nested_scales(ff * d)
+                                                                 : nf4_nested_scales(uint64_t(a.mlp_up_width()) * d);
+    const uint64_t block = nf4_shard_bytes(qkvl, d, qkv_nested) + nf4_shard_bytes(d, ql, nf4_nested_scales(d * qw)) +
+                           nf4_shard_bytes(upl, d, up_nested) + nf4_shard_bytes(d, ffl, nf4_nested_scales(d * ff));
+    est.frozen_weights = 2 * embeddings + L * block + e * vectors;
+  }
 
   // LoRA (model/param_layout.cpp lora_layout): a column-parallel pair holds A whole and 1/tp
   // of B's rows, a row-parallel pair 1/tp of A's columns and B whole.

@@ -224,10 +224,10 @@ Nf4Tensor quantize(const float* x, const std::vector<int64_t>& shape, int blocks
   return t;
 }
 
+float absmax_value(float map_value, float scale, float offset) { return mul_rounded(map_value, scale) + offset; }
+
 float block_absmax(const Nf4Tensor& t, int64_t block) {
-  const float scaled =
-      mul_rounded(dynamic_map_signed()[t.absmax_codes[block]], t.nested_scales[block / kNestedBlocksize]);
-  return scaled + t.offset;
+  return absmax_value(dynamic_map_signed()[t.absmax_codes[block]], t.nested_scales[block / kNestedBlocksize], t.offset);
 }
 
 namespace {

@@ -1,6 +1,6 @@
 // 4-bit NormalFloat (NF4) with double-quantized block scales, as bitsandbytes stores a frozen
 // weight for QLoRA (Dettmers et al. 2023; issue 24). Only the format: quantize, dequantize,
-// byte counts. Nothing in the model uses it yet (docs/nf4.md).
+// byte counts. model/nf4_weight.h stores a rank's shard of a matrix in it (docs/nf4.md).
 //
 // The format, element by element (n elements, row-major, blocks of `blocksize`, default 64):
 //   absmax[b]   = max |x| over block b (the last block may be shorter: n % blocksize elements)
@@ -76,6 +76,9 @@ Nf4Tensor quantize(const float* x, const std::vector<int64_t>& shape, int blocks
 
 // Block b's dequantized absmax (map[code] * scale + offset).
 float block_absmax(const Nf4Tensor& t, int64_t block);
+// The same from its parts: map_value * scale rounded to fp32, then + offset (two roundings, as
+// bitsandbytes computes it; never one fused multiply-add).
+float absmax_value(float map_value, float scale, float offset);
 
 // Elements of block b (blocksize of them, fewer for a final partial block) into out.
 void dequantize_block(const Nf4Tensor& t, int64_t block, float* out);

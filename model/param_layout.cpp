@@ -26,7 +26,8 @@ int TensorSpec::global_col(int lc, int tp_rank) const {
   return shard == Shard::Cols ? tp_rank * local_cols + lc : lc;
 }
 
-TensorSpec& ParamLayout::add(std::string name, int rows, int cols, Shard shard, int tp, DType dtype, TensorRole role) {
+TensorSpec& ParamLayout::add(std::string name, int rows, int cols, Shard shard, int tp, DType dtype, TensorRole role,
+                             std::vector<int> quant_segments) {
   TensorSpec s;
   s.name = std::move(name);
   s.rows = rows;
@@ -36,23 +37,43 @@ TensorSpec& ParamLayout::add(std::string name, int rows, int cols, Shard shard, 
   s.local_cols = shard == Shard::Cols ? cols / tp : cols;
   s.dtype = dtype;
   s.role = role;
-  size_t& end = dtype == DType::BF16 ? total_bf16 : total;
-  s.offset = end;
-  end += s.local_size();
+  if (dtype == DType::NF4) {  // bytes, each shard on a cache line
+    s.quant_segments = std::move(quant_segments);
+    s.nf4 = nf4_shard_layout(s);
+    s.offset = total_nf4;
+    total_nf4 += s.nf4.bytes;
+  } else {
+    size_t& end = dtype == DType::BF16 ? total_bf16 : total;
+    s.offset = end;
+    end += s.local_size();
+  }
   tensors.push_back(s);
   return tensors.back();
 }
 
 TensorSpec& ParamLayout::add_blocks(std::string name, std::vector<int> blocks, int cols, int tp, DType dtype,
-                                    TensorRole role) {
+                                    TensorRole role, bool separate) {
   int rows = 0;
   for (const int b : blocks) {
     if (b % tp) throw std::logic_error(name + ": a block of " + std::to_string(b) + " rows does not split over tp=" + std::to_string(tp));
     rows += b;
   }
   if (blocks.size() == 1) return add(std::move(name), rows, cols, Shard::Rows, tp, dtype, role);
-  TensorSpec& s = add(std::move(name), rows, cols, Shard::BlockRows, tp, dtype, role);
-  s.blocks = std::move(blocks);
+  // The NF4 layout reads the blocks (global_row), so it is made once they are set.
+  TensorSpec& s = add(std::move(name), rows, cols, Shard::BlockRows, tp, DType::F32, role);
+  s.blocks = blocks;
+  if (dtype == DType::F32) return s;
+  total -= s.local_size();  // moved to its own buffer
+  s.dtype = dtype;
+  if (dtype == DType::BF16) {
+    s.offset = total_bf16;
+    total_bf16 += s.local_size();
+  } else {
+    if (separate) s.quant_segments = std::move(blocks);
+    s.nf4 = nf4_shard_layout(s);
+    s.offset = total_nf4;
+    total_nf4 += s.nf4.bytes;
+  }
   return s;
 }
 
@@ -80,8 +101,11 @@ TpDims::TpDims(const ArchSpec& a, int tp_, int tp_rank_)
 ParamLayout base_layout(const ModelConfig& m, int tp) {
   const ArchSpec a = arch_spec(m);
   const int d = a.d_model;
-  const DType mat = parse_dtype(m.dtype);  // the matrices' type; vectors stay in the model's
-  const DType vec = DType::F32;
+  const DType dtype = parse_dtype(m.dtype);
+  const DType block_mat = dtype;                                // the blocks' matrices
+  const DType mat = dtype == DType::NF4 ? DType::BF16 : dtype;  // embeddings and head: bf16 under nf4
+  const DType vec = DType::F32;                                 // vectors stay in the model's type
+  const bool separate = a.separate_projections;                 // NF4: q, k, v (gate, up) quantized apart
   const bool layer_norm = a.norm == NormKind::LayerNorm;
   ParamLayout p;
   p.add("wte", a.vocab, d, Shard::Rows, tp, mat, TensorRole::Embedding);  // vocab-parallel
@@ -95,14 +119,14 @@ ParamLayout base_layout(const ModelConfig& m, int tp) {
   for (int l = 0; l < a.n_layer; ++l) {
     const std::string h = "h." + std::to_string(l) + ".";
     norm(h + "ln_1");
-    p.add_blocks(h + "attn.qkv.weight", qkv_blocks, d, tp, mat, TensorRole::Weight);  // column-parallel
+    p.add_blocks(h + "attn.qkv.weight", qkv_blocks, d, tp, block_mat, TensorRole::Weight, separate);  // column-parallel
     if (a.qkv_bias) p.add_blocks(h + "attn.qkv.bias", qkv_blocks, 1, tp, vec, TensorRole::Bias);
-    p.add(h + "attn.proj.weight", d, a.q_width(), Shard::Cols, tp, mat, TensorRole::ResidualWeight);  // row-parallel
+    p.add(h + "attn.proj.weight", d, a.q_width(), Shard::Cols, tp, block_mat, TensorRole::ResidualWeight);  // row-parallel
     if (a.o_bias) p.add(h + "attn.proj.bias", 1, d, Shard::Replicated, tp, vec, TensorRole::Bias);  // added after the all-reduce
     norm(h + "ln_2");
-    p.add_blocks(h + "mlp.fc.weight", mlp_blocks, d, tp, mat, TensorRole::Weight);  // fc, or gate|up
+    p.add_blocks(h + "mlp.fc.weight", mlp_blocks, d, tp, block_mat, TensorRole::Weight, separate);  // fc, or gate|up
     if (a.mlp_bias) p.add_blocks(h + "mlp.fc.bias", mlp_blocks, 1, tp, vec, TensorRole::Bias);
-    p.add(h + "mlp.proj.weight", d, a.ffn, Shard::Cols, tp, mat, TensorRole::ResidualWeight);  // fc2, or down
+    p.add(h + "mlp.proj.weight", d, a.ffn, Shard::Cols, tp, block_mat, TensorRole::ResidualWeight);  // fc2, or down
     if (a.mlp_bias) p.add(h + "mlp.proj.bias", 1, d, Shard::Replicated, tp, vec, TensorRole::Bias);
   }
   norm("ln_f");

@@ -10,6 +10,7 @@
 #include "model/arch.h"
 #include "model/config.h"
 #include "model/dtype.h"
+#include "model/nf4_weight.h"
 
 namespace lora {
 
@@ -40,8 +41,13 @@ struct TensorSpec {
   Shard shard = Shard::Replicated;
   std::vector<int> blocks;   // BlockRows: the full rows of each block ({q, kv, kv} or {ffn, ffn})
   TensorRole role = TensorRole::Weight;
-  size_t offset = 0;         // first element in the rank's buffer of its dtype
-  DType dtype = DType::F32;  // F32: the model's own type, in the main buffer; BF16: in the bf16 buffer
+  size_t offset = 0;         // first element (NF4: byte) in the rank's buffer of its dtype
+  DType dtype = DType::F32;  // F32: the model's own type, in the main buffer; BF16: in the bf16
+                             // buffer; NF4: its shard's bytes in the NF4 buffer
+  // NF4: the full rows of each matrix quantized on its own (Llama's q, k, v; gate, up), as a
+  // checkpoint stores them; empty: the whole tensor is one. `nf4` locates the shard's parts.
+  std::vector<int> quant_segments;
+  Nf4ShardLayout nf4;
 
   size_t local_size() const { return static_cast<size_t>(local_rows) * local_cols; }
   // BlockRows: this rank's rows of block b (blocks[b] / tp).
@@ -71,14 +77,16 @@ struct ParamLayout {
   std::vector<TensorSpec> tensors;
   size_t total = 0;       // elements in the main (model-type) buffer
   size_t total_bf16 = 0;  // elements in the bf16 buffer (model.dtype bf16: the 2-D matrices)
+  size_t total_nf4 = 0;   // bytes of the NF4 buffer (model.dtype nf4: the blocks' matrices)
 
   TensorSpec& add(std::string name, int rows, int cols, Shard shard, int tp, DType dtype = DType::F32,
-                  TensorRole role = TensorRole::Weight);
+                  TensorRole role = TensorRole::Weight, std::vector<int> quant_segments = {});
   // A BlockRows tensor of the blocks' rows stacked (one block: plain Rows); each block's rows
-  // must divide by tp.
-  TensorSpec& add_blocks(std::string name, std::vector<int> blocks, int cols, int tp, DType dtype, TensorRole role);
+  // must divide by tp. NF4 with `separate`: each block is quantized on its own.
+  TensorSpec& add_blocks(std::string name, std::vector<int> blocks, int cols, int tp, DType dtype, TensorRole role,
+                         bool separate = false);
   // Bytes of this rank's frozen tensors with `elem_bytes` per model-type element.
-  size_t bytes(size_t elem_bytes) const { return total * elem_bytes + total_bf16 * 2; }
+  size_t bytes(size_t elem_bytes) const { return total * elem_bytes + total_bf16 * 2 + total_nf4; }
   const TensorSpec& at(const std::string& name) const;  // throws naming the tensor
   const TensorSpec* find(const std::string& name) const;
 };
@@ -100,7 +108,9 @@ struct TpDims {
 // stored [out x in]. The spec decides which exist: wpe only with learned positions, norm
 // biases only with LayerNorm, linear biases where the spec has them, lm_head only when
 // untied. With model.dtype bf16 the 2-D matrices are BF16 tensors in their own buffer; norm
-// parameters and biases stay in the model's type.
+// parameters and biases stay in the model's type. With nf4 the blocks' matrices are NF4 (each
+// of Llama's q, k, v, gate and up quantized on its own, as in its checkpoints; GPT-2's fused
+// c_attn whole) and the embeddings and untied head bf16.
 ParamLayout base_layout(const ModelConfig& m, int tp);
 
 // LoRA pairs for layer l and target t are "h.{l}.lora.{q|k|v|o|fc1|fc2|gate|up|down}.{A|B}".

@@ -5,6 +5,7 @@
 #include "trainer/config/config_loader.h"
 
 #include "model/arch.h"
+#include "model/param_layout.h"
 
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
@@ -27,6 +28,7 @@
 
 #include "io/hf_config.h"
 #include "model/arch.h"
+#include "model/param_layout.h"
 #include "trainer/devices/device_spec.h"
 
 namespace lora {
@@ -349,7 +351,7 @@ std::vector<SectionSpec> spec(RunConfig& c, DeviceConfig& device) {
         {"init_std", number(m.init_std, above(0))},
         {"weights_file", path(m.weights_file, true)},
         {"path", path(m.path, true)},
-        {"dtype", choice(m.dtype, {"fp32", "bf16"})}}},
+        {"dtype", choice(m.dtype, {"fp32", "bf16", "nf4"})}}},
       {"lora",
        {{"enabled", boolean(l.enabled)},
         {"r", number(l.r, closed(1, 64))},
@@ -515,7 +517,7 @@ void check_consistency(const RunConfig& c, const Ctx& ctx) {
   }
   if (!c.lora.enabled && m.dtype != "fp32")
     ctx.fail(ctx.line_of({"model.dtype", "lora.enabled"}), "model.dtype",
-             "full fine-tuning (lora.enabled: false) trains the base weights in fp32; bf16 is for frozen ones",
+             "full fine-tuning (lora.enabled: false) trains the base weights in fp32; bf16 and nf4 are for frozen ones",
              m.dtype);
   if (!c.lora.enabled && !c.lora.init_from.empty())
     ctx.fail(ctx.line_of({"lora.init_from"}), "lora.init_from",
@@ -572,6 +574,13 @@ void check_consistency(const RunConfig& c, const Ctx& ctx) {
              "must divide the MLP width " + std::string(m.arch == "gpt" ? "4 * model.d_model" : "model.ffn") + " = " +
                  std::to_string(a.ffn) + " so that every tensor-parallel rank holds an equal slice" + largest,
              std::to_string(p.tp));
+  if (m.dtype == "nf4" && a.n_head % p.tp == 0 && a.n_kv_head % p.tp == 0 && a.ffn % p.tp == 0) {
+    try {  // every rank's rows of every NF4 matrix must be whole 64-weight blocks
+      (void)base_layout(m, p.tp);
+    } catch (const std::invalid_argument& e) {
+      ctx.fail(ctx.line_of({"model.dtype", "parallel.tp"}), "model.dtype", e.what(), m.dtype);
+    }
+  }
 }
 
 // Pass 3: files that must exist.

@@ -35,14 +35,17 @@ void load_frozen_base(const RunConfig& cfg, GptModel<float>& model, Communicator
   const int tp_rank = model.dims().tp_rank;
   if (m.init == "file") {
     agree_on_failure<InputError>(comm, Group::World, kExitBadInput, "read its slice of the base weights", [&] {
-      read_base_weights(m.weights_file, model.base_layout(), tp_rank, model.base().data(), model.base_bf16().data());
+      read_base_weights(m.weights_file, model.base_layout(), tp_rank, model.base().data(), model.base_bf16().data(),
+                        &model.nf4_staging());
     });
+    model.finish_nf4();  // model.dtype nf4: every rank has read; the TP group double-quantizes
   } else if (m.init == "hf") {
     HfReadStats read;
     agree_on_failure<InputError>(comm, Group::World, kExitBadInput, "read its slice of the HF base weights", [&] {
       read = read_hf_base_weights(m.path, model.base_layout(), tp_rank, model.base().data(), model.base_bf16().data(),
-                                  m.arch);
+                                  m.arch, &model.nf4_staging());
     });
+    model.finish_nf4();
     if (log)  // what this rank took from the files: its shard, not the whole checkpoint
       std::fprintf(log, "base weights: %s (%s safetensors): read %s of %s on TP rank 0 (%llu pages of 4 KiB)\n",
                   m.path.c_str(), read.dtypes.c_str(), human_bytes(read.bytes_read).c_str(),

@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "model/nf4_weight.h"
 #include "model/ops/cpu/gemm.h"
 
 extern "C" char* openblas_get_corename(void);
@@ -145,6 +146,17 @@ const T* widen(const uint16_t* w, size_t n) {
   return b.data();
 }
 
+// Rows [n0, n1) of W in T: bf16 widened, or NF4 dequantized (in the scratch buffer).
+template <typename T>
+const T* rows_of(WeightView<T> w, int n0, int n1, int K) {
+  if (w.is_bf16()) return widen<T>(w.bf16() + static_cast<size_t>(n0) * K, static_cast<size_t>(n1 - n0) * K);
+  std::vector<T>& b = scratch<T>(1);
+  const size_t n = static_cast<size_t>(n1 - n0) * K;
+  if (b.size() < n) b.resize(n);
+  nf4_dequantize_rows(w.nf4_bytes(), *w.nf4, n0, n1, b.data());
+  return b.data();
+}
+
 // bf16 x bf16 -> fp32 through oneDNN, when this CPU has it; false otherwise.
 bool onednn_bf16(float* C, const float* A, const uint16_t* W, int M, int N, int K, bool trans, bool acc) {
   // forward: W [N x K] read as W^T (ldw K); backward: W is the [K x N] operand itself (ldw N).
@@ -177,34 +189,46 @@ std::string frozen_gemm_kernel(DType dtype) {
     return p ? "oneDNN matmul " + p->impl : std::string("OpenBLAS sgemm (oneDNN refused fp32)");
   };
   if (dtype == DType::F32) return fp32() + ", fp32";
+  if (dtype == DType::NF4)
+    return std::string("NF4 weights dequantized to fp32 per block of rows (") + nf4_dequantize_kernel() + ") + " + fp32();
   if (onednn_bf16_matmul_available())
     return "oneDNN matmul " + get_prim(256, 768, 768, true, true, false, 768, 768, 768)->impl + ", bf16 x bf16 -> fp32";
   return "bf16 weights widened to fp32 per block + " + fp32() + " (" + g_bf16_refusal + ")";
 }
 
+// fp32 W: one GEMM. bf16 W: bf16-rounded inputs, oneDNN's bf16 matmul or W widened a block of
+// rows at a time; with bf16_compute off (model.dtype nf4's embeddings), widened and unrounded
+// inputs, fp32 compute. NF4 W: W dequantized a block of rows at a time into fp32 and the fp32 GEMM
+// on unrounded inputs, so an NF4 model computes what an fp32 model holding the dequantized
+// weights computes (the inputs are not rounded to bf16 as QLoRA's bf16 compute would: that is
+// a choice of compute type, not of storage, and fp32 keeps the runs comparable to 1e-6).
 template <typename T>
 void frozen_gemm_forward(T* y, const T* x, WeightView<T> w, int M, int K, int N) {
-  if (!w.is_bf16()) return dense(y, N, x, K, w.native(), K, M, N, K, /*trans=*/true, false);
-  if (onednn_bf16(y, x, w.bf16(), M, N, K, true, false)) return;
-  const T* xr = rounded_input(x, M, K, K);
+  if (w.dtype == DType::F32) return dense(y, N, x, K, w.native(), K, M, N, K, /*trans=*/true, false);
+  const bool bf16_compute = w.is_bf16() && w.bf16_compute;
+  if (bf16_compute && onednn_bf16(y, x, w.bf16(), M, N, K, true, false)) return;
+  const T* xr = bf16_compute ? rounded_input(x, M, K, K) : x;
   const int nb = block_rows(K);
   for (int n0 = 0; n0 < N; n0 += nb) {  // y[:, n0:n1] = xr W[n0:n1]^T
     const int n1 = std::min(N, n0 + nb);
-    const T* wb = widen<T>(w.bf16() + static_cast<size_t>(n0) * K, static_cast<size_t>(n1 - n0) * K);
-    dense(y + n0, N, xr, K, wb, K, M, n1 - n0, K, true, false);
+    dense(y + n0, N, xr, K, rows_of(w, n0, n1, K), K, M, n1 - n0, K, true, false);
   }
 }
 
 template <typename T>
 void frozen_gemm_backward_input(T* dx, const T* dy, WeightView<T> w, int M, int K, int N, bool accumulate) {
-  if (!w.is_bf16()) return dense(dx, K, dy, N, w.native(), K, M, K, N, /*trans=*/false, accumulate);
-  if (onednn_bf16(dx, dy, w.bf16(), M, K, N, false, accumulate)) return;
+  if (w.dtype == DType::F32) return dense(dx, K, dy, N, w.native(), K, M, K, N, /*trans=*/false, accumulate);
+  const bool bf16_compute = w.is_bf16() && w.bf16_compute;
+  if (bf16_compute && onednn_bf16(dx, dy, w.bf16(), M, K, N, false, accumulate)) return;
   const int nb = block_rows(K);
-  for (int n0 = 0; n0 < N; n0 += nb) {  // dx (+)= round(dy[:, n0:n1]) W[n0:n1, :], a block of the sum
+  for (int n0 = 0; n0 < N; n0 += nb) {  // dx (+)= dy[:, n0:n1] W[n0:n1, :], a block of the sum
     const int n1 = std::min(N, n0 + nb);
-    const T* wb = widen<T>(w.bf16() + static_cast<size_t>(n0) * K, static_cast<size_t>(n1 - n0) * K);
-    const T* dyr = rounded_input(dy + n0, M, n1 - n0, N);
-    dense(dx, K, dyr, n1 - n0, wb, K, M, K, n1 - n0, false, accumulate || n0 > 0);
+    const T* wb = rows_of(w, n0, n1, K);
+    if (bf16_compute) {
+      dense(dx, K, rounded_input(dy + n0, M, n1 - n0, N), n1 - n0, wb, K, M, K, n1 - n0, false, accumulate || n0 > 0);
+    } else {
+      dense(dx, K, dy + n0, N, wb, K, M, K, n1 - n0, false, accumulate || n0 > 0);
+    }
   }
 }
 
