@@ -20,6 +20,10 @@ set_tests_properties(mpi_layout_invariance_full PROPERTIES TIMEOUT 300 LABELS mp
 add_test(NAME mpi_layout_invariance_llama
   COMMAND ${LORA_MPIRUN} -np 8 $<TARGET_FILE:layout_invariance> ${CMAKE_CURRENT_BINARY_DIR}/layout_invariance_llama_work llama)
 set_tests_properties(mpi_layout_invariance_llama PROPERTIES TIMEOUT 300 LABELS "mpi;llama" ENVIRONMENT "${LORA_MPI_ENV}")
+# The Llama block in model.dtype nf4 (d 256): NF4 shards quantized per rank, fp32 tolerances.
+add_test(NAME mpi_layout_invariance_nf4
+  COMMAND ${LORA_MPIRUN} -np 8 $<TARGET_FILE:layout_invariance> ${CMAKE_CURRENT_BINARY_DIR}/layout_invariance_nf4_work nf4)
+set_tests_properties(mpi_layout_invariance_nf4 PROPERTIES TIMEOUT 300 LABELS "mpi;nf4" ENVIRONMENT "${LORA_MPI_ENV}")
 # for_each_full_block, which checkpoints and model.h5 are written from: every shard kind at
 # tp 1, 2, 4 and block limits from one element up.
 add_executable(gather_blocks ${CMAKE_CURRENT_SOURCE_DIR}/mpi/gather_blocks.cpp)
