@@ -5,7 +5,7 @@ find_program(LORA_CHECKPOINT_PYTHON NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH
 find_program(LORA_CHECKPOINT_PYTHON NAMES python3)
 find_program(MPIRUN NAMES mpirun REQUIRED)
 
-foreach(case same_layout same_layout_bf16 llama cross_layout full_finetuning kill9 fallback refused every_minutes sigterm)
+foreach(case same_layout same_layout_bf16 same_layout_nf4 llama cross_layout full_finetuning kill9 fallback refused every_minutes sigterm)
   add_test(NAME checkpoint.${case}
     COMMAND ${LORA_CHECKPOINT_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/checkpoint/resume_tests.py ${case}
       --bin $<TARGET_FILE:lora_dist> --work ${CMAKE_BINARY_DIR}/checkpoint_tests/${case}

@@ -9,6 +9,9 @@ interrupted run logs and writes with the straight run:
 
   same_layout   4 steps + resume + 6 at tp=2 x dp=2: losses and final tensors bit-identical
   same_layout_bf16  the same with model.dtype bf16
+  same_layout_nf4   the same with model.dtype nf4 (d_model 128: whole 64-weight blocks a rank),
+                then a cross-layout resume (tp=2 x dp=2 -> tp=1 x dp=2, round-off) and an fp32
+                config resuming it (allowed: the adapter is fp32; the change is named)
   llama         the same with the Llama block (GQA 4 on 2 KV heads, head_dim 24, SwiGLU 160, q/k/v
                 biases, llama3 RoPE, an untied head, LoRA on its 7 targets), then a cross-layout
                 resume (tp=2 x dp=2 -> tp=1 x dp=2, round-off), and a GPT config refusing its
@@ -245,8 +248,8 @@ def same_layout(r, model=None, what="fp32"):
     `model` adds model keys (same_layout_bf16: the frozen matrices in bf16 change nothing)."""
     straight = r.config("straight", 2, 2, checkpoint={"every": 4, "keep_last": 5}, model=model)
     p = r.run(straight)
-    if model and model.get("dtype") == "bf16":
-        check("model: bf16 frozen weights" in p.stdout, f"no bf16 model line:\n{p.stdout}")
+    if model and model.get("dtype") in ("bf16", "nf4"):
+        check(f"model: {model['dtype']} frozen weights" in p.stdout, f"no {model['dtype']} model line:\n{p.stdout}")
     resumed = r.config("resumed", 2, 2, checkpoint={"resume": ckpt(r.out("straight"), 4)}, model=model)
     p = r.run(resumed)
     check(f"resumed from {ckpt(r.out('straight'), 4)} at step 4" in p.stdout, f"no resume line:\n{p.stdout}")
@@ -260,6 +263,21 @@ def same_layout(r, model=None, what="fp32"):
 
 def same_layout_bf16(r):
     same_layout(r, model={"dtype": "bf16"}, what="model.dtype bf16")
+
+
+def same_layout_nf4(r):
+    nf4 = {"dtype": "nf4", "d_model": 128}
+    same_layout(r, model=nf4, what="model.dtype nf4")
+    p = r.run(r.config("cross", 1, 2, checkpoint={"resume": ckpt(r.out("straight"), 4)}, model=nf4))
+    check("(written at tp=2 dp=2)" in p.stdout, f"no cross-layout resume line:\n{p.stdout}")
+    got, want = train_losses(r.out("cross")), train_losses(r.out("straight"))
+    worst = max(abs(got[s] - want[s]) / abs(want[s]) for s in got)
+    check(worst <= CROSS_LAYOUT_LOSS_RTOL, f"nf4 cross layout: loss relative difference {worst:.3g}")
+    # The adapter is fp32 whatever stores the base: an fp32 run may go on from it, and says so.
+    p = r.run(r.config("as_fp32", 2, 1, checkpoint={"resume": ckpt(r.out("straight"), 4)}, model={"d_model": 128}))
+    check("changed since that checkpoint: model.dtype nf4 in the checkpoint, fp32 in this run" in p.stdout,
+          f"an fp32 config resuming an nf4 checkpoint: expected the change named:\n{p.stdout}")
+    print(f"nf4: cross layout tp2xdp2 -> tp1xdp2 loss rel diff <= {worst:.2g}; an fp32 resume names the dtype change")
 
 
 LLAMA = {"arch": "llama", "n_kv_head": 2, "head_dim": 24, "ffn": 160, "qkv_bias": True, "tie_embeddings": False,
@@ -519,7 +537,7 @@ def every_minutes(r):
     print(f"every_minutes: saved at steps {saved}")
 
 
-CASES = {f.__name__: f for f in (same_layout, same_layout_bf16, llama, cross_layout, full_finetuning, kill9, fallback, refused,
+CASES = {f.__name__: f for f in (same_layout, same_layout_bf16, same_layout_nf4, llama, cross_layout, full_finetuning, kill9, fallback, refused,
                                   every_minutes, sigterm)}
 
 if __name__ == "__main__":
