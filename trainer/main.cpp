@@ -272,6 +272,9 @@ int main(int argc, char** argv) {
   export_cmd->add_option(
       "--merged", exp.merged,
       "HF GPT-2 folder to write with W0 + s B A folded in, in the base's dtype (must not exist, or be empty)");
+  export_cmd->add_option("--dtype", exp.dtype,
+                         "--merged's tensors in fp32, bf16 or fp16 (default: the base's dtype as loaded)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
   export_cmd->footer(
       "q, k and v become one adapter on GPT-2's fused attn.c_attn: A = [A_q; A_k; A_v] stacked, B\n"
       "block-structured with zeros, rank and alpha in rank_pattern/alpha_pattern so the scale is\n"
@@ -279,7 +282,9 @@ int main(int argc, char** argv) {
       "--merged writes model.safetensors (transformer.h.N.attn.c_attn.weight [in, out] Conv1D, biases,\n"
       "ln_*, wte, wpe; lm_head tied) and config.json (n_layer, n_head, n_embd, vocab_size, n_positions,\n"
       "layer_norm_epsilon, gpt2, gelu_new): no LoRA code needed. Its dtype is the base's as loaded: an HF\n"
-      "base's files' (F32, BF16, F16), F32 for a seeded or HDF5 base; the merge is done in fp32.\n"
+      "base's files' (F32, BF16, F16), F32 for a seeded or HDF5 base, or --dtype's; the merge is done in\n"
+      "fp32. With model.dtype nf4 the base merged is the NF4 base the adapter trained on, dequantized\n"
+      "(QLoRA's merge); --dtype bf16 then gives the usual 16-bit folder.\n"
       "Each folder appears only once its files are complete. Examples:\n"
       "  lora_dist export --yaml run.yaml --adapter out/adapter.h5 --peft out/peft\n"
       "  # python: PeftModel.from_pretrained(GPT2LMHeadModel.from_pretrained(\"gpt2\"), \"out/peft\")\n"

@@ -197,5 +197,49 @@ TEST_F(MergeRefusal, Bf16RunMergesLikeFp32) {
   EXPECT_EQ(fp32, from_bf16);
 }
 
+// model.dtype nf4: the adapter is merged into the NF4 base it was trained on, dequantized, so
+// the merged fp32 file gives the logits of the NF4 model with its LoRA branches (and not those
+// of the unquantized source, which differ by the 4-bit error).
+TEST(Merge, Nf4RunMergesIntoTheDequantizedBase) {
+  const fs::path dir = test::unique_temp_path("merge_nf4_test");
+  fs::create_directories(dir);
+  RunConfig cfg = config(dir);
+  cfg.model = test::model_shape(2, 2, 64, 32, 8);  // rows of whole 64-weight blocks
+  cfg.model.init_std = 0.2f;
+  cfg.model.dtype = "nf4";
+  MpiCommunicator comm(MPI_COMM_SELF, 1, 1);
+  GptModel<float> adapted(cfg.model, cfg.lora, comm, 1, 8);
+  adapted.init_base_from_seed(cfg.model.init_seed);
+  auto& p = adapted.lora_params();
+  for (size_t i = 0; i < p.size(); ++i) p[i] = static_cast<float>(uniform_element(3, RngPurpose::LoraInit, 9, i, 0.3));
+  AdamW unused(p.size());
+  const std::string adapter = (dir / "adapter.h5").string(), merged = (dir / "merged.h5").string();
+  save_adapter(comm, cfg.model, cfg.lora, base_fingerprint(cfg.model),
+               LoraSlices{adapted.lora_layout(), 0, p.data(), unused.m.data(), unused.v.data()}, adapter);
+  merge_adapter_into_base(cfg, adapter, merged);
+  ModelConfig plain_cfg = cfg.model;
+  plain_cfg.dtype = "fp32";
+  GptModel<float> plain(plain_cfg, cfg.lora, comm, 1, 8), source(plain_cfg, cfg.lora, comm, 1, 8);
+  read_base_weights(merged, plain.base_layout(), 0, plain.base().data());
+  plain.init_lora(1);  // B = 0
+  source.init_base_from_seed(cfg.model.init_seed);  // the unquantized base, with the same adapter
+  source.lora_params() = p;
+  std::vector<int32_t> tokens = {1, 5, 9, 3, 30, 2, 7, 11};
+  std::vector<float> mask(8, 1.0f);
+  const MicroBatch mb{tokens.data(), tokens.data(), mask.data(), 1, 8};
+  std::vector<float> a, b, c;
+  adapted.logits(mb, a);
+  plain.logits(mb, b);
+  source.logits(mb, c);
+  auto rel = [&](const std::vector<float>& x) {
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < a.size(); ++i) diff += double(a[i] - x[i]) * (a[i] - x[i]), norm += double(a[i]) * a[i];
+    return std::sqrt(diff / norm);
+  };
+  EXPECT_LT(rel(b), 1e-5);
+  EXPECT_GT(rel(c), 1e-3);  // the merge is of the quantized base, not of the source
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace lora

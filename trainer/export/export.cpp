@@ -53,9 +53,12 @@ int export_command(const ExportOptions& o) {
     if (!o.merged.empty()) {
       // The merge builds the model on a one-rank communicator: MPI, as a singleton (no mpirun).
       MpiSingleton mpi;
-      const std::string dtypes = export_merged_hf(cfg, o.adapter, o.merged);
-      const std::string from = cfg.model.init == "hf" ? "the dtype of " + cfg.model.path + "'s weight files"
-                                                      : "model.init: " + cfg.model.init + " bases are float32";
+      const std::string dtypes = export_merged_hf(cfg, o.adapter, o.merged, o.dtype);
+      const std::string from = !o.dtype.empty()           ? "--dtype " + o.dtype
+                               : cfg.model.init == "hf" ? "the dtype of " + cfg.model.path + "'s weight files"
+                                                        : "model.init: " + cfg.model.init + " bases are float32";
+      if (cfg.model.dtype == "nf4")
+        std::printf("note: model.dtype nf4: the base merged is the NF4 one the adapter was trained on, dequantized\n");
       if (full)
         std::printf("exported the model of %s (full fine-tuning: no adapter) -> %s/model.safetensors, %s/config.json "
                     "(%s)\n",

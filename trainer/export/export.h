@@ -14,6 +14,7 @@ struct ExportOptions {
   std::string adapter;  // adapter.h5 or a checkpoint
   std::string peft;     // PEFT adapter folder to write (may be empty if merged is not)
   std::string merged;   // merged HF GPT-2 folder to write (may be empty if peft is not)
+  std::string dtype;    // --merged's tensors: "fp32", "bf16", "fp16", or empty: the base's as loaded
 };
 
 // Returns the exit status: 0; 3 for an unusable adapter (named); 2 for a bad config or a

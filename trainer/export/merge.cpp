@@ -23,7 +23,8 @@ namespace lora {
 
 namespace {
 
-// The base of cfg with the adapter folded in (W0 + s B A), whole (tp 1), in fp32.
+// The base of cfg with the adapter folded in (W0 + s B A), whole (tp 1), in fp32; with
+// model.dtype nf4, W0 is the dequantized NF4 base the adapter was trained on.
 struct MergedModel {
   MpiCommunicator self{MPI_COMM_SELF, 1, 1};  // the whole, unsharded model
   std::unique_ptr<GptModel<float>> model;
@@ -45,7 +46,15 @@ std::unique_ptr<MergedModel> merged_model(const RunConfig& cfg, const std::strin
   // LoRA settings and every tensor's shape before anything is merged.
   if (cfg.lora.enabled)
     read_adapter(adapter, cfg.model, cfg.lora, base_fingerprint(cfg.model), model.lora_layout(), 0, model.lora_params().data());
-  load_frozen_base(cfg, model, m->self, /*log=*/nullptr);
+  if (cfg.model.dtype == "nf4") {
+    // The adapter was trained against the NF4 base, so it is merged into that base as the run
+    // saw it: quantized as at load, dequantized to fp32 (QLoRA's merge).
+    GptModel<float> quantized(cfg.model, lc, m->self, 1, 1);
+    load_frozen_base(cfg, quantized, m->self, /*log=*/nullptr);
+    for (const TensorSpec& s : quantized.base_layout().tensors) quantized.base_tensor_values(s, model.base_tensor(s.name));
+  } else {
+    load_frozen_base(cfg, model, m->self, /*log=*/nullptr);
+  }
   model.merge_lora(true);
   return m;
 }
@@ -137,7 +146,8 @@ nlohmann::ordered_json gpt2_config(const ModelConfig& mc, const char* dtype) {
 
 }  // namespace
 
-std::string export_merged_hf(const RunConfig& cfg, const std::string& adapter, const std::string& dir) {
+std::string export_merged_hf(const RunConfig& cfg, const std::string& adapter, const std::string& dir,
+                             const std::string& dtype_wanted) {
   const auto m = merged_model(cfg, adapter);
   const ParamLayout& layout = m->model->base_layout();
   const float* base = m->model->base().data();
@@ -170,6 +180,8 @@ std::string export_merged_hf(const RunConfig& cfg, const std::string& adapter, c
         t.data.assign(p, p + rows * cols);
       }
       if (source) t.dtype = source->find(src.names[b])->tensor->dtype;  // read_hf_base_weights found it, F32/F16/BF16
+      if (!dtype_wanted.empty())
+        t.dtype = dtype_wanted == "bf16" ? StDtype::BF16 : dtype_wanted == "fp16" ? StDtype::F16 : StDtype::F32;
       dtypes.insert(st_dtype_name(t.dtype));
       tensors.push_back(std::move(t));
     }

@@ -21,9 +21,12 @@ void merge_adapter_into_base(const RunConfig& cfg, const std::string& adapter, c
 // [in, out] Conv1D, biases, ln_*, wte, wpe, no lm_head (tied); DIR/config.json) that
 // transformers and `model.init: hf` load with no LoRA code. Each tensor is stored in the
 // base's dtype as loaded: an HF base's dtype in its files (F32, BF16, F16), F32 for a seeded
-// or HDF5 base; the merge itself is done in fp32 and rounded once. DIR must not exist or be
-// empty; it is written atomically (io/atomic_folder.h). Returns the dtypes written ("F32",
-// "BF16", ...). Needs MPI initialised (one process).
-std::string export_merged_hf(const RunConfig& cfg, const std::string& adapter, const std::string& dir);
+// or HDF5 base, or every tensor in `dtype` ("fp32", "bf16", "fp16") when it is not empty; the
+// merge itself is done in fp32 and rounded once. With model.dtype nf4 the base is the NF4 one
+// the run trained on, dequantized. DIR must not exist or be empty; it is written atomically
+// (io/atomic_folder.h). Returns the dtypes written ("F32", "BF16", ...). Needs MPI initialised
+// (one process).
+std::string export_merged_hf(const RunConfig& cfg, const std::string& adapter, const std::string& dir,
+                             const std::string& dtype = "");
 
 }  // namespace lora
