@@ -16,6 +16,7 @@ constexpr uint64_t kF32 = 4;
 constexpr uint64_t kLmHeadChunkRows = 1024;  // model/gpt.cpp kLmHeadChunk
 
 bool is_bf16(const ModelConfig& m) { return m.dtype == "bf16"; }
+bool is_nf4(const ModelConfig& m) { return m.dtype == "nf4"; }
 
 // A 64-byte token-shard header (io/token_shard.h): bytes in memory once read, plus the
 // shuffled window order when `shuffled`. 0 when the file cannot be read.
@@ -34,8 +35,12 @@ uint64_t shard_bytes(const std::string& path, int seq_len, bool shuffled) {
 
 // The largest staging copy a bf16 frozen-weight GEMM keeps (model/ops/cpu/frozen_gemm.cpp),
 // in bytes, over every GEMM of a step: forward y = x W^T with W [N x K], backward dx = dy W.
-uint64_t bf16_staging_bytes(const ModelConfig& m, int tp, uint64_t M, DeviceSpec::Bf16Staging kind) {
-  if (kind == DeviceSpec::Bf16Staging::None || !is_bf16(m)) return 0;
+// model.dtype nf4: on a CPU every frozen GEMM widens a block of rows to fp32 (NF4 dequantized,
+// the bf16 embeddings widened) with no input copy; on a GPU an NF4 block of rows is dequantized
+// to bf16 and the input copied to bf16, as for a bf16 weight, plus that bf16 block.
+uint64_t bf16_staging_bytes(const ModelConfig& m, int tp, uint64_t M, DeviceSpec::Bf16Staging kind, bool is_cpu) {
+  if (is_nf4(m)) kind = is_cpu ? DeviceSpec::Bf16Staging::WidenedBlocks : DeviceSpec::Bf16Staging::Bf16InputCopy;
+  if (kind == DeviceSpec::Bf16Staging::None || !(is_bf16(m) || is_nf4(m))) return 0;
   const ArchSpec a = arch_spec(m);
   const uint64_t d = a.d_model, ql = uint64_t(a.q_width()) / tp, qkvl = uint64_t(a.qkv_width()) / tp;
   const uint64_t upl = uint64_t(a.mlp_up_width()) / tp, ffl = uint64_t(a.ffn) / tp;
@@ -45,14 +50,15 @@ uint64_t bf16_staging_bytes(const ModelConfig& m, int tp, uint64_t M, DeviceSpec
   const Gemm gemms[] = {{M, qkvl, d}, {M, d, ql}, {M, upl, d}, {M, d, ffl}, {chunk, vl, d}};
   uint64_t input = 0, widened = 0;
   for (const Gemm& g : gemms) {
+    const uint64_t block = std::min<uint64_t>(g.N, std::max<uint64_t>(64, (uint64_t(4) << 20) / g.K));
     if (kind == DeviceSpec::Bf16Staging::Bf16InputCopy) {  // a bf16 copy of x (forward) or dy (backward)
       input = std::max({input, 2 * g.rows * g.K, 2 * g.rows * g.N});
+      if (is_nf4(m)) widened = std::max(widened, 2 * block * g.K);  // the dequantized bf16 block
       continue;
     }
-    // Widened: W in blocks of max(64, 4 Mi / K) rows; the fp32 rounded input is x [rows x K]
-    // forward, and one block's columns of dy [rows x block] backward.
-    const uint64_t block = std::min<uint64_t>(g.N, std::max<uint64_t>(64, (uint64_t(4) << 20) / g.K));
-    input = std::max({input, kF32 * g.rows * g.K, kF32 * g.rows * block});
+    // Widened: W in blocks of max(64, 4 Mi / K) rows; the fp32 rounded input (bf16 only) is x
+    // [rows x K] forward, and one block's columns of dy [rows x block] backward.
+    if (!is_nf4(m)) input = std::max({input, kF32 * g.rows * g.K, kF32 * g.rows * block});
     widened = std::max(widened, kF32 * block * g.K);
   }
   return input + widened;
@@ -70,8 +76,11 @@ uint64_t memory_need(const PlanMemory& mem, const DeviceSpec& dev, int ranks) {
 
 // What lowers a memory term, for the verdict. `more_tp` is how to say "raise parallel.tp": at
 // the largest tp the heads (Llama: the KV heads) split into, it is a larger device instead.
-std::string advice_for(const std::string& term, const PlanMemory& mem, bool bf16, const std::string& more_tp) {
-  if (term == "base weights") return bf16 ? more_tp : "set model.dtype=bf16, or " + more_tp;
+std::string advice_for(const std::string& term, const PlanMemory& mem, const std::string& dtype,
+                       const std::string& more_tp) {
+  if (term == "base weights")
+    return dtype == "nf4" ? more_tp : dtype == "bf16" ? "set model.dtype=nf4, or " + more_tp
+                                                      : "set model.dtype=bf16 (or nf4), or " + more_tp;
   if (term == "saved block activations")
     return mem.recompute ? "lower train.micro_batch or train.seq_len, or " + more_tp
                          : "set train.recompute=full, or lower train.micro_batch";
@@ -83,7 +92,8 @@ std::string advice_for(const std::string& term, const PlanMemory& mem, bool bf16
   return "fewer ranks per node";
 }
 
-PlanVerdict verdict(const PlanMemory& mem, const DeviceSpec& dev, int ranks, bool bf16, const std::string& more_tp) {
+PlanVerdict verdict(const PlanMemory& mem, const DeviceSpec& dev, int ranks, const std::string& dtype,
+                    const std::string& more_tp) {
   PlanVerdict v;
   v.need = memory_need(mem, dev, ranks);
   v.have = dev.memory_bytes;
@@ -101,9 +111,9 @@ PlanVerdict verdict(const PlanMemory& mem, const DeviceSpec& dev, int ranks, boo
   };
   std::stable_sort(terms.begin(), terms.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   v.largest_term = terms[0].second;
-  v.advice = advice_for(v.largest_term, mem, bf16, more_tp);
+  v.advice = advice_for(v.largest_term, mem, dtype, more_tp);
   v.runner_up = terms[1].second;
-  v.runner_up_advice = advice_for(v.runner_up, mem, bf16, more_tp);
+  v.runner_up_advice = advice_for(v.runner_up, mem, dtype, more_tp);
   v.largest_bytes = terms[0].first;
   v.runner_up_bytes = terms[1].first;
   return v;
@@ -113,7 +123,9 @@ PlanTime step_time(const PlanFlops& f, double tp_bytes, uint64_t grads_world, ui
                    const DeviceSpec& dev) {
   const int tp = cfg.parallel.tp, dp = cfg.parallel.dp, world = tp * dp;
   PlanTime t;
-  t.peak_flops = is_bf16(cfg.model) ? dev.peak_flops_bf16 : dev.peak_flops_fp32;
+  // NF4 computes in bf16 on a GPU (its blocks dequantized to bf16, as QLoRA) and in fp32 on a CPU.
+  const bool bf16_compute = is_bf16(cfg.model) || (is_nf4(cfg.model) && !dev.is_cpu);
+  t.peak_flops = bf16_compute ? dev.peak_flops_bf16 : dev.peak_flops_fp32;
   t.compute_s = t.peak_flops > 0 ? f.executed() / world / t.peak_flops : 0;
   // A group crosses nodes once it is wider than a node; TP groups are consecutive ranks.
   const double tp_bw = tp <= dev.devices_per_node ? dev.intra_node_bytes_per_s : dev.inter_node_bytes_per_s;
@@ -167,7 +179,7 @@ Plan make_plan(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_byt
   const int threads = device.is_cpu ? device.threads_per_rank : 0;
   // Blocked attention keeps, per thread, score and probability blocks of kAttentionBlock^2.
   const uint64_t att_blocks = uint64_t(threads) * kF32 * 3 * (kAttentionBlock * kAttentionBlock + kAttentionBlock);
-  const uint64_t staging = bf16_staging_bytes(m, tp, M, device.bf16_staging);
+  const uint64_t staging = bf16_staging_bytes(m, tp, M, device.bf16_staging, device.is_cpu);
   const uint64_t micro_batch_io = M * (4 + 4 + 4);  // inputs, targets (int32), loss mask (float)
 
   auto common = [&](PlanMemory& mem, const MemoryEstimate& e, const LoraConfig& lc, bool rc) {
@@ -190,11 +202,15 @@ Plan make_plan(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_byt
   lo.lora_scratch = est.scratch - bare.scratch;
   lo.activation_grads = est.scratch - lo.lora_scratch - lm_chunk;
 
-  const ParamLayout base = base_layout(m, tp);
+  // Full fine-tuning, the comparison: trained weights are fp32 (with an fp32 master copy of
+  // bf16 ones); an nf4 config's full fine-tuning is counted as bf16's.
+  ModelConfig m16 = m;
+  if (is_nf4(m)) m16.dtype = "bf16";
+  const ParamLayout base = base_layout(m16, tp);
   const LoraLayout lora = lora_layout(m, cfg.lora, tp);
   const uint64_t base_local = base.total + base.total_bf16;
   PlanMemory& fu = p.full;
-  common(fu, bare, no_lora, false);
+  common(fu, is_nf4(m) ? estimate(m16, no_lora, false) : bare, no_lora, false);
   fu.trainable = kF32 * base.total_bf16;  // bf16 weights need an fp32 master copy for the update
   fu.grads = kF32 * base_local;
   fu.adam = 2 * kF32 * base_local;
@@ -252,13 +268,13 @@ Plan make_plan(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_byt
   const std::string more_tp = tp < largest_tp(arch) ? "raise parallel.tp"
                                                      : "use a device with more memory (tp " + std::to_string(tp) +
                                                            " is the largest this model's heads split into)";
-  p.verdict_lora = verdict(lo, device, p.ranks, is_bf16(m), more_tp);
-  p.verdict_full = verdict(fu, device, p.ranks, is_bf16(m), more_tp);
+  p.verdict_lora = verdict(lo, device, p.ranks, m.dtype, more_tp);
+  p.verdict_full = verdict(fu, device, p.ranks, m16.dtype, more_tp);
 
   // Parameter counts of the whole model (one TP rank's layout at tp 1, padding excluded).
   const LoraLayout lora_whole = lora_layout(m, cfg.lora, 1);
   p.trainable_params = lora_whole.total;
-  const ParamLayout base_whole = base_layout(m, 1);
+  const ParamLayout base_whole = base_layout(m16, 1);
   p.base_params = base_whole.total + base_whole.total_bf16;
   return p;
 }
@@ -266,11 +282,16 @@ Plan make_plan(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_byt
 std::vector<LayoutTrial> search_layouts(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_bytes) {
   std::vector<LayoutTrial> rows;
   for (int tp = 1, largest = largest_tp(arch_spec(cfg.model)); tp <= largest; tp *= 2) {
-    for (const char* dtype : {"fp32", "bf16"})
+    for (const char* dtype : {"fp32", "bf16", "nf4"})
       for (const char* recompute : {"none", "full"}) {
         RunConfig c = cfg;
         c.parallel.tp = tp;
         c.model.dtype = dtype;
+        try {
+          if (c.model.dtype == "nf4") (void)base_layout(c.model, tp);  // rows of whole 64-weight blocks
+        } catch (const std::invalid_argument&) {
+          continue;  // nf4 cannot split this shape at this tp
+        }
         c.train.recompute = recompute;
         const Plan p = make_plan(c, device, data_bytes);
         LayoutTrial row;

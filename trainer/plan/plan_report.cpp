@@ -106,7 +106,9 @@ std::string plan_table(const Plan& p) {
   tab.heading(buf);
 
   tab.heading("memory per rank                                                            LoRA   full fine-tuning");
-  tab.row("base weights (" + m.dtype + " matrices, fp32 vectors)", bytes_text(lo.weights), bytes_text(fu.weights));
+  tab.row(m.dtype == "nf4" ? std::string("base weights (nf4 block matrices, bf16 embeddings, fp32 vectors)")
+                           : "base weights (" + m.dtype + " matrices, fp32 vectors)",
+          bytes_text(lo.weights), bytes_text(fu.weights));
   tab.row(std::string("trainable parameters (full: fp32 master of bf16 weights)"), bytes_text(lo.trainable),
           bytes_text(fu.trainable));
   tab.row("gradients (fp32)", bytes_text(lo.grads), bytes_text(fu.grads));
@@ -123,7 +125,7 @@ std::string plan_table(const Plan& p) {
   tab.row(buf, bytes_text(lo.lm_head_chunk), bytes_text(fu.lm_head_chunk));
   tab.row("attention score blocks (per thread)", bytes_text(lo.attention_blocks), bytes_text(fu.attention_blocks));
   tab.row("LoRA backward scratch", bytes_text(lo.lora_scratch), bytes_text(fu.lora_scratch));
-  tab.row("bf16 GEMM staging", bytes_text(lo.gemm_staging), bytes_text(fu.gemm_staging));
+  tab.row("bf16/nf4 GEMM staging", bytes_text(lo.gemm_staging), bytes_text(fu.gemm_staging));
   tab.row(d.is_cpu ? "communication buffers (MPI)" : "communication buffers (NCCL, assumed)", bytes_text(lo.comm_buffers),
           bytes_text(fu.comm_buffers));
   tab.row(d.is_cpu ? "runtime (measured, see below)" : "runtime (assumed, see below)", bytes_text(lo.runtime),
