@@ -10,6 +10,7 @@
 #include <cstring>
 #include <set>
 
+#include "io/hf_bnb_weights.h"
 #include "io/hf_model_folder.h"
 #include "io/first_process.h"
 #include "io/input_error.h"
@@ -229,6 +230,23 @@ HfReadStats read_hf_base_weights(const std::string& dir, const ParamLayout& layo
   std::vector<float> staged;  // an NF4 tensor's rows in fp32, quantized once all its parts are read
   for (const TensorSpec& whole : layout.tensors) {
     const HfSource src = hf_source(whole.name, arch);
+    if (whole.dtype == DType::NF4 && is_bnb_4bit(folder, src.names[0])) {  // quantized already: copied as it is
+      std::vector<float> offsets;
+      std::vector<std::string> companions;
+      uint8_t* shard = nf4->bytes + whole.offset;
+      for (size_t b = 0; b < src.names.size(); ++b) {
+        if (!is_bnb_4bit(folder, src.names[b]))
+          throw InputError(folder.source() + ": '" + src.names[0] + "' is a bitsandbytes 4-bit weight but '" +
+                           src.names[b] + "', fused with it, is not");
+        offsets.push_back(read_bnb_nf4_segment(folder, src.names[b], whole, b, tp_rank, shard, companions));
+        used.insert(src.names[b]);
+      }
+      used.insert(companions.begin(), companions.end());
+      nf4_write_row_table(whole, tp_rank, offsets, shard);
+      dtypes.insert("NF4");
+      stats.bytes_read += whole.nf4.bytes;
+      continue;
+    }
     if (whole.dtype == DType::NF4) staged.assign(whole.local_size(), 0.0f);
     for (size_t b = 0; b < src.names.size(); ++b) {  // one part, or each stacked block of a fused tensor
       int local_row0 = 0;
@@ -242,6 +260,8 @@ HfReadStats read_hf_base_weights(const std::string& dir, const ParamLayout& layo
       used.insert(hf);
       const SafetensorsTensor& t = *ref->tensor;
       const std::string what = ref->file->path() + ": tensor '" + ref->stored_name + "'";
+      if (is_bnb_4bit(folder, hf))
+        throw InputError(what + " is a bitsandbytes 4-bit (NF4) weight: set model.dtype: nf4 to train on this folder");
       if (t.dtype != StDtype::F32 && t.dtype != StDtype::F16 && t.dtype != StDtype::BF16)
         throw InputError(what + " has dtype " + st_dtype_name(t.dtype) + "; base weights must be F32, F16 or BF16");
       if (t.shape != want)

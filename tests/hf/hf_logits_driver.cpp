@@ -34,8 +34,10 @@ int main(int argc, char** argv) {
     const int B = static_cast<int>(seqs.size()), T = B ? static_cast<int>(seqs[0].size()) : 1;
     lora::MpiCommunicator comm(MPI_COMM_WORLD, tp, 1);
     lora::GptModel<float> model(cfg.model, cfg.lora, comm, std::max(B, 1), T);
-    const lora::HfReadStats st = lora::read_hf_base_weights(cfg.model.path, model.base_layout(), rank,
-                                                            model.base().data(), model.base_bf16().data());
+    const lora::HfReadStats st =
+        lora::read_hf_base_weights(cfg.model.path, model.base_layout(), rank, model.base().data(),
+                                   model.base_bf16().data(), cfg.model.arch, &model.nf4_staging());
+    model.finish_nf4();  // model.dtype nf4: the TP group double-quantizes what was staged
     model.init_lora(cfg.train.seed);  // B = 0: the adapters add nothing
 
     // Every rank's figures, in rank order.
