@@ -17,6 +17,11 @@ void swiglu_forward(T* out, const T* h, int M, int F);
 template <typename T>
 void swiglu_backward(T* dh, const T* dout, const T* h, int M, int F);
 
+// The float kernels at one vector width (4, 8 or 16 lanes, as gelu_forward_lanes in gelu.h);
+// swiglu_forward<float> and swiglu_backward<float> run the widest this CPU has.
+void swiglu_forward_lanes(int lanes, float* out, const float* h, int M, int F);
+void swiglu_backward_lanes(int lanes, float* dh, const float* dout, const float* h, int M, int F);
+
 // The CUDA twins (model/ops/cuda/swiglu.cu), float only.
 namespace cuda {
 template <typename T>
