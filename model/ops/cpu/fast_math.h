@@ -58,8 +58,11 @@ struct FloatVec {
 // Vectors wider than the baseline ABI's, passed or returned by value, draw -Wpsabi notes about
 // the ABI (which no call here uses: these are always inlined into a function of the matching
 // target). Arguments go by reference, which silences the notes GCC cannot be told to keep
-// quiet; for the returns, a .cpp that uses these says `#pragma GCC diagnostic ignored "-Wpsabi"`
-// before including this header.
+// quiet; the returns are silenced here (warnings placed on these lines, in whichever file of a
+// unity build includes this first) and by `#pragma GCC diagnostic ignored "-Wpsabi"` at the top
+// of each .cpp that uses them (warnings placed at the end of the file).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
 
 // vexp on each lane, the same polynomial as the scalar one, for finite x in [-87.3, 88], where
 // 2^n is a normal float (callers clamp; NaN lanes give garbage that the callers' own
@@ -89,6 +92,8 @@ __attribute__((always_inline)) inline F clamp_lanes(const F& x, float lo, float 
   const F y = x < lo ? F{} + lo : x;
   return y > hi ? F{} + hi : y;
 }
+
+#pragma GCC diagnostic pop
 
 // The widest float vector this CPU runs, in lanes: 16 (AVX-512F), 8 (AVX2 + FMA) or 4 (the
 // SSE2 every x86-64 has). Asked once; LORA_SIMD_LANES=4|8|16 caps it (tests, comparisons).

@@ -17,10 +17,10 @@ namespace lora {
 
 namespace {
 constexpr double kSqrt2OverPi = 0.7978845608028654;
-constexpr float kC0 = 0.7978845608028654f, kC1 = 0.044715f;
+constexpr float kGeluC0 = 0.7978845608028654f, kGeluC1 = 0.044715f;
 
 // Below this many elements one thread does the pass (a parallel region costs a few us).
-constexpr size_t kParallelMin = 1 << 15;
+constexpr size_t kGeluParallelMin = 1 << 15;
 
 // The float kernels, on W-lane vectors. With u = sqrt(2/pi) (x + 0.044715 x^3) and
 // s = 0.5 (1 + tanh u) = 1 / (1 + e^-2u), the logistic function of 2u:
@@ -41,7 +41,7 @@ struct GeluLanes {
   // s and e^-2u s (= 1 - s) for one vector of x.
   __attribute__((always_inline)) static inline void logistic(const F& x, F& xc, F& s, F& one_minus_s) {
     xc = clamp_lanes(x, -10.0f, 10.0f);
-    const F u = kC0 * (xc + kC1 * xc * xc * xc);
+    const F u = kGeluC0 * (xc + kGeluC1 * xc * xc * xc);
     const F e = vexp_lanes<F, I>(-2.0f * u);  // |2u| <= 87.3: in range
     s = 1.0f / (1.0f + e);
     s = x < -10.0f ? F{} : s;
@@ -57,7 +57,7 @@ struct GeluLanes {
   __attribute__((always_inline)) static inline F derivative(const F& x) {
     F xc, s, q;
     logistic(x, xc, s, q);
-    const F dinner = kC0 * (1.0f + (3.0f * kC1) * xc * xc);
+    const F dinner = kGeluC0 * (1.0f + (3.0f * kGeluC1) * xc * xc);
     const F g = s + 2.0f * xc * (s * q) * dinner;
     return x == x ? g : x;  // NaN in, NaN out (xc is NaN there too; this makes it explicit)
   }
@@ -104,7 +104,7 @@ struct GeluLanes {
 };
 
 // This thread's share [b0, b1) of `blocks` vectors inside a parallel region (static split).
-inline void share(size_t blocks, size_t& b0, size_t& b1) {
+inline void gelu_share(size_t blocks, size_t& b0, size_t& b1) {
   const size_t t = omp_get_thread_num(), nt = omp_get_num_threads();
   b0 = blocks * t / nt;
   b1 = blocks * (t + 1) / nt;
@@ -114,26 +114,26 @@ inline void share(size_t blocks, size_t& b0, size_t& b1) {
 // function that keeps the target of the one it is written in, and the always-inline kernels
 // must be inlined into a function of their width's target (AVX-512 code inside a baseline
 // function would be split into SSE pieces). The 4-lane one is the baseline's (SSE2 on x86-64).
-#define LORA_GELU_TARGET(W, ATTR)                                                                    \
-  ATTR void forward##W(float* out, const float* x, size_t n) {                                      \
-    _Pragma("omp parallel if (n >= kParallelMin)") {                                                \
+#define LORA_GELU_TARGET(W, ATTR)                                                                   \
+  ATTR void gelu_forward##W(float* out, const float* x, size_t n) {                                 \
+    _Pragma("omp parallel if (n >= kGeluParallelMin)") {                                            \
       size_t b0, b1;                                                                                \
-      share(n / W, b0, b1);                                                                         \
+      gelu_share(n / W, b0, b1);                                                                    \
       GeluLanes<W>::forward_blocks(out, x, b0, b1);                                                 \
     }                                                                                               \
     GeluLanes<W>::forward_tail(out, x, n);                                                          \
   }                                                                                                 \
-  ATTR void backward##W(float* dx, const float* dout, const float* x, size_t n) {                   \
-    _Pragma("omp parallel if (n >= kParallelMin)") {                                                \
+  ATTR void gelu_backward##W(float* dx, const float* dout, const float* x, size_t n) {              \
+    _Pragma("omp parallel if (n >= kGeluParallelMin)") {                                            \
       size_t b0, b1;                                                                                \
-      share(n / W, b0, b1);                                                                         \
+      gelu_share(n / W, b0, b1);                                                                    \
       GeluLanes<W>::backward_blocks(dx, dout, x, b0, b1);                                           \
     }                                                                                               \
     GeluLanes<W>::backward_tail(dx, dout, x, n);                                                    \
   }
 LORA_GELU_TARGET(4, )
 #if defined(__x86_64__) || defined(__i386__)
-#define LORA_SIMD_X86 1
+#define LORA_GELU_X86 1
 LORA_GELU_TARGET(8, __attribute__((target("avx2,fma"))))
 LORA_GELU_TARGET(16, __attribute__((target("avx512f"))))
 #endif
@@ -143,20 +143,20 @@ LORA_GELU_TARGET(16, __attribute__((target("avx512f"))))
 
 void gelu_forward_lanes(int lanes, float* out, const float* x, size_t n) {
   check_simd_lanes("gelu", lanes);
-#ifdef LORA_SIMD_X86
-  if (lanes == 16) return forward16(out, x, n);
-  if (lanes == 8) return forward8(out, x, n);
+#ifdef LORA_GELU_X86
+  if (lanes == 16) return gelu_forward16(out, x, n);
+  if (lanes == 8) return gelu_forward8(out, x, n);
 #endif
-  forward4(out, x, n);
+  gelu_forward4(out, x, n);
 }
 
 void gelu_backward_lanes(int lanes, float* dx, const float* dout, const float* x, size_t n) {
   check_simd_lanes("gelu", lanes);
-#ifdef LORA_SIMD_X86
-  if (lanes == 16) return backward16(dx, dout, x, n);
-  if (lanes == 8) return backward8(dx, dout, x, n);
+#ifdef LORA_GELU_X86
+  if (lanes == 16) return gelu_backward16(dx, dout, x, n);
+  if (lanes == 8) return gelu_backward8(dx, dout, x, n);
 #endif
-  backward4(dx, dout, x, n);
+  gelu_backward4(dx, dout, x, n);
 }
 
 // Float: the vector kernels at the widest width. Double (the gradient checks): libm's tanh,
@@ -166,7 +166,7 @@ void gelu_forward(T* out, const T* x, size_t n) {
   if constexpr (std::is_same_v<T, float>) {
     gelu_forward_lanes(simd_lanes(), out, x, n);
   } else {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (n >= kGeluParallelMin)
     for (size_t i = 0; i < n; ++i) {
       const T v = x[i];
       out[i] = T(0.5) * v * (T(1) + std::tanh(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v)));
@@ -179,7 +179,7 @@ void gelu_backward(T* dx, const T* dout, const T* x, size_t n) {
   if constexpr (std::is_same_v<T, float>) {
     gelu_backward_lanes(simd_lanes(), dx, dout, x, n);
   } else {
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+#pragma omp parallel for schedule(static) if (n >= kGeluParallelMin)
     for (size_t i = 0; i < n; ++i) {
       const T v = x[i];
       const T th = std::tanh(T(kSqrt2OverPi) * (v + T(0.044715) * v * v * v));

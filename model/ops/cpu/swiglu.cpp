@@ -16,7 +16,7 @@ namespace lora {
 
 namespace {
 template <typename T>
-T sigmoid(T a) {
+T swiglu_sigmoid(T a) {
   return T(1) / (T(1) + std::exp(-a));
 }
 
@@ -82,14 +82,14 @@ struct SwigluLanes {
 };
 
 // One function per target, each with its own parallel region (see gelu.cpp for why).
-#define LORA_SWIGLU_TARGET(W, ATTR)                                                                  \
-  ATTR void forward##W(float* out, const float* h, int M, int Fw) {                                 \
+#define LORA_SWIGLU_TARGET(W, ATTR)                                                                 \
+  ATTR void swiglu_forward##W(float* out, const float* h, int M, int Fw) {                          \
     _Pragma("omp parallel for schedule(static)") for (int i = 0; i < M; ++i) {                      \
       const float* gate = h + static_cast<size_t>(i) * 2 * Fw;                                      \
-      SwigluLanes<W>::forward_row(out + static_cast<size_t>(i) * Fw, gate, gate + Fw, Fw);           \
+      SwigluLanes<W>::forward_row(out + static_cast<size_t>(i) * Fw, gate, gate + Fw, Fw);          \
     }                                                                                               \
   }                                                                                                 \
-  ATTR void backward##W(float* dh, const float* dout, const float* h, int M, int Fw) {              \
+  ATTR void swiglu_backward##W(float* dh, const float* dout, const float* h, int M, int Fw) {       \
     _Pragma("omp parallel for schedule(static)") for (int i = 0; i < M; ++i) {                      \
       const float* gate = h + static_cast<size_t>(i) * 2 * Fw;                                      \
       float* dgate = dh + static_cast<size_t>(i) * 2 * Fw;                                          \
@@ -98,7 +98,7 @@ struct SwigluLanes {
   }
 LORA_SWIGLU_TARGET(4, )
 #if defined(__x86_64__) || defined(__i386__)
-#define LORA_SIMD_X86 1
+#define LORA_SWIGLU_X86 1
 LORA_SWIGLU_TARGET(8, __attribute__((target("avx2,fma"))))
 LORA_SWIGLU_TARGET(16, __attribute__((target("avx512f"))))
 #endif
@@ -107,20 +107,20 @@ LORA_SWIGLU_TARGET(16, __attribute__((target("avx512f"))))
 
 void swiglu_forward_lanes(int lanes, float* out, const float* h, int M, int F) {
   check_simd_lanes("swiglu", lanes);
-#ifdef LORA_SIMD_X86
-  if (lanes == 16) return forward16(out, h, M, F);
-  if (lanes == 8) return forward8(out, h, M, F);
+#ifdef LORA_SWIGLU_X86
+  if (lanes == 16) return swiglu_forward16(out, h, M, F);
+  if (lanes == 8) return swiglu_forward8(out, h, M, F);
 #endif
-  forward4(out, h, M, F);
+  swiglu_forward4(out, h, M, F);
 }
 
 void swiglu_backward_lanes(int lanes, float* dh, const float* dout, const float* h, int M, int F) {
   check_simd_lanes("swiglu", lanes);
-#ifdef LORA_SIMD_X86
-  if (lanes == 16) return backward16(dh, dout, h, M, F);
-  if (lanes == 8) return backward8(dh, dout, h, M, F);
+#ifdef LORA_SWIGLU_X86
+  if (lanes == 16) return swiglu_backward16(dh, dout, h, M, F);
+  if (lanes == 8) return swiglu_backward8(dh, dout, h, M, F);
 #endif
-  backward4(dh, dout, h, M, F);
+  swiglu_backward4(dh, dout, h, M, F);
 }
 
 // Float: the vector kernels at the widest width. Double (the gradient checks): libm's exp.
@@ -133,7 +133,7 @@ void swiglu_forward(T* out, const T* h, int M, int F) {
     for (int i = 0; i < M; ++i) {
       const T *gate = h + static_cast<size_t>(i) * 2 * F, *up = gate + F;
       T* o = out + static_cast<size_t>(i) * F;
-      for (int j = 0; j < F; ++j) o[j] = gate[j] * sigmoid(gate[j]) * up[j];
+      for (int j = 0; j < F; ++j) o[j] = gate[j] * swiglu_sigmoid(gate[j]) * up[j];
     }
   }
 }
@@ -148,7 +148,7 @@ void swiglu_backward(T* dh, const T* dout, const T* h, int M, int F) {
       const T *gate = h + static_cast<size_t>(i) * 2 * F, *up = gate + F, *d = dout + static_cast<size_t>(i) * F;
       T *dgate = dh + static_cast<size_t>(i) * 2 * F, *dup = dgate + F;
       for (int j = 0; j < F; ++j) {
-        const T a = gate[j], s = sigmoid(a);
+        const T a = gate[j], s = swiglu_sigmoid(a);
         dup[j] = d[j] * a * s;
         dgate[j] = d[j] * up[j] * s * (T(1) + a * (T(1) - s));
       }
