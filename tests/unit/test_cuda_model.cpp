@@ -90,6 +90,9 @@ const Variant kVariants[] = {
     {"fp32 LoRA, every target, dropout", "fp32", false, false, 1e-5, 1e-4, 1e-4},
     {"fp32 LoRA, recompute", "fp32", false, true, 1e-5, 1e-4, 1e-4},
     {"bf16 frozen weights", "bf16", false, false, 1e-3, 2e-2, 2e-3},
+    // NF4: the same dequantized weights, but the GPU computes in bf16 (QLoRA's way) and the CPU
+    // in fp32: the bounds of bf16 against fp32 (Bf16Model.FirstStepLossAgreesWithFp32).
+    {"nf4 frozen weights (GPU bf16 compute, CPU fp32)", "nf4", false, false, 1e-2, 5e-2, 2e-2},
     {"full fine-tuning", "fp32", true, false, 1e-5, 1e-4, 1e-4},
     {"llama: GQA, RoPE, SwiGLU, untied head, every target, recompute", "fp32", false, true, 1e-5, 1e-4, 1e-4, "llama"},
     {"llama: full fine-tuning", "fp32", true, false, 1e-5, 1e-4, 1e-4, "llama"},

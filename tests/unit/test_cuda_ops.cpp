@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "model/dtype.h"
+#include "model/nf4_weight.h"
+#include "model/param_layout.h"
 #include "model/ops/adamw.h"
 #include "model/ops/attention.h"
 #include "model/ops/cross_entropy.h"
@@ -35,6 +37,7 @@
 #include "model/ops/cuda/cuda_check.h"
 #include "model/ops/cuda/device.h"
 #include "model/ops/cuda/device_buffer.h"
+#include "model/ops/cuda/nf4_dequantize.h"
 #endif
 
 namespace lora {
@@ -280,6 +283,38 @@ TEST_F(CudaOps, FrozenLinearInFp32AndBf16AndWeightGradient) {
   cuda::linear_backward_weight(dDW.data(), dDb.data(), dDy.data(), dX.data(), M, K, N);
   EXPECT_LT(rel_error(dDW.download(), dWc), kFp32Tol);
   EXPECT_LT(rel_error(dDb.download(), dbc), kFp32Tol);
+}
+
+// model.dtype nf4 on the device: the shard dequantized on the GPU equals the CPU's values
+// exactly (fp32 out); the frozen GEMMs run as QLoRA's on a GPU, the block of rows dequantized to
+// bf16 and the input rounded to bf16, so they equal the CPU's bf16 GEMM on the bf16-rounded
+// dequantized weights within 1e-5 (only the summation order differs).
+TEST_F(CudaOps, FrozenLinearInNf4) {
+  const int M = 67, K = 192, N = 1100;
+  ParamLayout p;
+  const TensorSpec& s = p.add("w", N, K, Shard::Rows, 1, DType::NF4);
+  const Vec w = random_vec(size_t(N) * K, 40, 0.05f), x = random_vec(size_t(M) * K, 41), dy = random_vec(size_t(M) * N, 42),
+            dx0 = random_vec(size_t(M) * K, 43);
+  std::vector<uint8_t> shard(s.nf4.bytes);
+  Vec absmax(size_t(N) * K / 64), deq(w.size());
+  nf4_quantize_local(s, 0, w.data(), shard.data(), absmax.data());
+  nf4_finish_local(s, 1, 0, absmax.data(), shard.data());
+  nf4_dequantize_rows(shard.data(), s.nf4, 0, N, deq.data());
+  DeviceBuffer<uint8_t> dShard(shard);
+  DBuf dDeq(w.size());
+  cuda::nf4_dequantize_rows_f32(dDeq.data(), dShard.data(), s.nf4, 0, N);
+  EXPECT_EQ(dDeq.download(), deq);
+  std::vector<uint16_t> deq16(deq.size());
+  for (size_t i = 0; i < deq.size(); ++i) deq16[i] = float_to_bf16(deq[i]);
+  Vec y(size_t(M) * N), dx = dx0;
+  linear_forward<float>(y.data(), x.data(), WeightView<float>(deq16.data()), nullptr, M, K, N);
+  linear_backward_input<float>(dx.data(), dy.data(), WeightView<float>(deq16.data()), M, K, N, true);
+  DBuf dX(x), dDy(dy), dY(size_t(M) * N), dDx(dx0);
+  const WeightView<float> q(dShard.data(), &s.nf4);
+  cuda::linear_forward<float>(dY.data(), dX.data(), q, nullptr, M, K, N);
+  cuda::linear_backward_input<float>(dDx.data(), dDy.data(), q, M, K, N, true);
+  EXPECT_LT(rel_error(dY.download(), y), kFp32Tol);
+  EXPECT_LT(rel_error(dDx.download(), dx), kFp32Tol);
 }
 
 // The LoRA branch writing into a column block of a wider row (q inside the fused qkv).

@@ -84,6 +84,7 @@ ComputeBackend ComputeBackend::cpu(const std::string& why) {
 
 std::string ComputeBackend::frozen_gemm_kernel(DType dtype) const {
   if (!cuda_) return lora::frozen_gemm_kernel(dtype);
+  if (dtype == DType::NF4) return "NF4 dequantized to bf16 per block of rows + cuBLAS cublasGemmEx, bf16 x bf16 with fp32 sums";
   return dtype == DType::BF16 ? "cuBLAS cublasGemmEx, bf16 x bf16 with fp32 sums" : "cuBLAS cublasSgemm, fp32 (no TF32)";
 }
 
