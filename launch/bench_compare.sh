@@ -2,7 +2,7 @@
 # lora_dist bench next to the PyTorch anchor (../shared/anchors/torch_lora_bench.py) on the
 # same GPT-2 124M LoRA step, interleaved in one session (this machine's speed moves: the
 # anchors README explains why), and the ratio of each pair: PyTorch fp32, PyTorch bf16 autocast
-# (the anchor's --bf16), lora_dist model.dtype fp32 and bf16. DP=1 adds dp=2 vs dp=1 (batch 8).
+# (the anchor's --bf16), lora_dist model.dtype fp32, bf16 and nf4. DP=1 adds dp=2 vs dp=1 (batch 8).
 #   launch/bench_compare.sh [ROUNDS] [ANCHORS_DIR]     -> prints a table; logs in out/bench/
 #   BIN=path/to/lora_dist (default build/lora_dist)
 set -euo pipefail
@@ -37,6 +37,8 @@ sed -e 's/batch_size: 4/batch_size: 8/' -e "s#../../data/#$repo/data/#" "$yaml" 
 sed -e 's/dp: 1/dp: 2/' "$dp1b8" > "$dp2"
 bf16=$log/gpt2_124m_bf16.yaml
 sed -e 's/^  init: seed/  init: seed\n  dtype: bf16/' -e "s#../../data/#$repo/data/#" "$yaml" > "$bf16"
+nf4=$log/gpt2_124m_nf4.yaml
+sed -e 's/^  init: seed/  init: seed\n  dtype: nf4/' -e "s#../../data/#$repo/data/#" "$yaml" > "$nf4"
 
 torch_run() {  # the anchors' best honest PyTorch config (tcmalloc, ATen AVX-512 where the CPU has it); $1: extra flag (--bf16)
   (cd "$log" && env "${torch_env[@]}" LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 \
@@ -58,24 +60,27 @@ for round in $(seq "$rounds"); do
     tb=$(torch_run --bf16 | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["tokens_per_s"])')
   fi
   ob=$(ours_run 1 2 "$bf16")
+  on=$(ours_run 1 2 "$nf4")
   d1=0 d2=0
   if [[ $with_dp == 1 ]]; then
     d1=$(ours_run 1 2 "$dp1b8")
     d2=$(ours_run 2 1 "$dp2")
   fi
   ping_after=$("$log/core_pingpong" | awk '{print $2}')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$t" "$tb" "$o" "$ob" "$d1" "$d2" "$ping_before" "$ping_after" >> "$log/results.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$t" "$tb" "$o" "$ob" "$on" "$d1" "$d2" "$ping_before" "$ping_after" >> "$log/results.tsv"
 done
 
 /usr/bin/python3 - "$log/results.tsv" <<'PY'
 import sys
 rows = [l.split("\t") for l in open(sys.argv[1]) if l.strip()]
-print("round | PyTorch fp32 tok/s | PyTorch bf16 autocast | lora_dist fp32 | lora_dist bf16 | fp32 ratio | bf16 ratio "
-      "| lora_dist bf16 / PyTorch fp32 | batch 8: dp=1 x 2 thr | dp=2 x 1 thr | ping-pong ns before/after")
-print("---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---")
-for r, t, tb, o, ob, d1, d2, pb, pa in rows:
-    t, tb, o, ob, d1, d2 = map(float, (t, tb, o, ob, d1, d2))
+print("round | PyTorch fp32 tok/s | PyTorch bf16 autocast | lora_dist fp32 | lora_dist bf16 | lora_dist nf4 | fp32 ratio "
+      "| bf16 ratio | lora_dist bf16 / PyTorch fp32 | lora_dist nf4 / fp32 | batch 8: dp=1 x 2 thr | dp=2 x 1 thr "
+      "| ping-pong ns before/after")
+print("---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---")
+for r, t, tb, o, ob, on, d1, d2, pb, pa in rows:
+    t, tb, o, ob, on, d1, d2 = map(float, (t, tb, o, ob, on, d1, d2))
     dp = f"{d1:.1f} | {d2:.1f}" if d1 > 0 else "- | -"
     tbs, rb = ("n/a (no bf16 units)", "-") if tb != tb else (f"{tb:.1f}", f"{ob / tb:.2f}x")
-    print(f"{r} | {t:.1f} | {tbs} | {o:.1f} | {ob:.1f} | {o / t:.2f}x | {rb} | {ob / t:.2f}x | {dp} | {pb}/{pa.strip()}")
+    print(f"{r} | {t:.1f} | {tbs} | {o:.1f} | {ob:.1f} | {on:.1f} | {o / t:.2f}x | {rb} | {ob / t:.2f}x | {on / o:.2f}x "
+          f"| {dp} | {pb}/{pa.strip()}")
 PY
