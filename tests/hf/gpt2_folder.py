@@ -25,10 +25,15 @@ def tensor_bytes(t, dtype):
 
 def write_safetensors(path, tensors, dtype):
     """tensors: {name: torch tensor}; every one stored as `dtype` (F32, F16 or BF16)."""
+    write_raw_safetensors(path, {name: (dtype, list(t.shape), tensor_bytes(t, dtype)) for name, t in tensors.items()})
+
+
+def write_raw_safetensors(path, tensors):
+    """tensors: {name: (dtype name, shape, bytes)}: any dtype the format has (U8 for bitsandbytes' parts)."""
     header, blobs, offset = {}, [], 0
     for name in sorted(tensors):
-        b = tensor_bytes(tensors[name], dtype)
-        header[name] = {"dtype": dtype, "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(b)]}
+        dtype, shape, b = tensors[name]
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(b)]}
         blobs.append(b)
         offset += len(b)
     header["__metadata__"] = {"format": "pt"}

@@ -29,7 +29,9 @@ CFG = g.config_json(n_layer=2, n_head=4, n_embd=32, vocab_size=101, n_positions=
 MPI = ["mpirun", "--oversubscribe", "--allow-run-as-root", "-np"]
 
 
-def run_driver(driver, folder, tp, work, tokens, dtype="fp32"):
+def run_driver(driver, folder, tp, work, tokens, dtype="fp32", vocab=None):
+    """The driver's full logits [B, T, V] for `tokens` from `folder` at `tp` ranks, and its read figures
+    (V: `vocab`, else CFG's; tests/nf4/bnb_folder_test.py calls it too)."""
     os.makedirs(work, exist_ok=True)
     with open(os.path.join(work, "run.yaml"), "w") as f:
         f.write(f"model: {{init: hf, path: {folder}, dtype: {dtype}}}\n"
@@ -42,7 +44,7 @@ def run_driver(driver, folder, tp, work, tokens, dtype="fp32"):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         sys.exit(f"FAIL: {' '.join(cmd)}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
-    V = CFG["vocab_size"]
+    V = vocab or CFG["vocab_size"]
     logits = np.fromfile(os.path.join(work, "logits.f32"), dtype="<f4").reshape(tokens.shape[0], tokens.shape[1], V)
     with open(os.path.join(work, "read.json")) as f:
         return logits, json.load(f)

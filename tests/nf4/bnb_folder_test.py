@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 
@@ -34,9 +33,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "hf"))
 sys.path.insert(0, os.path.join(HERE, "..", "llama"))
 import gpt2_folder as g  # noqa: E402
 import llama_folder as lf  # noqa: E402
+from gpt2_logits_test import MPI, run_driver  # noqa: E402
 import nf4_reference as ref  # noqa: E402
 
-MPI = ["mpirun", "--oversubscribe", "--allow-run-as-root", "-np"]
 failures = []
 
 
@@ -47,22 +46,8 @@ def check(cond, what):
 
 
 def write_raw_safetensors(path, tensors):
-    """tensors: {name: (dtype, numpy array)} with dtype F32, U8 or BF16 (as uint16 bits)."""
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        dtype, a = tensors[name]
-        b = np.ascontiguousarray(a).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    header["__metadata__"] = {"format": "pt"}
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
+    """tensors: {name: (dtype, numpy array)} with dtype F32 or U8."""
+    g.write_raw_safetensors(path, {k: (d, list(a.shape), np.ascontiguousarray(a).tobytes()) for k, (d, a) in tensors.items()})
 
 
 def quant_state(shape, q, quant_type="nf4", double=True):
@@ -155,22 +140,6 @@ def llama_folders(work):
     return plain, quant, model
 
 
-def run_driver(driver, folder, tp, work, tokens, vocab):
-    os.makedirs(work, exist_ok=True)
-    with open(os.path.join(work, "run.yaml"), "w") as f:
-        f.write(f"model: {{init: hf, path: {folder}, dtype: nf4}}\n"
-                f"data: {{train: {os.path.join(work, 'run.yaml')}}}\n"
-                f"train: {{seq_len: {tokens.shape[1]}, batch_size: 2, micro_batch: 2}}\n"
-                f"parallel: {{tp: {tp}}}\n")
-    with open(os.path.join(work, "tokens.json"), "w") as f:
-        json.dump(tokens.tolist(), f)
-    cmd = MPI + [str(tp), driver, os.path.join(work, "run.yaml"), os.path.join(work, "tokens.json"), work]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    if r.returncode != 0:
-        sys.exit(f"FAIL: {' '.join(cmd)}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
-    return np.fromfile(os.path.join(work, "logits.f32"), dtype="<f4").reshape(tokens.shape[0], tokens.shape[1], vocab)
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--driver", required=True)
@@ -188,8 +157,8 @@ def main():
         plain, quant, model = make()
         want = forward(model).detach().numpy()
         for tp in (1, 2):
-            at_load = run_driver(a.driver, plain, tp, os.path.join(a.work, f"{family}_plain_tp{tp}"), tokens, VOCAB)
-            loaded = run_driver(a.driver, quant, tp, os.path.join(a.work, f"{family}_bnb_tp{tp}"), tokens, VOCAB)
+            at_load, _ = run_driver(a.driver, plain, tp, os.path.join(a.work, f"{family}_plain_tp{tp}"), tokens, "nf4", VOCAB)
+            loaded, _ = run_driver(a.driver, quant, tp, os.path.join(a.work, f"{family}_bnb_tp{tp}"), tokens, "nf4", VOCAB)
             check(np.array_equal(at_load.view(np.uint32), loaded.view(np.uint32)),
                   f"{family} tp {tp}: the bitsandbytes folder loads into the model quantizing at load gives, bit for bit")
             err = g.rel_error(loaded, want)

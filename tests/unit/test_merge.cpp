@@ -34,19 +34,24 @@ RunConfig config(const fs::path& dir) {
   return c;
 }
 
+// Seeds `adapted`'s base from cfg, gives it a random adapter (B != 0) and saves that as `path`.
+void random_adapter(const RunConfig& cfg, Communicator& comm, GptModel<float>& adapted, const std::string& path) {
+  adapted.init_base_from_seed(cfg.model.init_seed);
+  auto& p = adapted.lora_params();
+  for (size_t i = 0; i < p.size(); ++i) p[i] = static_cast<float>(uniform_element(3, RngPurpose::LoraInit, 9, i, 0.3));
+  AdamW unused(p.size());
+  save_adapter(comm, cfg.model, cfg.lora, base_fingerprint(cfg.model),
+               LoraSlices{adapted.lora_layout(), 0, p.data(), unused.m.data(), unused.v.data()}, path);
+}
+
 TEST(Merge, MergedWeightsGiveTheAdaptedLogits) {
   const fs::path dir = test::unique_temp_path("merge_test");
   fs::create_directories(dir);
   RunConfig cfg = config(dir);
   MpiCommunicator comm(MPI_COMM_SELF, 1, 1);
   GptModel<float> adapted(cfg.model, cfg.lora, comm, 1, 8);
-  adapted.init_base_from_seed(cfg.model.init_seed);
-  auto& p = adapted.lora_params();
-  for (size_t i = 0; i < p.size(); ++i) p[i] = static_cast<float>(uniform_element(3, RngPurpose::LoraInit, 9, i, 0.3));
-  AdamW unused(p.size());
   const std::string adapter = (dir / "adapter.h5").string(), merged = (dir / "merged.h5").string();
-  save_adapter(comm, cfg.model, cfg.lora, base_fingerprint(cfg.model),
-               LoraSlices{adapted.lora_layout(), 0, p.data(), unused.m.data(), unused.v.data()}, adapter);
+  random_adapter(cfg, comm, adapted, adapter);
 
   merge_adapter_into_base(cfg, adapter, merged);
 
@@ -209,13 +214,8 @@ TEST(Merge, Nf4RunMergesIntoTheDequantizedBase) {
   cfg.model.dtype = "nf4";
   MpiCommunicator comm(MPI_COMM_SELF, 1, 1);
   GptModel<float> adapted(cfg.model, cfg.lora, comm, 1, 8);
-  adapted.init_base_from_seed(cfg.model.init_seed);
-  auto& p = adapted.lora_params();
-  for (size_t i = 0; i < p.size(); ++i) p[i] = static_cast<float>(uniform_element(3, RngPurpose::LoraInit, 9, i, 0.3));
-  AdamW unused(p.size());
   const std::string adapter = (dir / "adapter.h5").string(), merged = (dir / "merged.h5").string();
-  save_adapter(comm, cfg.model, cfg.lora, base_fingerprint(cfg.model),
-               LoraSlices{adapted.lora_layout(), 0, p.data(), unused.m.data(), unused.v.data()}, adapter);
+  random_adapter(cfg, comm, adapted, adapter);
   merge_adapter_into_base(cfg, adapter, merged);
   ModelConfig plain_cfg = cfg.model;
   plain_cfg.dtype = "fp32";
@@ -223,7 +223,7 @@ TEST(Merge, Nf4RunMergesIntoTheDequantizedBase) {
   read_base_weights(merged, plain.base_layout(), 0, plain.base().data());
   plain.init_lora(1);  // B = 0
   source.init_base_from_seed(cfg.model.init_seed);  // the unquantized base, with the same adapter
-  source.lora_params() = p;
+  source.lora_params() = adapted.lora_params();
   std::vector<int32_t> tokens = {1, 5, 9, 3, 30, 2, 7, 11};
   std::vector<float> mask(8, 1.0f);
   const MicroBatch mb{tokens.data(), tokens.data(), mask.data(), 1, 8};
