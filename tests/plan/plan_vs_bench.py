@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Plan = measurement (issue 11, DESIGN §8): for every case below (each layout, recompute mode
-and dtype the suite runs), `lora_dist plan --json` must give exactly the collective bytes `lora_dist bench
---json` measures, and a per-rank peak RSS within 10 % of bench's measured one.
+and dtype the suite runs), `lora_dist plan --json` must give exactly the collective bytes and
+frozen-weight bytes `lora_dist bench --json` measures, and a per-rank peak RSS within 10 % of
+bench's measured one.
 
 usage: plan_vs_bench.py LORA_DIST MPIRUN WORKDIR [SHAPE ...]
 
@@ -47,6 +48,8 @@ CASES = [
     # estimate: MemoryEstimate.MatchesWhatTheModelAllocates); with recompute full, where the
     # process's own share is largest, one CI run measured 10.0 %: those cases are left to GPT.
     ("llama", 1, 1, "none", "fp32"), ("llama", 2, 1, "none", "bf16"), ("llama", 2, 2, "none", "fp32"),
+    # model.dtype nf4: NF4 shards of the blocks' matrices, the embedding in bf16.
+    ("acts", 1, 1, "full", "nf4"), ("acts", 2, 1, "none", "nf4"),
 ]
 RSS_TOLERANCE = 0.10
 
@@ -101,6 +104,9 @@ def main():
         if coll["lora_grad_bytes"] != bench["lora_grad_bytes"]:
             failures.append(f"{name}: LoRA gradient bytes: plan {coll['lora_grad_bytes']} != measured "
                             f"{bench['lora_grad_bytes']}")
+        if plan["lora"]["memory"]["weights"] != bench["frozen_bytes"]:
+            failures.append(f"{name}: frozen-weight bytes: plan {plan['lora']['memory']['weights']} != measured "
+                            f"{bench['frozen_bytes']}")
         if abs(err) > RSS_TOLERANCE:
             failures.append(f"{name}: peak RSS per rank: plan {planned_mib:.1f} MiB vs measured {measured_mib:.1f} MiB "
                             f"({100 * err:+.1f} %, limit {100 * RSS_TOLERANCE:.0f} %)")
@@ -110,7 +116,7 @@ def main():
     if failures:
         print("\nFAIL: plan and measurement drift apart:\n  " + "\n  ".join(failures))
         return 1
-    print(f"\nok: {len(rows)} cases: collective bytes equal, peak RSS within {100 * RSS_TOLERANCE:.0f} %")
+    print(f"\nok: {len(rows)} cases: collective and frozen-weight bytes equal, peak RSS within {100 * RSS_TOLERANCE:.0f} %")
     return 0
 
 

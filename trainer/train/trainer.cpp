@@ -298,7 +298,9 @@ void Trainer::log_run_end() {
   const double mine = static_cast<double>(peak_rss_bytes()) / (1 << 20);
   std::vector<double> per_rank(static_cast<size_t>(comm_.size(Group::World)));
   comm_.all_gather(&mine, 1, per_rank.data(), Group::World);
-  metrics_.write({{"type", "end"}, {"step", step_}, {"peak_rss_mib", per_rank}});
+  // frozen_bytes: TP rank 0's frozen weights, exactly what plan's "base weights" counts.
+  metrics_.write({{"type", "end"}, {"step", step_}, {"peak_rss_mib", per_rank},
+                  {"dtype", cfg_.model.dtype}, {"frozen_bytes", static_cast<double>(model_->frozen_bytes())}});
   if (!is_logger()) return;
   const auto top = std::max_element(per_rank.begin(), per_rank.end());
   std::printf("peak RSS: %.1f MiB on rank %d (the largest of %zu ranks; metrics.jsonl has each)\n", *top,
