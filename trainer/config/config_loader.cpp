@@ -517,7 +517,7 @@ void check_consistency(const RunConfig& c, const Ctx& ctx) {
   }
   if (!c.lora.enabled && m.dtype != "fp32")
     ctx.fail(ctx.line_of({"model.dtype", "lora.enabled"}), "model.dtype",
-             "full fine-tuning (lora.enabled: false) trains the base weights in fp32; bf16 and nf4 are for frozen ones",
+             "full fine-tuning (lora.enabled: false) trains the base weights in fp32, bf16 and nf4 are for frozen ones",
              m.dtype);
   if (!c.lora.enabled && !c.lora.init_from.empty())
     ctx.fail(ctx.line_of({"lora.init_from"}), "lora.init_from",
