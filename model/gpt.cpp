@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <string>
 
 #include "comm/tp_regions.h"
 #include "model/ops/attention.h"
+#include "model/ops/cpu/fused_lm_head.h"
 #include "model/ops/cross_entropy.h"
 #include "model/ops/embedding.h"
 #include "model/ops/gelu.h"
@@ -71,7 +74,14 @@ GptModel<T>::GptModel(const ModelConfig& mc, const LoraConfig& lc, Communicator&
     rope_sin_.upload(sin.data(), n);
   }
   const size_t chunk = std::min<size_t>(kLmHeadChunk, M);
-  logits_chunk_ = buffer(chunk * dims_.vocab_local);
+  if (fused_lm_head()) {  // one L2-sized tile instead of chunk x V/tp logits
+    const LmTileShape tile = lm_tile_shape();
+    set_lm_tile(tile.rows, tile.cols);
+    lm_rows_.assign(M, 0);
+    lm_targets_.assign(M, 0);
+  } else {
+    logits_chunk_ = buffer(chunk * dims_.vocab_local);
+  }
   ce_max_ = buffer(chunk);
   ce_stats_ = buffer(2 * chunk);
   ce_weight_ = buffer(chunk);
@@ -526,9 +536,131 @@ void GptModel<T>::forward_blocks(const MicroBatch& mb, const DropoutContext& ctx
   norm_forward(lnf_.data(), lnf_mean_.data(), lnf_rstd_.data(), resid_[mc_.n_layer].data(), lnf_params_, M);
 }
 
+// The CPU backend fuses the LM head with the cross-entropy (model/ops/cpu/fused_lm_head.h);
+// the CUDA backend keeps the chunked path below (a chunk x V/tp logits buffer and the ops of
+// model/ops/cross_entropy.h), and so does an NF4 head (never made: heads are bf16 under nf4).
+template <typename T>
+bool GptModel<T>::fused_lm_head() const {
+  return !unfused_lm_head_ && ops_.memory->is_host && base_layout_.at(head_).dtype != DType::NF4;
+}
+
+template <typename T>
+void GptModel<T>::set_lm_tile(int rows, int cols) {
+  lm_shape_ = {std::max(1, rows), std::max(1, cols)};
+  lm_tile_ = buffer(std::min<size_t>(lm_shape_.rows, max_M_) * std::min(lm_shape_.cols, dims_.vocab_local));
+}
+
+template <typename T>
+void GptModel<T>::use_unfused_lm_head() {
+  unfused_lm_head_ = true;
+  if (logits_chunk_.size() == 0) logits_chunk_ = buffer(std::min<size_t>(kLmHeadChunk, max_M_) * dims_.vocab_local);
+}
+
+namespace {
+// The head's rows from `row` on, keeping the view's dtype and bf16_compute.
+template <typename T>
+WeightView<T> head_rows(const WeightView<T>& w, size_t row, int d) {
+  WeightView<T> s = w;
+  const size_t off = row * static_cast<size_t>(d);
+  s.data = w.is_bf16() ? static_cast<const void*>(w.bf16() + off) : static_cast<const void*>(w.native() + off);
+  return s;
+}
+}  // namespace
+
+template <typename T>
+double GptModel<T>::lm_head_loss_fused(const MicroBatch& mb, double loss_tokens, bool grad) {
+  const int M = mb.B * mb.Tn, d = dims_.d, Vl = dims_.vocab_local, v0 = dims_.vocab_start;
+  const int valid = std::clamp(dims_.vocab - v0, 0, Vl);
+  const WeightView<T> head = backend_weight(head_);
+  const int R = std::min(lm_shape_.rows, M), Vt = std::max(1, std::min(lm_shape_.cols, Vl));
+  // Rows whose loss mask is 0 never enter the head: the others are gathered (into y_ and dln_,
+  // free between the blocks' forward and backward) unless every row counts.
+  int n = 0;
+  for (int i = 0; i < M; ++i)
+    if (mb.loss_mask[i] != 0.0f) {
+      lm_rows_[n] = i;
+      lm_targets_[n++] = mb.targets[i] - v0;
+    }
+  const bool gathered = n != M;
+  const size_t row_bytes = sizeof(T) * d;
+  T* X = lnf_.data();
+  T* A = dlnf_.data();
+  if (gathered) {
+    X = y_.data();
+    A = dln_.data();
+    for (int r = 0; r < n; ++r) std::memcpy(X + static_cast<size_t>(r) * d, lnf_.data() + static_cast<size_t>(lm_rows_[r]) * d, row_bytes);
+  }
+  T* tile = lm_tile_.data();
+  T* grad_head = grad && full_ ? backend_grad(head_) : nullptr;
+  double loss = 0;
+  for (int c0 = 0; c0 < n; c0 += kLmHeadChunk) {
+    // A chunk of rows is the unit of the TP all-reduces (as in the unfused path: mc maxima, then
+    // 2 mc sums); within it the tiles run vocabulary-outer, so each head slice is read once.
+    const int mc = std::min(kLmHeadChunk, n - c0);
+    T* lmax = ce_max_.data();
+    T* stats = ce_stats_.data();
+    T* weight = ce_weight_.data();
+    T* gmax = ce_host_max_.data();
+    const int32_t* tl = lm_targets_.data() + c0;
+    T* Xc = X + static_cast<size_t>(c0) * d;
+    T* Ac = A + static_cast<size_t>(c0) * d;
+    if (valid == 0) {  // a rank holding only padding columns
+      std::fill(lmax, lmax + mc, -std::numeric_limits<T>::infinity());
+      std::fill(stats, stats + 2 * mc, T(0));
+      if (grad) std::fill(Ac, Ac + static_cast<size_t>(mc) * d, T(0));
+    }
+    for (int vc = 0; vc < valid; vc += Vt) {
+      const int cols = std::min(Vt, valid - vc);
+      const WeightView<T> w = head_rows(head, vc, d);
+      for (int r0 = 0; r0 < mc; r0 += R) {
+        const int rr = std::min(R, mc - r0);
+        T* acc = grad ? Ac + static_cast<size_t>(r0) * d : nullptr;
+        ops_.linear_forward(tile, Xc + static_cast<size_t>(r0) * d, w, nullptr, rr, d, cols);
+        lm_tile_online_softmax(tile, rr, cols, vc, tl + r0, lmax + r0, stats + 2 * r0, acc, d, vc == 0);
+        if (grad) ops_.linear_backward_input(acc, tile, w, rr, d, cols, /*accumulate=*/vc != 0);
+      }
+    }
+    std::copy(lmax, lmax + mc, gmax);
+    comm_.all_reduce_max(gmax, mc, Group::TP);  // vocab-parallel CE: global max per token
+    for (int i = 0; i < mc; ++i)
+      stats[2 * i] = lmax[i] == -std::numeric_limits<T>::infinity() ? T(0) : stats[2 * i] * static_cast<T>(std::exp(lmax[i] - gmax[i]));
+    comm_.all_reduce_sum(stats, 2 * static_cast<size_t>(mc), Group::TP);  // global sum exp, target logit
+    for (int i = 0; i < mc; ++i) {
+      weight[i] = static_cast<T>(mb.loss_mask[lm_rows_[c0 + i]] / loss_tokens);
+      loss += static_cast<double>(weight[i]) *
+              (std::log(static_cast<double>(stats[2 * i])) + gmax[i] - stats[2 * i + 1]);
+    }
+    if (!grad) continue;
+    lm_rows_finalize(Ac, mc, d, lmax, gmax, stats, weight, tl, valid, head);
+    if (!grad_head) continue;
+    // Full fine-tuning: the head's gradient needs the normalised softmax, so a second pass
+    // recomputes each tile's logits and adds its dW (tied: the table's LM-head share).
+    for (int vc = 0; vc < valid; vc += Vt) {
+      const int cols = std::min(Vt, valid - vc);
+      const WeightView<T> w = head_rows(head, vc, d);
+      for (int r0 = 0; r0 < mc; r0 += R) {
+        const int rr = std::min(R, mc - r0);
+        const T* x = Xc + static_cast<size_t>(r0) * d;
+        ops_.linear_forward(tile, x, w, nullptr, rr, d, cols);
+        ops_.vocab_cross_entropy_backward(tile, gmax + r0, stats + 2 * r0, tl + r0, weight + r0, vc, rr, cols, cols);
+        ops_.linear_backward_weight(grad_head + static_cast<size_t>(vc) * d, nullptr, tile, x, rr, d, cols);
+      }
+    }
+  }
+  if (!grad) return loss;
+  if (gathered) {  // masked rows' gradient is 0; the others go back to their places
+    dlnf_.zero(static_cast<size_t>(M) * d);
+    for (int r = 0; r < n; ++r) std::memcpy(dlnf_.data() + static_cast<size_t>(lm_rows_[r]) * d, A + static_cast<size_t>(r) * d, row_bytes);
+  }
+  // The LM head is column-parallel over the vocabulary: its input gradient is a TP partial sum.
+  copy_to_tp_region_backward(comm_, dlnf_.data(), static_cast<size_t>(M) * d);
+  return loss;
+}
+
 template <typename T>
 double GptModel<T>::lm_head_loss(const MicroBatch& mb, double loss_tokens, bool grad) {
   Stopwatch t(timers_, grad ? "lm head + cross-entropy, fwd+bwd" : "lm head + cross-entropy, fwd");
+  if (fused_lm_head()) return lm_head_loss_fused(mb, loss_tokens, grad);
   const int M = mb.B * mb.Tn, d = dims_.d, Vl = dims_.vocab_local, v0 = dims_.vocab_start;
   const int valid = std::clamp(dims_.vocab - v0, 0, Vl);
   const WeightView<T> head = backend_weight(head_);

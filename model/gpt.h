@@ -17,6 +17,7 @@
 #include "model/compute_ops.h"
 #include "model/kv_cache.h"
 #include "model/op_timers.h"
+#include "model/ops/cpu/fused_lm_head.h"
 #include "model/param_layout.h"
 #include "model/parallel_linear.h"
 
@@ -107,6 +108,11 @@ class GptModel {
   bool full_finetuning() const { return full_; }
   std::vector<T>& base_grads() { return base_grad_; }
   // What the optimizer trains, whichever mode: the LoRA factors, or the base weights.
+  // Tests: run the LM head unfused (a chunk x V/tp logits buffer and the ops of
+  // model/ops/cross_entropy.h, as the CUDA backend does) instead of the CPU's fused tiles.
+  void use_unfused_lm_head();
+  bool lm_head_is_fused() const { return fused_lm_head(); }
+  void set_lm_tile(int rows, int cols);  // tests: the fused path's tile shape
   std::vector<T>& trainable_params() { return full_ ? base_ : lora_; }
   std::vector<T>& trainable_grads() { return full_ ? base_grad_ : lora_grad_; }
   const ParamLayout& trainable_layout() const { return full_ ? static_cast<const ParamLayout&>(base_layout_) : lora_layout_; }
@@ -182,6 +188,10 @@ class GptModel {
   void block_forward(int l, const MicroBatch& mb, const DropoutContext& ctx, T* out, KvCache<T>* cache = nullptr);
   void forward_blocks(const MicroBatch& mb, const DropoutContext& ctx, KvCache<T>* cache = nullptr);
   double lm_head_loss(const MicroBatch& mb, double loss_tokens, bool grad);
+  // The CPU backend's LM head + cross-entropy, fused in L2-sized tiles (no chunk x V/tp logits),
+  // only on the rows whose loss mask is not 0 (model/ops/cpu/fused_lm_head.h).
+  double lm_head_loss_fused(const MicroBatch& mb, double loss_tokens, bool grad);
+  bool fused_lm_head() const;
   void backward_blocks(const MicroBatch& mb, const DropoutContext& ctx);
 
   ModelConfig mc_;
@@ -211,6 +221,11 @@ class GptModel {
   ComputeBuffer<T> lnf_, lnf_mean_, lnf_rstd_, dlnf_, dres_, dln_, dqkv_, datt_, dh_, dg_, y_, logits_chunk_;
   ComputeBuffer<T> rope_cos_, rope_sin_;  // RoPE tables [context x head_dim/2], with rotary positions
   ComputeBuffer<T> ce_max_, ce_stats_, ce_weight_;
+  ComputeBuffer<T> lm_tile_;             // fused LM head (CPU): one [rows x vocabulary columns] tile
+  std::vector<int> lm_rows_;             // fused LM head: the rows whose loss mask is not 0
+  std::vector<int32_t> lm_targets_;      // ... their targets minus the shard's first vocabulary id
+  bool unfused_lm_head_ = false;         // use_unfused_lm_head()
+  LmTileShape lm_shape_{};               // the fused tile's rows and vocabulary columns
   std::vector<T> ce_host_max_, ce_host_stats_, ce_host_weight_;  // the loss is summed on the host
   ComputeBuffer<int32_t> inputs_copy_, targets_copy_;  // the micro-batch's tokens off the CPU
   OpTimers timers_;

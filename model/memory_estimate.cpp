@@ -1,5 +1,7 @@
 #include "model/memory_estimate.h"
 
+#include "model/ops/cpu/fused_lm_head.h"
+
 #include <algorithm>
 #include <cstdio>
 
@@ -10,7 +12,7 @@
 namespace lora {
 
 MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, int tp, int B, int T,
-                                     bool recompute, int elem_bytes) {
+                                     bool recompute, int elem_bytes, bool fused_lm_head) {
   // Everything in 64-bit: the point is to refuse shapes whose sizes overflow 32 bits.
   const ArchSpec a = arch_spec(m);
   const uint64_t M = uint64_t(B) * uint64_t(T), d = uint64_t(a.d_model), L = uint64_t(a.n_layer);
@@ -69,11 +71,18 @@ MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, 
   const uint64_t per_block_acts = 3 * M * d + 4 * M + M * qkvl + M * ql + uint64_t(B) * heads_local * T + M * upl +
                                   M * ffl + lora_saved;
   est.activations = e * ((L + 1) * M * d + (recompute ? 1 : L) * per_block_acts);
-  const uint64_t chunk = std::min<uint64_t>(1024, M);
   const uint64_t rope_tables = a.position == PositionKind::Rotary ? uint64_t(a.context) * (hd / 2) * 2 : 0;
-  est.scratch = e * (5 * M * d + 2 * M + M * qkvl + M * ql + M * upl + (swiglu ? M * ffl : 0) + chunk * vocab_local +
-                     4 * chunk + lora_scratch + rope_tables);
+  est.scratch = e * (5 * M * d + 2 * M + M * qkvl + M * ql + M * upl + (swiglu ? M * ffl : 0) + lora_scratch +
+                     rope_tables) +
+                lm_head_scratch_bytes(M, vocab_local, fused_lm_head, elem_bytes);
   return est;
+}
+
+uint64_t lm_head_scratch_bytes(uint64_t M, uint64_t vocab_local, bool fused, int elem_bytes) {
+  const uint64_t chunk = std::min<uint64_t>(1024, M), e = uint64_t(elem_bytes);  // model/gpt.cpp kLmHeadChunk
+  if (!fused) return e * (chunk * vocab_local + 4 * chunk);
+  const uint64_t tile = std::min<uint64_t>(kLmTileRows, M) * std::min<uint64_t>(kLmTileCols, vocab_local);
+  return e * (tile + 4 * chunk) + 2 * sizeof(int32_t) * M;
 }
 
 std::string format_bytes(uint64_t n) {

@@ -23,8 +23,15 @@ struct MemoryEstimate {
 
 // One TP rank of a model with `tp` ranks per replica, micro-batches of B sequences of T tokens,
 // with train.recompute full (`recompute`) or none, element size `elem_bytes` (4 for float).
+// fused_lm_head: the CPU backend's fused LM head + cross-entropy (one L2-sized tile of logits
+// and two int32 per row); false: the CUDA backend's chunk of min(1024, B T) rows x V/tp logits.
 MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, int tp, int B, int T,
-                                     bool recompute = false, int elem_bytes = 4);
+                                     bool recompute = false, int elem_bytes = 4, bool fused_lm_head = true);
+
+// Bytes of the LM head's vocabulary-wide scratch for M rows over vocab_local columns, elements
+// of elem_bytes: the logits tile (fused) or chunk, its per-row statistics (max, sum exp, target
+// logit, weight), and the fused path's row list and targets.
+uint64_t lm_head_scratch_bytes(uint64_t M, uint64_t vocab_local, bool fused, int elem_bytes = 4);
 
 // "1.50 GiB", "312.0 MiB", "4096 bytes"
 std::string format_bytes(uint64_t n);

@@ -6,6 +6,7 @@
 
 #include "model/memory_estimate.h"
 #include "model/ops/attention.h"
+#include "model/ops/cpu/fused_lm_head.h"
 #include "model/param_layout.h"
 
 namespace lora {
@@ -45,9 +46,12 @@ uint64_t bf16_staging_bytes(const ModelConfig& m, int tp, uint64_t M, DeviceSpec
   const uint64_t d = a.d_model, ql = uint64_t(a.q_width()) / tp, qkvl = uint64_t(a.qkv_width()) / tp;
   const uint64_t upl = uint64_t(a.mlp_up_width()) / tp, ffl = uint64_t(a.ffn) / tp;
   const uint64_t vl = (uint64_t(a.vocab) + tp - 1) / tp;
-  const uint64_t chunk = std::min(kLmHeadChunkRows, M);
   struct Gemm { uint64_t rows, N, K; };
-  const Gemm gemms[] = {{M, qkvl, d}, {M, d, ql}, {M, upl, d}, {M, d, ffl}, {chunk, vl, d}};
+  // The LM head's GEMMs: a chunk of rows over the rank's vocabulary (CUDA), or one fused tile
+  // (the CPU backend, model/ops/cpu/fused_lm_head.h).
+  const Gemm head = is_cpu ? Gemm{std::min<uint64_t>(kLmTileRows, M), std::min<uint64_t>(kLmTileCols, vl), d}
+                           : Gemm{std::min(kLmHeadChunkRows, M), vl, d};
+  const Gemm gemms[] = {{M, qkvl, d}, {M, d, ql}, {M, upl, d}, {M, d, ffl}, head};
   uint64_t input = 0, widened = 0;
   for (const Gemm& g : gemms) {
     const uint64_t block = std::min<uint64_t>(g.N, std::max<uint64_t>(64, (uint64_t(4) << 20) / g.K));
@@ -166,7 +170,7 @@ Plan make_plan(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_byt
   LoraConfig no_lora = cfg.lora;
   std::fill(std::begin(no_lora.targets), std::end(no_lora.targets), false);
   auto estimate = [&](const ModelConfig& mc, const LoraConfig& lc, bool rc) {
-    return estimate_model_memory(mc, lc, tp, t.micro_batch, t.seq_len, rc);
+    return estimate_model_memory(mc, lc, tp, t.micro_batch, t.seq_len, rc, 4, /*fused_lm_head=*/device.is_cpu);
   };
   // One block's saved activations: what a second layer adds without recompute.
   auto per_block = [&](const LoraConfig& lc) {
@@ -175,7 +179,7 @@ Plan make_plan(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_byt
     return estimate(two, lc, false).activations - estimate(two, lc, true).activations;
   };
   const MemoryEstimate est = estimate(m, cfg.lora, recompute), bare = estimate(m, no_lora, false);
-  const uint64_t lm_chunk = kF32 * (std::min(kLmHeadChunkRows, M) * (vocab_local + 4));
+  const uint64_t lm_chunk = lm_head_scratch_bytes(M, vocab_local, /*fused=*/device.is_cpu);
   const int threads = device.is_cpu ? device.threads_per_rank : 0;
   // Blocked attention keeps, per thread, score and probability blocks of kAttentionBlock^2.
   const uint64_t att_blocks = uint64_t(threads) * kF32 * 3 * (kAttentionBlock * kAttentionBlock + kAttentionBlock);

@@ -1,5 +1,7 @@
 #include "trainer/plan/plan_report.h"
 
+#include "model/ops/cpu/fused_lm_head.h"
+
 #include <cstdio>
 #include <sstream>
 
@@ -121,7 +123,11 @@ std::string plan_table(const Plan& p) {
   std::snprintf(buf, sizeof buf, "saved block activations, recompute full (1 block)%s", rc ? " *" : "");
   tab.row(buf, bytes_text(lo.saved_blocks[1]), bytes_text(fu.saved_blocks[1]));
   tab.row("activation gradients and backward scratch", bytes_text(lo.activation_grads), bytes_text(fu.activation_grads));
-  std::snprintf(buf, sizeof buf, "LM-head logits chunk (%d rows x V/tp)", int(std::min<long>(1024L, long(t.micro_batch) * t.seq_len)));
+  if (p.device.is_cpu)  // model/ops/cpu/fused_lm_head.h: one tile, no chunk x V/tp logits
+    std::snprintf(buf, sizeof buf, "LM-head fused tile (%d rows x %d vocab columns) + row stats",
+                  int(std::min<long>(kLmTileRows, long(t.micro_batch) * t.seq_len)), kLmTileCols);
+  else
+    std::snprintf(buf, sizeof buf, "LM-head logits chunk (%d rows x V/tp)", int(std::min<long>(1024L, long(t.micro_batch) * t.seq_len)));
   tab.row(buf, bytes_text(lo.lm_head_chunk), bytes_text(fu.lm_head_chunk));
   tab.row("attention score blocks (per thread)", bytes_text(lo.attention_blocks), bytes_text(fu.attention_blocks));
   tab.row("LoRA backward scratch", bytes_text(lo.lora_scratch), bytes_text(fu.lora_scratch));
