@@ -612,12 +612,19 @@ double GptModel<T>::lm_head_loss_fused(const MicroBatch& mb, double loss_tokens,
     for (int vc = 0; vc < valid; vc += Vt) {
       const int cols = std::min(Vt, valid - vc);
       const WeightView<T> w = head_rows(head, vc, d);
+      // The dX GEMM's dy is the unnormalised probabilities; the target's -1 is subtracted after
+      // the all-reduces, so near-certain rows cancel: a bf16 head's dX GEMM runs in fp32 on the
+      // widened weight (bf16_compute off) instead of rounding dy to bf16, which lost ~2^-9 of
+      // p_target against the small 1 - p_target (model.dtype bf16 drifted 9 % apart over tp in
+      // tests/mpi/layout_invariance.cpp). The forward GEMM rounds its input as before.
+      WeightView<T> w_dx = w;
+      w_dx.bf16_compute = false;
       for (int r0 = 0; r0 < mc; r0 += R) {
         const int rr = std::min(R, mc - r0);
         T* acc = grad ? Ac + static_cast<size_t>(r0) * d : nullptr;
         ops_.linear_forward(tile, Xc + static_cast<size_t>(r0) * d, w, nullptr, rr, d, cols);
         lm_tile_online_softmax(tile, rr, cols, vc, tl + r0, lmax + r0, stats + 2 * r0, acc, d, vc == 0);
-        if (grad) ops_.linear_backward_input(acc, tile, w, rr, d, cols, /*accumulate=*/vc != 0);
+        if (grad) ops_.linear_backward_input(acc, tile, w_dx, rr, d, cols, /*accumulate=*/vc != 0);
       }
     }
     std::copy(lmax, lmax + mc, gmax);

@@ -17,10 +17,14 @@
 
 namespace lora {
 
-// The tile: rows x vocabulary columns of logits, 256 KiB in fp32 (Zen 3's L2 is 512 KiB), and
-// the [cols x d] slice of the head its two GEMMs share. LORA_LM_TILE=ROWSxCOLS overrides it
-// (a measuring knob: model/memory_estimate.cpp counts the default).
-constexpr int kLmTileRows = 128;
+// The tile: rows x vocabulary columns of logits (1 MiB in fp32, in Zen 3's L2 + its 4 MiB L3
+// slice) and the [cols x d] slice of the head its two GEMMs share (1.5 MiB at d 768), walked
+// vocabulary-outer so each slice of the head is read from memory once per 1024-row chunk. At
+// GPT-2 124M (B 4 x T 256, 1 thread, docs/performance.md) 512 x 512 took the LM head's share of
+// the step from 32.5-33 % to 30.8-31.3 %; 128 x 512 (256 KiB, all in L2) left it at 31.8 %:
+// the GEMMs want rows more than the tile wants L2. LORA_LM_TILE=ROWSxCOLS overrides it (a
+// measuring knob: model/memory_estimate.cpp counts the default).
+constexpr int kLmTileRows = 512;
 constexpr int kLmTileCols = 512;
 struct LmTileShape {
   int rows, cols;
