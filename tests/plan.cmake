@@ -19,11 +19,12 @@ set_tests_properties(plan.cpu_table PROPERTIES LABELS plan ENVIRONMENT "OMP_NUM_
   PASS_REGULAR_EXPRESSION "base weights.*saved block activations, recompute none.*runtime \\(measured.*peak per rank.*LoRA fits.*bytes all-reduced per rank.*tokens/s")
 
 # DESIGN §8 end to end: the shipped 175B example at tp 8, bf16, recompute full fits an H100;
-# --search names tp 8 as the smallest, and what fails without bf16 and without recompute.
+# --search names tp 8 as the smallest with bf16, tp 2 with nf4 as the smallest at all, and what
+# fails there with fp32, with bf16 and without recompute.
 add_test(NAME plan.gpt3_175b
   COMMAND $<TARGET_FILE:lora_dist> plan --yaml ${PROJECT_SOURCE_DIR}/launch/examples/gpt3_175b_lora.yaml --search)
 set_tests_properties(plan.gpt3_175b PROPERTIES LABELS plan
-  PASS_REGULAR_EXPRESSION "18,874,368 trainable.*LoRA fits.*full fine-tuning does not fit.*smallest tp that fits is 8.*with fp32 and recompute full it needs.*with bf16 and recompute none it needs")
+  PASS_REGULAR_EXPRESSION "18,874,368 trainable.*LoRA fits.*full fine-tuning does not fit.*model.dtype bf16 and recompute full, the smallest tp that fits is 8.*smallest tp that fits at all is 2 \\(model.dtype nf4, recompute full\\); with fp32 and recompute full it needs.*with bf16 and recompute full it needs.*with nf4 and recompute none it needs")
 
 # Bad input: exit 2 and a message naming the preset, the key or the layout.
 function(plan_bad_input name expect)
