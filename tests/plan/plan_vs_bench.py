@@ -48,8 +48,10 @@ CASES = [
     # estimate: MemoryEstimate.MatchesWhatTheModelAllocates); with recompute full, where the
     # process's own share is largest, one CI run measured 10.0 %: those cases are left to GPT.
     ("llama", 1, 1, "none", "fp32"), ("llama", 2, 1, "none", "bf16"), ("llama", 2, 2, "none", "fp32"),
-    # model.dtype nf4: NF4 shards of the blocks' matrices, the embedding in bf16.
-    ("acts", 1, 1, "full", "nf4"), ("acts", 2, 1, "none", "nf4"),
+    # model.dtype nf4: NF4 shards of the blocks' matrices, the embedding in bf16; without recompute,
+    # where the activations dominate (with it, the ~110 MiB peak of tp 1 moved by 6 MiB between
+    # runs: 10 % of it is within the process's own noise).
+    ("acts", 1, 1, "none", "nf4"), ("acts", 2, 1, "none", "nf4"),
 ]
 RSS_TOLERANCE = 0.10
 
