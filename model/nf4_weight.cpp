@@ -270,6 +270,24 @@ const char* nf4_dequantize_kernel() {
   }
 }
 
+std::vector<std::string> nf4_dequantize_units() {
+  std::vector<std::string> units;
+  if (unit() == Unit::Avx512) units.push_back("avx512");
+  if (unit() != Unit::Scalar) units.push_back("avx2");  // every AVX-512 CPU has AVX2 and FMA
+  units.push_back("scalar");
+  return units;
+}
+
+void nf4_dequantize_rows_with(const std::string& name, const uint8_t* shard, const Nf4ShardLayout& L, int r0, int r1,
+                              float* out) {
+  const std::vector<std::string> units = nf4_dequantize_units();
+  if (std::find(units.begin(), units.end(), name) == units.end())
+    throw std::invalid_argument("nf4: this CPU cannot run the " + name + " dequantization");
+  if (name == "avx512") return dequantize_avx512(shard, L, r0, r1, out);
+  if (name == "avx2") return dequantize_avx2(shard, L, r0, r1, out);
+  dequantize_scalar(shard, L, r0, r1, out);
+}
+
 template <>
 void nf4_dequantize_rows<float>(const uint8_t* shard, const Nf4ShardLayout& L, int r0, int r1, float* out) {
   switch (unit()) {

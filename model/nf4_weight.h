@@ -87,6 +87,11 @@ template <typename T>
 void nf4_dequantize_rows(const uint8_t* shard, const Nf4ShardLayout& L, int r0, int r1, T* out);
 // The vector unit nf4_dequantize_rows<float> uses on this CPU: "avx512", "avx2" or "scalar".
 const char* nf4_dequantize_kernel();
+// Every unit this CPU can run, widest first ("avx512", "avx2", "scalar"), and rows dequantized
+// with one of them: the tests compare each with the scalar loop on any CPU.
+std::vector<std::string> nf4_dequantize_units();
+void nf4_dequantize_rows_with(const std::string& unit, const uint8_t* shard, const Nf4ShardLayout& L, int r0, int r1,
+                              float* out);
 
 // Phase-1 state of a rank's NF4 matrices between the loader and GptModel::finish_nf4.
 struct Nf4Staging {

@@ -172,6 +172,12 @@ TEST(Nf4Gemm, EqualsTheFp32GemmOnTheDequantizedWeights) {
   nf4_dequantize_rows(shard.data(), s.nf4, 0, N, deq.data());
   nf4_dequantize_rows(shard.data(), s.nf4, 0, N, deq_double.data());
   for (size_t i = 0; i < deq.size(); ++i) ASSERT_EQ(double(deq[i]), deq_double[i]) << i << " (" << nf4_dequantize_kernel() << ")";
+  for (const std::string& unit : nf4_dequantize_units()) {  // every unit this CPU has, rows not starting at 0
+    std::vector<float> part(size_t(N - 3) * K);
+    nf4_dequantize_rows_with(unit, shard.data(), s.nf4, 3, N, part.data());
+    ASSERT_EQ(0, std::memcmp(part.data(), deq.data() + size_t(3) * K, part.size() * sizeof(float))) << unit;
+    std::printf("NF4 dequantization unit %s: equal to the scalar loop\n", unit.c_str());
+  }
   const WeightView<float> q(shard.data(), &s.nf4);
   std::vector<float> y(size_t(M) * N), y_ref(y.size()), dx(size_t(M) * K), dx_ref(dx.size()), dxa(dx.size(), 1.0f),
       dxa_ref(dx.size(), 1.0f);

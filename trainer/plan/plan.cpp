@@ -68,6 +68,24 @@ uint64_t bf16_staging_bytes(const ModelConfig& m, int tp, uint64_t M, DeviceSpec
   return input + widened;
 }
 
+// What quantizing at load holds besides the model (model/nf4_weight.h's two phases): the fp32
+// absmax of every local block until finish_nf4, plus the larger of one matrix's local rows in
+// fp32 (phase 1) and one matrix's gathered absmax with its whole-tensor codes (phase 2). The
+// model's buffers are all allocated before the load, so these add to them. Host memory: a GPU's
+// plan leaves it out.
+uint64_t nf4_load_bytes(const ModelConfig& m, int tp) {
+  if (!is_nf4(m)) return 0;
+  uint64_t absmax = 0, largest = 0;
+  for (const TensorSpec& s : base_layout(m, tp).tensors) {
+    if (s.dtype != DType::NF4) continue;
+    const uint64_t local_blocks = uint64_t(s.local_size()) / kNf4Blocksize;
+    const uint64_t whole_blocks = uint64_t(s.rows) * uint64_t(s.cols) / kNf4Blocksize;
+    absmax += kF32 * local_blocks;
+    largest = std::max({largest, kF32 * uint64_t(s.local_size()), kF32 * local_blocks * tp + 5 * whole_blocks});
+  }
+  return absmax + largest;
+}
+
 // One all-reduce's time in a ring of g ranks: each rank sends and receives 2(g-1)/g of it.
 double ring_seconds(uint64_t bytes, int g, double bytes_per_s) {
   if (g <= 1 || bytes == 0 || bytes_per_s <= 0) return 0;
@@ -143,7 +161,7 @@ PlanTime step_time(const PlanFlops& f, double tp_bytes, uint64_t grads_world, ui
 
 uint64_t PlanMemory::peak() const {
   return weights + trainable + grads + adam + activations() + activation_grads + lm_head_chunk + lora_scratch +
-         attention_blocks + gemm_staging + comm_buffers + runtime + data;
+         attention_blocks + gemm_staging + nf4_load + comm_buffers + runtime + data;
 }
 
 uint64_t token_data_bytes(const RunConfig& cfg) {
@@ -196,6 +214,7 @@ Plan make_plan(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_byt
     mem.lm_head_chunk = lm_chunk;
     mem.attention_blocks = att_blocks;
     mem.gemm_staging = staging;
+    mem.nf4_load = device.is_cpu ? nf4_load_bytes(m, tp) : 0;  // on a GPU node it is host memory
     mem.runtime = device.runtime_bytes;
     mem.data = data_bytes + micro_batch_io;
   };
@@ -215,6 +234,7 @@ Plan make_plan(const RunConfig& cfg, const DeviceSpec& device, uint64_t data_byt
   const uint64_t base_local = base.total + base.total_bf16;
   PlanMemory& fu = p.full;
   common(fu, is_nf4(m) ? estimate(m16, no_lora, false) : bare, no_lora, false);
+  fu.nf4_load = 0;
   fu.trainable = kF32 * base.total_bf16;  // bf16 weights need an fp32 master copy for the update
   fu.grads = kF32 * base_local;
   fu.adam = 2 * kF32 * base_local;

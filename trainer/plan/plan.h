@@ -34,6 +34,8 @@ struct PlanMemory {
   uint64_t lora_scratch = 0;      // LoRA backward scratch, shared by all adapters
   uint64_t attention_blocks = 0;  // per-thread score blocks of the blocked attention (cpu)
   uint64_t gemm_staging = 0;      // bf16 GEMM staging copies (cpu without native bf16 GEMMs)
+  uint64_t nf4_load = 0;          // model.dtype nf4 on a CPU, while loading: every block's fp32 absmax until
+                                  // the TP group double-quantizes, and one matrix's rows in fp32 (or the gather)
   uint64_t comm_buffers = 0;      // the collective library's buffers
   uint64_t runtime = 0;           // the process before its model (DeviceSpec::runtime_bytes)
   uint64_t data = 0;              // token shards, shuffle order, one micro-batch of inputs

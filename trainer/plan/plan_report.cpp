@@ -132,6 +132,7 @@ std::string plan_table(const Plan& p) {
   tab.row("attention score blocks (per thread)", bytes_text(lo.attention_blocks), bytes_text(fu.attention_blocks));
   tab.row("LoRA backward scratch", bytes_text(lo.lora_scratch), bytes_text(fu.lora_scratch));
   tab.row("bf16/nf4 GEMM staging", bytes_text(lo.gemm_staging), bytes_text(fu.gemm_staging));
+  if (lo.nf4_load > 0) tab.row("nf4 quantization at load (fp32 absmax, one matrix)", bytes_text(lo.nf4_load), bytes_text(0));
   tab.row(d.is_cpu ? "communication buffers (MPI)" : "communication buffers (NCCL, assumed)", bytes_text(lo.comm_buffers),
           bytes_text(fu.comm_buffers));
   tab.row(d.is_cpu ? "runtime (measured, see below)" : "runtime (assumed, see below)", bytes_text(lo.runtime),
@@ -190,7 +191,7 @@ nlohmann::json memory_json(const PlanMemory& m) {
           {"saved_blocks_recompute_full", m.saved_blocks[1]}, {"recompute", m.recompute ? "full" : "none"},
           {"activations", m.activations()}, {"activation_grads", m.activation_grads},
           {"lm_head_chunk", m.lm_head_chunk}, {"lora_scratch", m.lora_scratch},
-          {"attention_blocks", m.attention_blocks}, {"gemm_staging", m.gemm_staging},
+          {"attention_blocks", m.attention_blocks}, {"gemm_staging", m.gemm_staging}, {"nf4_load", m.nf4_load},
           {"comm_buffers", m.comm_buffers}, {"runtime", m.runtime}, {"data", m.data},
           {"peak_per_rank", m.peak()}};
 }
