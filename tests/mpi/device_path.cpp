@@ -83,8 +83,11 @@ struct Run {
 };
 
 // `steps` steps from a fresh start, or from the checkpoint `resume` (then up to train.steps).
+// The device path runs the chunked LM head (as CUDA does; the fused one is the host CPU's), so
+// the plain CPU reference is set to it too: bit for bit needs the same summation order.
 Run train(const RunConfig& c, Communicator& comm, ComputeBackend* backend, int steps) {
   Trainer t(c, comm, backend);
+  if (!backend) t.model().use_unfused_lm_head();
   Run r;
   for (int s = 0; s < steps; ++s) {
     const StepStats st = t.train_step();
