@@ -72,7 +72,8 @@ float read_bnb_nf4_segment(const HfModelFolder& folder, const std::string& hf_na
   if (field("nested_blocksize") != nf4::kNestedBlocksize)
     throw InputError(qwhat + ": nested_blocksize " + field("nested_blocksize").dump() + "; bitsandbytes uses 256");
   const nlohmann::json& shape = field("shape");
-  const int rows = nf4_segments(whole)[segment];
+  const Nf4Segment seg = nf4_segments(whole)[segment];
+  const int rows = seg.rows;
   if (!shape.is_array() || shape.size() != 2 || shape[0] != rows || shape[1] != whole.cols)
     throw InputError(qwhat + ": shape " + shape.dump() + ", but the model needs [" + std::to_string(rows) + ", " +
                      std::to_string(whole.cols) + "] (config.json's sizes)");
@@ -81,13 +82,12 @@ float read_bnb_nf4_segment(const HfModelFolder& folder, const std::string& hf_na
 
   // The parts, their lengths from the shape.
   const uint64_t n = uint64_t(rows) * whole.cols, blocks = n / kNf4Blocksize;
-  const uint64_t groups = (blocks + nf4::kNestedBlocksize - 1) / nf4::kNestedBlocksize;
   const SafetensorsTensor& w = *wref.tensor;
   if (w.elements() != n / 2)
     throw InputError(where + " has " + std::to_string(w.elements()) + " bytes of codes; shape " + shape.dump() +
                      " needs " + std::to_string(n / 2));
   const SafetensorsTensor& absmax = companion(folder, hf_name, ".absmax", StDtype::U8, blocks, used);
-  const SafetensorsTensor& nested = companion(folder, hf_name, ".nested_absmax", StDtype::F32, groups, used);
+  const SafetensorsTensor& nested = companion(folder, hf_name, ".nested_absmax", StDtype::F32, seg.groups, used);
   const SafetensorsTensor& nested_map = companion(folder, hf_name, ".nested_quant_map", StDtype::F32, 256, used);
   const SafetensorsTensor& code_map = companion(folder, hf_name, ".quant_map", StDtype::F32, 16, used);
   const std::vector<float> table = floats(code_map);
@@ -110,13 +110,9 @@ float read_bnb_nf4_segment(const HfModelFolder& folder, const std::string& hf_na
     throw InputError(where + ".nested_quant_map differs from the one of the matrix fused before it; lora_dist keeps "
                              "one map a fused tensor");
   // The nested scales at this segment's place among the tensor's.
-  const std::vector<int> segments = nf4_segments(whole);
-  size_t group0 = 0;
-  for (size_t k = 0; k < segment; ++k) group0 += nf4_nested_scales(uint64_t(segments[k]) * whole.cols);
-  std::memcpy(reinterpret_cast<float*>(shard + L.nested) + group0, scales.data(), scales.size() * sizeof(float));
+  std::memcpy(reinterpret_cast<float*>(shard + L.nested) + seg.first_group, scales.data(), scales.size() * sizeof(float));
   // This rank's rows of the segment: local rows whose full row lies in it.
-  int first_row = 0;
-  for (size_t k = 0; k < segment; ++k) first_row += segments[k];
+  const int first_row = seg.first_row;
   const uint64_t c0 = uint64_t(whole.global_col(0, tp_rank));
   for (int lr = 0; lr < whole.local_rows; ++lr) {
     const int row = whole.global_row(lr, tp_rank);

@@ -69,8 +69,12 @@ struct WeightView {
   // Element i as T (fp32 and bf16 only: ops that read single elements, the embeddings, are
   // never NF4).
   T at(size_t i) const { return is_bf16() ? static_cast<T>(bf16_to_float(bf16()[i])) : native()[i]; }
+  // The view from element `elements` on (fp32 and bf16), keeping the dtype and bf16_compute:
+  // the LM head's rows from a vocabulary column on.
   WeightView offset(size_t elements) const {
-    return is_bf16() ? WeightView(bf16() + elements) : WeightView(native() + elements);
+    WeightView v = *this;
+    v.data = is_bf16() ? static_cast<const void*>(bf16() + elements) : static_cast<const void*>(native() + elements);
+    return v;
   }
 };
 

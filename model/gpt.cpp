@@ -556,17 +556,6 @@ void GptModel<T>::use_unfused_lm_head() {
   if (logits_chunk_.size() == 0) logits_chunk_ = buffer(std::min<size_t>(kLmHeadChunk, max_M_) * dims_.vocab_local);
 }
 
-namespace {
-// The head's rows from `row` on, keeping the view's dtype and bf16_compute.
-template <typename T>
-WeightView<T> head_rows(const WeightView<T>& w, size_t row, int d) {
-  WeightView<T> s = w;
-  const size_t off = row * static_cast<size_t>(d);
-  s.data = w.is_bf16() ? static_cast<const void*>(w.bf16() + off) : static_cast<const void*>(w.native() + off);
-  return s;
-}
-}  // namespace
-
 template <typename T>
 double GptModel<T>::lm_head_loss_fused(const MicroBatch& mb, double loss_tokens, bool grad) {
   const int M = mb.B * mb.Tn, d = dims_.d, Vl = dims_.vocab_local, v0 = dims_.vocab_start;
@@ -611,7 +600,7 @@ double GptModel<T>::lm_head_loss_fused(const MicroBatch& mb, double loss_tokens,
     }
     for (int vc = 0; vc < valid; vc += Vt) {
       const int cols = std::min(Vt, valid - vc);
-      const WeightView<T> w = head_rows(head, vc, d);
+      const WeightView<T> w = head.offset(static_cast<size_t>(vc) * d);
       // The dX GEMM's dy is the unnormalised probabilities; the target's -1 is subtracted after
       // the all-reduces, so near-certain rows cancel: a bf16 head's dX GEMM runs in fp32 on the
       // widened weight (bf16_compute off) instead of rounding dy to bf16, which lost ~2^-9 of
@@ -644,7 +633,7 @@ double GptModel<T>::lm_head_loss_fused(const MicroBatch& mb, double loss_tokens,
     // recomputes each tile's logits and adds its dW (tied: the table's LM-head share).
     for (int vc = 0; vc < valid; vc += Vt) {
       const int cols = std::min(Vt, valid - vc);
-      const WeightView<T> w = head_rows(head, vc, d);
+      const WeightView<T> w = head.offset(static_cast<size_t>(vc) * d);
       for (int r0 = 0; r0 < mc; r0 += R) {
         const int rr = std::min(R, mc - r0);
         const T* x = Xc + static_cast<size_t>(r0) * d;

@@ -43,8 +43,8 @@ MemoryEstimate estimate_model_memory(const ModelConfig& m, const LoraConfig& l, 
                                     : nf4_nested_scales((qw + 2 * kvw) * d);
     const uint64_t up_nested = a.separate_projections && swiglu ? 2 * nf4_nested_scales(ff * d)
                                                                  : nf4_nested_scales(uint64_t(a.mlp_up_width()) * d);
-    const uint64_t block = nf4_shard_bytes(qkvl, d, qkv_nested) + nf4_shard_bytes(d, ql, nf4_nested_scales(d * qw)) +
-                           nf4_shard_bytes(upl, d, up_nested) + nf4_shard_bytes(d, ffl, nf4_nested_scales(d * ff));
+    const uint64_t block = nf4_shard_layout(qkvl, d, qkv_nested).bytes + nf4_shard_layout(d, ql, nf4_nested_scales(d * qw)).bytes +
+                           nf4_shard_layout(upl, d, up_nested).bytes + nf4_shard_layout(d, ffl, nf4_nested_scales(d * ff)).bytes;
     est.frozen_weights = 2 * embeddings + L * block + e * vectors;
   }
 

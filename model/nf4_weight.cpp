@@ -21,35 +21,24 @@ const Nf4Row* row_table(const uint8_t* shard, const Nf4ShardLayout& L) {
   return reinterpret_cast<const Nf4Row*>(shard + L.row_table);
 }
 
-// Which segment full row `row` is in, and the segment's first row.
-size_t segment_of(const std::vector<int>& segments, int row, int* first_row) {
-  int first = 0;
-  for (size_t k = 0; k < segments.size(); ++k) {
-    if (row < first + segments[k]) {
-      *first_row = first;
-      return k;
-    }
-    first += segments[k];
-  }
-  throw std::logic_error("nf4: row beyond the tensor");
-}
-
-int groups_of(long long blocks) { return static_cast<int>((blocks + nf4::kNestedBlocksize - 1) / nf4::kNestedBlocksize); }
-
 }  // namespace
 
 uint64_t nf4_nested_scales(uint64_t weights) {
   return (weights / kNf4Blocksize + nf4::kNestedBlocksize - 1) / nf4::kNestedBlocksize;
 }
 
-uint64_t nf4_shard_bytes(uint64_t rows, uint64_t cols, uint64_t n_nested) {
-  const uint64_t bytes = rows * cols / 2 + 256 * sizeof(float) + n_nested * sizeof(float) + rows * sizeof(Nf4Row) +
-                         rows * (cols / kNf4Blocksize);
-  return (bytes + 63) / 64 * 64;
-}
-
-std::vector<int> nf4_segments(const TensorSpec& s) {
-  return s.quant_segments.empty() ? std::vector<int>{s.rows} : s.quant_segments;
+std::vector<Nf4Segment> nf4_segments(const TensorSpec& s) {
+  const std::vector<int> rows = s.quant_segments.empty() ? std::vector<int>{s.rows} : s.quant_segments;
+  std::vector<Nf4Segment> segments;
+  Nf4Segment next;
+  for (const int r : rows) {
+    next.rows = r;
+    next.groups = static_cast<uint32_t>(nf4_nested_scales(static_cast<uint64_t>(r) * s.cols));
+    segments.push_back(next);
+    next.first_row += r;
+    next.first_group += next.groups;
+  }
+  return segments;
 }
 
 void check_nf4_shape(const TensorSpec& s) {
@@ -60,43 +49,44 @@ void check_nf4_shape(const TensorSpec& s) {
                               "(use model.dtype bf16, or a tp that keeps the rows a multiple of 64)");
 }
 
-Nf4ShardLayout nf4_shard_layout(const TensorSpec& s) {
-  check_nf4_shape(s);
+Nf4ShardLayout nf4_shard_layout(uint64_t rows, uint64_t cols, uint64_t n_nested) {
   Nf4ShardLayout L;
-  L.rows = s.local_rows;
-  L.cols = s.local_cols;
-  L.blocks_per_row = s.local_cols / kNf4Blocksize;
-  for (const int rows : nf4_segments(s)) L.n_nested += groups_of(static_cast<long long>(rows) * s.cols / kNf4Blocksize);
+  L.rows = static_cast<int>(rows);
+  L.cols = static_cast<int>(cols);
+  L.blocks_per_row = static_cast<int>(cols / kNf4Blocksize);
+  L.n_nested = static_cast<int>(n_nested);
   size_t at = 0;
   L.codes = at;
-  at += static_cast<size_t>(L.rows) * L.cols / 2;  // a multiple of 32
+  at += rows * cols / 2;  // a multiple of 32
   L.map = at;
   at += 256 * sizeof(float);
   L.nested = at;
-  at += static_cast<size_t>(L.n_nested) * sizeof(float);
+  at += n_nested * sizeof(float);
   L.row_table = at;
-  at += static_cast<size_t>(L.rows) * sizeof(Nf4Row);
+  at += rows * sizeof(Nf4Row);
   L.absmax = at;
-  at += static_cast<size_t>(L.rows) * L.blocks_per_row;
+  at += rows * L.blocks_per_row;
   L.bytes = round_up(at, 64);  // the next shard starts on a cache line
-  if (L.bytes != nf4_shard_bytes(L.rows, L.cols, L.n_nested)) throw std::logic_error("nf4_shard_bytes disagrees");
   return L;
 }
 
+Nf4ShardLayout nf4_shard_layout(const TensorSpec& s) {
+  check_nf4_shape(s);
+  const Nf4Segment last = nf4_segments(s).back();
+  return nf4_shard_layout(s.local_rows, s.local_cols, last.first_group + last.groups);
+}
+
 void nf4_write_row_table(const TensorSpec& s, int tp_rank, const std::vector<float>& offsets, uint8_t* shard) {
-  const Nf4ShardLayout& L = s.nf4;
-  const std::vector<int> segments = nf4_segments(s);
-  std::vector<uint32_t> group_base(segments.size(), 0);
-  for (size_t k = 1; k < segments.size(); ++k)
-    group_base[k] = group_base[k - 1] + groups_of(static_cast<long long>(segments[k - 1]) * s.cols / kNf4Blocksize);
+  const std::vector<Nf4Segment> segments = nf4_segments(s);
   const long long c0 = s.global_col(0, tp_rank);
-  Nf4Row* rows = row_table(shard, L);
-  for (int lr = 0; lr < L.rows; ++lr) {
-    int first_row = 0;
-    const size_t k = segment_of(segments, s.global_row(lr, tp_rank), &first_row);
-    const long long element = static_cast<long long>(s.global_row(lr, tp_rank) - first_row) * s.cols + c0;
+  Nf4Row* rows = row_table(shard, s.nf4);
+  for (int lr = 0; lr < s.nf4.rows; ++lr) {
+    const int row = s.global_row(lr, tp_rank);
+    size_t k = 0;  // the segment the row is in
+    while (row >= segments[k].first_row + segments[k].rows) ++k;
+    const long long element = static_cast<long long>(row - segments[k].first_row) * s.cols + c0;
     rows[lr].first_block = static_cast<uint32_t>(element / kNf4Blocksize);
-    rows[lr].first_group = group_base[k];
+    rows[lr].first_group = segments[k].first_group;
     rows[lr].offset = offsets.empty() ? 0.0f : offsets[k];
   }
 }
@@ -118,7 +108,6 @@ void nf4_quantize_local(const TensorSpec& s, int tp_rank, const float* local, ui
 
 void nf4_finish_local(const TensorSpec& s, int tp, int tp_rank, const float* all_absmax, uint8_t* shard) {
   const Nf4ShardLayout& L = s.nf4;
-  const std::vector<int> segments = nf4_segments(s);
   // Every block's absmax in the whole tensor's order, from each rank's rows.
   const size_t local_blocks = static_cast<size_t>(L.rows) * L.blocks_per_row;
   const size_t blocks_per_full_row = static_cast<size_t>(s.cols) / kNf4Blocksize;
@@ -135,17 +124,14 @@ void nf4_finish_local(const TensorSpec& s, int tp, int tp_rank, const float* all
   // Each segment double-quantized on its own, as bitsandbytes quantized it.
   std::vector<uint8_t> codes(whole.size());
   std::vector<float> offsets;
-  float* nested = reinterpret_cast<float*>(shard + L.nested);
-  size_t first_block = 0;
-  for (const int rows : segments) {
-    const size_t blocks = static_cast<size_t>(rows) * blocks_per_full_row;
+  for (const Nf4Segment& seg : nf4_segments(s)) {
+    const size_t first_block = static_cast<size_t>(seg.first_row) * blocks_per_full_row;
     std::vector<float> scales;
     float offset = 0.0f;
-    nf4::quantize_absmax(whole.data() + first_block, static_cast<int64_t>(blocks), codes.data() + first_block, scales, offset);
-    std::memcpy(nested, scales.data(), scales.size() * sizeof(float));
-    nested += scales.size();
+    nf4::quantize_absmax(whole.data() + first_block, static_cast<int64_t>(seg.rows) * blocks_per_full_row,
+                         codes.data() + first_block, scales, offset);
+    std::memcpy(reinterpret_cast<float*>(shard + L.nested) + seg.first_group, scales.data(), scales.size() * sizeof(float));
     offsets.push_back(offset);
-    first_block += blocks;
   }
   std::memcpy(shard + L.map, nf4::dynamic_map_signed().data(), 256 * sizeof(float));
   nf4_write_row_table(s, tp_rank, offsets, shard);

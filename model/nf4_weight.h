@@ -59,14 +59,21 @@ constexpr int kNf4Blocksize = 64;
 // Throws std::invalid_argument naming the tensor unless each of its rank's rows is a whole
 // number of 64-weight blocks (the full and the local column counts divide by 64).
 void check_nf4_shape(const TensorSpec& s);
+// The layout of tensor s's shard (checked by check_nf4_shape).
 Nf4ShardLayout nf4_shard_layout(const TensorSpec& s);
-// Bytes of a shard of local [rows x cols] whose tensor has n_nested nested scales in all (what
-// nf4_shard_layout gives; the memory estimate counts with it). 64-bit: plan sizes any model.
-uint64_t nf4_shard_bytes(uint64_t rows, uint64_t cols, uint64_t n_nested);
+// The layout of a shard of local [rows x cols] whose tensor has n_nested nested scales in all:
+// the one formula, which the memory estimate counts with too (sizes in 64 bits).
+Nf4ShardLayout nf4_shard_layout(uint64_t rows, uint64_t cols, uint64_t n_nested);
 // Nested scales of a segment of `weights` weights: one per 256 blocks of 64.
 uint64_t nf4_nested_scales(uint64_t weights);
-// The full rows of each separately quantized segment of s (its quant_segments, or all rows).
-std::vector<int> nf4_segments(const TensorSpec& s);
+
+// A separately quantized part of a tensor (its quant_segments, or the whole tensor): its full
+// rows, and where its nested scales start among the tensor's.
+struct Nf4Segment {
+  int first_row = 0, rows = 0;
+  uint32_t first_group = 0, groups = 0;
+};
+std::vector<Nf4Segment> nf4_segments(const TensorSpec& s);
 
 // Phase 1: the rank's rows of s in fp32 (local [rows x cols]) become packed codes in `shard`
 // and the row table; `absmax` gets one fp32 per local block (local order). Throws

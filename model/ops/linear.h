@@ -4,9 +4,16 @@
 // weight-gradient GEMM is run for them (the point of LoRA's cost model); full fine-tuning
 // adds linear_backward_weight.
 #pragma once
+#include <algorithm>
+
 #include "model/dtype.h"
 
 namespace lora {
+
+// Rows of a bf16 or NF4 weight [N x K] widened or dequantized at once, by either backend (and
+// counted by plan): 4 Mi weights, 16 MiB of fp32 (a whole block matrix of GPT-2 124M, a tenth of
+// its LM head), at least 64 rows. Smaller blocks measured slower: more, thinner GEMMs.
+inline int frozen_gemm_block_rows(int K) { return std::max(64, (4 << 20) / std::max(K, 1)); }
 
 template <typename T>
 struct NonDeduced { using type = T; };  // T comes from the activations; a T* converts to the view

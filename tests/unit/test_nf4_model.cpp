@@ -77,8 +77,8 @@ void expect_bitsandbytes_quantization(const ModelConfig& fp32, const ModelConfig
     const Nf4ShardLayout& L = s.nf4;
     const Nf4Row* rows = reinterpret_cast<const Nf4Row*>(shard + L.row_table);
     const float* nested = reinterpret_cast<const float*>(shard + L.nested);
-    int row0 = 0;
-    for (const int seg_rows : nf4_segments(s)) {
+    for (const Nf4Segment& seg : nf4_segments(s)) {
+      const int row0 = seg.first_row, seg_rows = seg.rows;
       const nf4::Nf4Tensor t = nf4::quantize(w.data() + size_t(row0) * s.cols, {seg_rows, s.cols});
       ASSERT_EQ(0, std::memcmp(t.codes.data(), shard + L.codes + size_t(row0) * s.cols / 2, t.codes.size())) << s.name;
       ASSERT_EQ(0, std::memcmp(t.absmax_codes.data(), shard + L.absmax + size_t(row0) * L.blocks_per_row,
@@ -92,7 +92,6 @@ void expect_bitsandbytes_quantization(const ModelConfig& fp32, const ModelConfig
       std::vector<float> got(size_t(seg_rows) * s.cols);
       nf4_dequantize_rows(shard, L, row0, row0 + seg_rows, got.data());
       ASSERT_EQ(nf4::dequantize(t), got) << s.name;
-      row0 += seg_rows;
       ++checked;
     }
     EXPECT_EQ(0, std::memcmp(shard + L.map, nf4::dynamic_map_signed().data(), 1024)) << s.name;

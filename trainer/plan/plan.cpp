@@ -7,6 +7,7 @@
 #include "model/memory_estimate.h"
 #include "model/ops/attention.h"
 #include "model/ops/cpu/fused_lm_head.h"
+#include "model/ops/linear.h"
 #include "model/param_layout.h"
 
 namespace lora {
@@ -54,7 +55,7 @@ uint64_t bf16_staging_bytes(const ModelConfig& m, int tp, uint64_t M, DeviceSpec
   const Gemm gemms[] = {{M, qkvl, d}, {M, d, ql}, {M, upl, d}, {M, d, ffl}, head};
   uint64_t input = 0, widened = 0;
   for (const Gemm& g : gemms) {
-    const uint64_t block = std::min<uint64_t>(g.N, std::max<uint64_t>(64, (uint64_t(4) << 20) / g.K));
+    const uint64_t block = std::min<uint64_t>(g.N, frozen_gemm_block_rows(static_cast<int>(g.K)));
     if (kind == DeviceSpec::Bf16Staging::Bf16InputCopy) {  // a bf16 copy of x (forward) or dy (backward)
       input = std::max({input, 2 * g.rows * g.K, 2 * g.rows * g.N});
       if (is_nf4(m)) widened = std::max(widened, 2 * block * g.K);  // the dequantized bf16 block

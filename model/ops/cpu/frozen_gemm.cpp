@@ -14,6 +14,7 @@
 
 #include "model/nf4_weight.h"
 #include "model/ops/cpu/gemm.h"
+#include "model/ops/linear.h"
 
 extern "C" char* openblas_get_corename(void);
 
@@ -119,10 +120,6 @@ std::vector<T>& scratch(int which) {
   return s[which];
 }
 
-// Rows of W widened at once: about 16 MiB of fp32 (a whole block matrix of GPT-2 124M, a tenth
-// of its LM head), at least 64 rows. Smaller blocks measured slower: more, thinner GEMMs.
-int block_rows(int K) { return std::max(64, (4 << 20) / std::max(K, 1)); }
-
 // src[rows x cols] (row stride ld) rounded to bf16 (GEMM inputs of a bf16 weight are bf16,
 // DESIGN §7), as T, packed [rows x cols].
 template <typename T>
@@ -208,7 +205,7 @@ void frozen_gemm_forward(T* y, const T* x, WeightView<T> w, int M, int K, int N)
   const bool bf16_compute = w.is_bf16() && w.bf16_compute;
   if (bf16_compute && onednn_bf16(y, x, w.bf16(), M, N, K, true, false)) return;
   const T* xr = bf16_compute ? rounded_input(x, M, K, K) : x;
-  const int nb = block_rows(K);
+  const int nb = frozen_gemm_block_rows(K);
   for (int n0 = 0; n0 < N; n0 += nb) {  // y[:, n0:n1] = xr W[n0:n1]^T
     const int n1 = std::min(N, n0 + nb);
     dense(y + n0, N, xr, K, rows_of(w, n0, n1, K), K, M, n1 - n0, K, true, false);
@@ -220,7 +217,7 @@ void frozen_gemm_backward_input(T* dx, const T* dy, WeightView<T> w, int M, int 
   if (w.dtype == DType::F32) return dense(dx, K, dy, N, w.native(), K, M, K, N, /*trans=*/false, accumulate);
   const bool bf16_compute = w.is_bf16() && w.bf16_compute;
   if (bf16_compute && onednn_bf16(dx, dy, w.bf16(), M, K, N, false, accumulate)) return;
-  const int nb = block_rows(K);
+  const int nb = frozen_gemm_block_rows(K);
   for (int n0 = 0; n0 < N; n0 += nb) {  // dx (+)= dy[:, n0:n1] W[n0:n1, :], a block of the sum
     const int n1 = std::min(N, n0 + nb);
     const T* wb = rows_of(w, n0, n1, K);

@@ -22,9 +22,6 @@ __global__ void add_bias_kernel(float* y, const float* bias, int M, int N) {
     y[idx] += bias[idx % N];
 }
 
-// NF4 rows dequantized to bf16 at once: 4 Mi weights a block (8 MiB; the CPU's block), at least 64 rows.
-int nf4_block_rows(int K) { return std::max(64, (4 << 20) / std::max(K, 1)); }
-
 // db[j] += sum over rows of dy[:, j], one thread per column, rows in order.
 __global__ void column_sums_kernel(float* db, const float* dy, int M, int N) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
@@ -59,7 +56,7 @@ void linear_forward<float>(float* y, const float* x, WeightArg<float> w, const f
     gemm_bf16(false, true, M, N, K, 1.0f, xb, K, w.data, K, 0.0f, y, N);
   } else if (w.is_nf4()) {
     const void* xb = round_to_bf16(scratch(size_t(M) * K * 2, 0), x, M, K, K);
-    const int nb = nf4_block_rows(K);
+    const int nb = frozen_gemm_block_rows(K);
     for (int n0 = 0; n0 < N; n0 += nb) {  // y[:, n0:n1] = xb W[n0:n1]^T
       const int n1 = std::min(N, n0 + nb);
       const void* wb = nf4_dequantize_rows_bf16(scratch(size_t(nb) * K * 2, 1), w.nf4_bytes(), *w.nf4, n0, n1);
@@ -80,7 +77,7 @@ void linear_backward_input<float>(float* dx, const float* dy, WeightArg<float> w
     gemm_bf16(false, false, M, K, N, 1.0f, dyb, N, w.data, K, beta, dx, K);
   } else if (w.is_nf4()) {
     const void* dyb = round_to_bf16(scratch(size_t(M) * N * 2, 0), dy, M, N, N);
-    const int nb = nf4_block_rows(K);
+    const int nb = frozen_gemm_block_rows(K);
     for (int n0 = 0; n0 < N; n0 += nb) {  // dx (+)= dyb[:, n0:n1] W[n0:n1, :], a block of the sum
       const int n1 = std::min(N, n0 + nb);
       const void* wb = nf4_dequantize_rows_bf16(scratch(size_t(nb) * K * 2, 1), w.nf4_bytes(), *w.nf4, n0, n1);
