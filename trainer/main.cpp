@@ -375,8 +375,9 @@ int main(int argc, char** argv) {
                       "for byte-level models; "
                       "default: model.path of a model.init: hf config");
   CLI::Option* prompt_opt = gen_cmd->add_option("--prompt", gen.prompt, "the prompt text (a special token's text, <|endoftext|>, is the token)");
-  gen_cmd->add_option("--prompt-file", gen.prompt_file, "or read the prompt from this file (- : standard input)")
-      ->excludes(prompt_opt);
+  CLI::Option* prompt_file_opt =
+      gen_cmd->add_option("--prompt-file", gen.prompt_file, "or read the prompt from this file (- : standard input)")
+          ->excludes(prompt_opt);
   gen_cmd->add_option("--max-new-tokens", gen.max_new_tokens, "at most this many new tokens (default 64)")
       ->check(CLI::Range(1, 1 << 20));
   gen_cmd->add_option("--temperature", gen.sampling.temperature, "0 (default): greedy; otherwise sample from "
@@ -393,6 +394,19 @@ int main(int argc, char** argv) {
   gen_cmd->add_flag("--ignore-eot", gen.ignore_eot, "do not stop at the end-of-sequence token (the tokenizer's EOS, <|endoftext|> for GPT-2, and the folder's generation_config.json eos_token_id)");
   gen_cmd->add_option("--json", gen.json, "append a JSON record (prompt and new token ids, text, timings) to this file")
       ->check(kInExistingFolder);
+  CLI::Option* eval_opt =
+      gen_cmd
+          ->add_option("--eval", gen.eval,
+                       "exact-match evaluation: a JSONL file of {\"prompt\", \"completion\" [, \"task\"]} records; "
+                       "each prompt is continued until a --stop string (default \\n), and the answer, the stop "
+                       "string cut off, is compared with the completion; prints the accuracy per task")
+          ->excludes(prompt_opt)
+          ->excludes(prompt_file_opt);
+  gen_cmd->add_option("--eval-out", gen.eval_out,
+                      "with --eval: write each record's answer (one JSON line each: task, prompt, expected, "
+                      "answer, correct) and then the accuracy line to this file")
+      ->check(kInExistingFolder)
+      ->needs(eval_opt);
   gen_cmd->footer(
       "The continuation goes to standard output as it is generated (the prompt is not repeated); a\n"
       "summary line (tokens, why it stopped, prefill time, decode tokens/s, KV cache bytes) to\n"
@@ -403,6 +417,11 @@ int main(int argc, char** argv) {
       "      --tokenizer bytes --prompt $'reverse: lemon\\n=> ' --stop '\\n'\n"
       "  mpirun -np 2 lora_dist generate --yaml run.yaml --peft out/peft --prompt \"The capital of France is\" \\\n"
       "      --temperature 0.8 --top-k 40 --top-p 0.95 --seed 1 --max-new-tokens 100\n"
+      "  mpirun -np 4 lora_dist generate --yaml launch/examples/demo.yaml --adapter out/demo/adapter.h5 \\\n"
+      "      --tokenizer bytes --eval data/tasks_heldout.jsonl --eval-out out/demo/answers.jsonl\n"
+      "With --eval, stdout is the table of exact-match accuracy per task (a record's \"task\", else \"all\");\n"
+      "a file that cannot be read, a line that is not a JSON object with string \"prompt\" and \"completion\",\n"
+      "or a prompt too long for model.context is an input error (exit 3) naming the file and line.\n"
       "The config's parallel.tp x dp must equal the number of ranks; dp replicas generate the same text.");
   try {
     app.parse(argc, argv);
@@ -426,8 +445,9 @@ int main(int argc, char** argv) {
   const bool is_bench = bench_cmd->parsed(), is_merge = merge_cmd->parsed(), is_plan = plan_cmd->parsed(),
              is_generate = gen_cmd->parsed();
   if (is_generate) {
-    if (gen.prompt.empty() && gen.prompt_file.empty() && !prompt_opt->count()) {
-      std::fprintf(stderr, "lora_dist: command line: generate: --prompt TEXT or --prompt-file FILE is required\n"
+    if (gen.prompt.empty() && gen.prompt_file.empty() && !prompt_opt->count() && gen.eval.empty()) {
+      std::fprintf(stderr, "lora_dist: command line: generate: --prompt TEXT, --prompt-file FILE or --eval FILE is "
+                           "required\n"
                            "Run with --help for more information.\n");
       return kExitUsage;
     }

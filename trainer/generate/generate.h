@@ -28,11 +28,28 @@ struct GenerateOptions {
   bool ignore_eot = false;        // go on past the end-of-sequence token (<|endoftext|>, </s>, ...)
   SamplingConfig sampling;        // temperature 0 (the default): greedy
   std::string json;               // append a JSON record of the run to this file
+  // Exact-match evaluation instead of one prompt: a JSONL file of {"prompt", "completion"
+  // [, "task"]} records; each prompt is continued (until a --stop string, "\n" by default, the
+  // end-of-sequence token or max_new_tokens) and the answer, with the stop string cut off,
+  // compared with the completion. eval_out: one JSON line per record, then the accuracy line.
+  std::string eval;
+  std::string eval_out;
 };
 
 // Every rank: builds the model, loads the base and the adapter, generates. World rank 0
 // streams the continuation to stdout and a summary line to stderr. Throws ConfigError for a
 // bad prompt or tokenizer choice, InputError (via agree_on_failure) for unusable files.
 void run_generate(const RunConfig& cfg, Communicator& comm, const GenerateOptions& o);
+
+// One record of an --eval file.
+struct EvalRecord {
+  std::string task;        // "task" when the record has one, else "all"
+  std::string prompt;
+  std::string completion;  // the expected answer
+};
+// Reads an --eval JSONL file; InputError naming the file, the line and the key for a line that
+// is not a JSON object with string "prompt" and "completion" (and, if present, "task"), or a file
+// with no record.
+std::vector<EvalRecord> read_eval_file(const std::string& path);
 
 }  // namespace lora
