@@ -9,3 +9,22 @@ set_tests_properties(pretrain.base_short PROPERTIES LABELS "pretrain;hf;demo" TI
   ENVIRONMENT "LORA_DIST=$<TARGET_FILE:lora_dist>;PRETRAIN_OUT=${CMAKE_BINARY_DIR}/pretrain_base;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
 # Its base (build/pretrain_base/hf) is the one paper_study.short adapts.
 set_tests_properties(pretrain.base_short PROPERTIES FIXTURES_SETUP pretrained_base_short)
+
+# Issue 27, point 1: the shipped byte-level base (data/base/base.h5) is what launch/pretrain_bytes.sh
+# makes from its fixed seed. The script is rerun for its first 8 steps (inside the warm-up, whose
+# learning rates do not depend on the step count) and every step's loss and gradient norm must
+# equal the shipped fingerprint's (data/base/base.json) to 1e-5 relative (not bit for bit: GEMM
+# rounding differs between CPUs); base.h5's SHA-256 must be the fingerprint's.
+add_test(NAME pretrain.bytes_fingerprint
+  COMMAND bash -c "bash '${PROJECT_SOURCE_DIR}/launch/pretrain_bytes.sh' 8 && /usr/bin/python3 '${PROJECT_SOURCE_DIR}/launch/base_fingerprint.py' check '${PROJECT_SOURCE_DIR}/data/base/base.json' \"$PRETRAIN_OUT/run/metrics.jsonl\" --steps 8 --model '${PROJECT_SOURCE_DIR}/data/base/base.h5'")
+set_tests_properties(pretrain.bytes_fingerprint PROPERTIES LABELS "pretrain;demo" TIMEOUT 900 PROCESSORS 2
+  PASS_REGULAR_EXPRESSION "agree: 8 steps within rtol 1e-05"
+  ENVIRONMENT "LORA_DIST=$<TARGET_FILE:lora_dist>;PRETRAIN_OUT=${CMAKE_BINARY_DIR}/pretrain_bytes;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+
+# base_fingerprint.py refuses a rerun that differs: a fingerprint with one loss changed by 1e-4
+# relative must fail the check (exit 1), so the test above can fail.
+add_test(NAME pretrain.bytes_fingerprint_detects
+  COMMAND bash -c "fp=\"$PRETRAIN_OUT/altered.json\" && /usr/bin/python3 -c 'import json,sys; f=json.load(open(sys.argv[1])); f[\"loss\"][4]*=1+1e-4; json.dump(f, open(sys.argv[2], \"w\"))' '${PROJECT_SOURCE_DIR}/data/base/base.json' \"$fp\" && /usr/bin/python3 '${PROJECT_SOURCE_DIR}/launch/base_fingerprint.py' check \"$fp\" \"$PRETRAIN_OUT/run/metrics.jsonl\" --steps 8; test $? -eq 1")
+set_tests_properties(pretrain.bytes_fingerprint_detects PROPERTIES LABELS "pretrain" TIMEOUT 60
+  DEPENDS pretrain.bytes_fingerprint PASS_REGULAR_EXPRESSION "step   5 loss .*DIFFERS"
+  ENVIRONMENT "PRETRAIN_OUT=${CMAKE_BINARY_DIR}/pretrain_bytes")
