@@ -4,11 +4,14 @@
     paper_study_report.py STUDY_DIR RUN [RUN ...]
 
 Reads, per run, runs/<RUN>.yaml, runs/<RUN>.plan.json (`lora_dist plan --json`),
-runs/<RUN>/metrics.jsonl, its adapter.h5 or model.h5 and its newest checkpoint; then
-analysis.json (`lora_dist analyze`), generate/*.txt and coverage.json (launch/token_coverage.py). Writes study.md (the tables the README
-quotes) and study.json (every number), prints study.md, and exits 1 when something a study
-must have is missing or inconsistent: a run without an end record or a finite eval loss, q,k,v,o
-runs whose budget differs from their q,v partners', or an analysis without both pairs.
+runs/<RUN>/metrics.jsonl, its adapter.h5 or model.h5 and its newest checkpoint, and
+eval/<RUN>.jsonl (`lora_dist generate --eval --eval-out`: its greedy answers to the held-out
+prompts and their exact-match accuracy, as lora_dist counted it; eval/base.jsonl is the base's);
+then analysis.json (`lora_dist analyze`) and, where present, coverage.json (launch/token_coverage.py).
+Writes study.md (the tables the README quotes) and study.json (every number), prints study.md,
+and exits 1 when something a study must have is missing or inconsistent: a run without an end
+record, a finite eval loss or an accuracy line, q,k,v,o runs whose budget differs from their q,v
+partners', or an analysis without both pairs.
 """
 import glob
 import json
@@ -34,6 +37,23 @@ def human(nbytes):
     return f"{nbytes} B"
 
 
+def read_eval(study, name):
+    """(answers, accuracy line) of eval/<name>.jsonl."""
+    path = os.path.join(study, "eval", name + ".jsonl")
+    if not os.path.isfile(path):
+        fail(f"{path}: missing (generate --eval of {name})")
+    answers, acc = [], None
+    for line in open(path):
+        r = json.loads(line)
+        if r.get("type") == "answer":
+            answers.append(r)
+        elif r.get("type") == "accuracy":
+            acc = r
+    if acc is None or not answers:
+        fail(f"{path}: no accuracy line or no answers")
+    return answers, acc
+
+
 def run_row(study, name):
     run_dir = os.path.join(study, "runs", name)
     full = "enabled: false" in open(os.path.join(study, "runs", name + ".yaml")).read()
@@ -54,7 +74,12 @@ def run_row(study, name):
         fail(f"{run_dir}: no {os.path.basename(artefact)} or no checkpoint")
     mode = plan["full_finetuning" if full else "lora"]
     cfg = plan["config"]
+    _, acc = read_eval(study, name)
     return {
+        "accuracy": acc["accuracy"],
+        "correct": acc["correct"],
+        "records": acc["records"],
+        "task_accuracy": {t: v["accuracy"] for t, v in acc["tasks"].items()},
         "run": name,
         "mode": "full" if full else "lora",
         "targets": "all weights" if full else cfg["lora_targets"],
@@ -119,29 +144,74 @@ def amplification_summary(analysis):
     return out
 
 
-def generations(study):
-    out = []
-    for prompt_file in sorted(glob.glob(os.path.join(study, "generate", "prompt_*.txt"))):
-        k = prompt_file.rsplit("_", 1)[1][:-4]
-        row = {"prompt": open(prompt_file).read()}
-        for who in ("base", "ft", "qv_r8"):
-            path = os.path.join(study, "generate", f"{who}_{k}.txt")
-            row[who] = open(path).read().rstrip("\n") if os.path.exists(path) else None
+EXAMPLE_RUNS = ("base", "ft", "qv_r1", "qv_r8", "all_r8")
+
+
+def generations(study, names):
+    """The first held-out record of each task: prompt, expected answer, and the greedy answers
+    of the base and of some runs."""
+    who = [w for w in EXAMPLE_RUNS if w == "base" or w in names]
+    evals = {w: read_eval(study, w)[0] for w in who}
+    out, seen = [], set()
+    for i, r in enumerate(evals["base"]):
+        if r["task"] in seen:
+            continue
+        seen.add(r["task"])
+        row = {"task": r["task"], "prompt": r["prompt"], "expected": r["expected"]}
+        for w in who:
+            row[w] = evals[w][i]["answer"]
         out.append(row)
     return out
 
 
-def markdown(rows, sim, amp, gen, coverage):
+def claim(rows, base_acc):
+    """The paper's claim in numbers: the most accurate LoRA run below 1 % of full fine-tuning's
+    trainable parameters against full fine-tuning's accuracy."""
+    ft = next((r for r in rows if r["mode"] == "full"), None)
+    if ft is None:
+        return None
+    for r in rows:
+        r["trainable_share_of_ft"] = r["trainable_params"] / ft["trainable_params"]
+    small = [r for r in rows if r["mode"] == "lora" and r["trainable_share_of_ft"] < 0.01]
+    best = max(small, key=lambda r: (r["accuracy"], -r["trainable_params"]), default=None)
+    best_any = max((r for r in rows if r["mode"] == "lora"), key=lambda r: (r["accuracy"], -r["trainable_params"]),
+                   default=None)
+    out = {"base_accuracy": base_acc, "ft_accuracy": ft["accuracy"], "ft_params": ft["trainable_params"]}
+    for key, r in (("best_under_1pct", best), ("best_lora", best_any)):
+        if r is not None:
+            out[key] = {"run": r["run"], "accuracy": r["accuracy"], "params": r["trainable_params"],
+                        "share_of_ft": r["trainable_share_of_ft"], "points_below_ft": 100 * (ft["accuracy"] - r["accuracy"])}
+    if best is not None:
+        out["within_2_points_under_1pct"] = out["best_under_1pct"]["points_below_ft"] <= 2.0
+    return out
+
+
+def markdown(rows, sim, amp, gen, coverage, verdict, base_acc):
     show = lambda s: s.replace("\n", "\\n").replace("|", "\\|")  # noqa: E731
-    lines = ["| run | adapted | r | trainable params | eval loss (step 0 → last) | step (s, median) | "
-             "peak RSS per rank, MiB: measured (plan) | adapter / model | checkpoint |",
-             "|---|---|---:|---:|---|---:|---|---:|---:|"]
+    lines = ["| run | adapted | r | trainable params | % of ft | held-out loss (step 0 → last) | exact match | "
+             "step (s, median) | peak RSS per rank, MiB: measured (plan) | adapter / model | checkpoint |",
+             "|---|---|---:|---:|---:|---|---:|---:|---|---:|---:|",
+             f"| base | – | – | 0 | 0 | – | {100 * base_acc['accuracy']:.1f} % | – | – | – | – |"]
     for r in rows:
         rss = ", ".join(f"{m:.0f}" for m in r["peak_rss_mib_per_rank"])
-        lines.append(f"| {r['run']} | {r['targets']} | {r['r'] or '–'} | {r['trainable_params']:,} | "
-                     f"{r['val_loss_start']:.3f} → **{r['val_loss']:.3f}** | {r['step_seconds_median']:.2f} | "
+        share = f"{100 * r['trainable_share_of_ft']:.2f}" if "trainable_share_of_ft" in r else "–"
+        lines.append(f"| {r['run']} | {r['targets']} | {r['r'] or '–'} | {r['trainable_params']:,} | {share} | "
+                     f"{r['val_loss_start']:.3f} → **{r['val_loss']:.3f}** | **{100 * r['accuracy']:.1f} %** | "
+                     f"{r['step_seconds_median']:.2f} | "
                      f"{rss} ({r['planned_peak_rss_mib']:.0f}) | {human(r['artefact_bytes'])} | "
                      f"{human(r['checkpoint_bytes'])} |")
+    tasks = list(base_acc["tasks"])
+    lines += ["", f"Exact match per task ({base_acc['records']} held-out records, greedy):", "",
+              "| run | " + " | ".join(tasks) + " |", "|---|" + "---:|" * len(tasks),
+              "| base | " + " | ".join(f"{100 * base_acc['tasks'][t]['accuracy']:.0f} %" for t in tasks) + " |"]
+    for r in rows:
+        lines.append(f"| {r['run']} | " + " | ".join(f"{100 * r['task_accuracy'].get(t, 0):.0f} %" for t in tasks) + " |")
+    if verdict and "best_under_1pct" in verdict:
+        b = verdict["best_under_1pct"]
+        lines += ["", f"Full fine-tuning: {100 * verdict['ft_accuracy']:.1f} % exact match with {verdict['ft_params']:,} "
+                  f"trainable parameters. The best LoRA run under 1 % of them: {b['run']}, {100 * b['accuracy']:.1f} % with "
+                  f"{b['params']:,} ({100 * b['share_of_ft']:.2f} %), {b['points_below_ft']:+.1f} points below full "
+                  f"fine-tuning: {'within' if verdict['within_2_points_under_1pct'] else 'not within'} 2 points."]
     lines += ["", "| φ of | module | layers | φ(1,1) | random φ(1,1) | mean φ, i,j ≤ 8 | random, same sizes |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for s in sim:
@@ -152,10 +222,11 @@ def markdown(rows, sim, amp, gen, coverage):
     for a in amp:
         lines.append(f"| {a['adapter']} | {a['module']} | {a['r']} | {a['delta_norm']:.3f} | {a['proj_delta']:.3f} | "
                      f"{a['proj_w']:.3f} | {a['proj_random']:.3f} | {a['w_norm']:.2f} | {a['factor']:.2f} |")
-    lines += ["", "| prompt | base | ft | qv_r8 |", "|---|---|---|---|"]
+    who = [k for k in EXAMPLE_RUNS if gen and k in gen[0]]
+    lines += ["", "The first held-out record of each task (greedy answers up to the first newline):", "",
+              "| prompt | expected | " + " | ".join(who) + " |", "|---|---|" + "---|" * len(who)]
     for g in gen:
-        lines.append("| " + " | ".join(f"`{show(g[k])}`" if g[k] is not None else "–"
-                                       for k in ("prompt", "base", "ft", "qv_r8")) + " |")
+        lines.append("| " + " | ".join(f"`{show(g[k])}`" for k in ["prompt", "expected"] + who) + " |")
     if coverage:
         c, p = coverage["completion"], coverage["prompt"]
         lines += ["", f"Of the task's {c['tokens']:,} completion tokens, {100 * c['never_seen']:.1f} % never occur in the "
@@ -172,17 +243,20 @@ def main():
     rows = [run_row(study, n) for n in names]
     check_budgets(rows)
     analysis = json.load(open(os.path.join(study, "analysis.json")))
-    sim, amp, gen = similarity_summary(analysis), amplification_summary(analysis), generations(study)
+    sim, amp, gen = similarity_summary(analysis), amplification_summary(analysis), generations(study, names)
     coverage_path = os.path.join(study, "coverage.json")
     coverage = json.load(open(coverage_path)) if os.path.exists(coverage_path) else None
-    text = markdown(rows, sim, amp, gen, coverage)
+    base_acc = read_eval(study, "base")[1]
+    verdict = claim(rows, base_acc["accuracy"])
+    text = markdown(rows, sim, amp, gen, coverage, verdict, base_acc)
     if os.path.exists(os.path.join(study, "loss_curves.png")):  # launch/plot_losses.py, drawn by paper_study.sh
         text += ("\nTrain loss, eval loss and learning rate of full fine-tuning and of LoRA at r 1, 8, 64 (q,v) "
                  "and r 8 (every target), step by step:\n\n![loss curves](loss_curves.png)\n")
     with open(os.path.join(study, "study.md"), "w") as f:
         f.write(text)
     with open(os.path.join(study, "study.json"), "w") as f:
-        json.dump({"runs": rows, "similarity": sim, "amplification": amp, "generate": gen, "coverage": coverage}, f,
+        json.dump({"runs": rows, "base_accuracy": base_acc, "claim": verdict, "similarity": sim, "amplification": amp,
+                   "generate": gen, "coverage": coverage}, f,
                   indent=1)
     print(text)
 
