@@ -7,7 +7,6 @@ add_test(NAME pretrain.base_short
 set_tests_properties(pretrain.base_short PROPERTIES LABELS "pretrain;hf;demo" TIMEOUT 600 PROCESSORS 2
   PASS_REGULAR_EXPRESSION "pretrain_base: .*hf: config.json merges.txt model.safetensors vocab.json.*generate: 4 new tokens"
   ENVIRONMENT "LORA_DIST=$<TARGET_FILE:lora_dist>;PRETRAIN_OUT=${CMAKE_BINARY_DIR}/pretrain_base;OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
-# Its base (build/pretrain_base/hf) is the one paper_study.short adapts.
 set_tests_properties(pretrain.base_short PROPERTIES FIXTURES_SETUP pretrained_base_short)
 
 # Issue 27, point 1: the shipped byte-level base (data/base/base.h5) is what launch/pretrain_bytes.sh

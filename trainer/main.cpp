@@ -215,7 +215,9 @@ int main(int argc, char** argv) {
   std::string yaml;
   app.add_option("--yaml", yaml, "run configuration (see README: YAML keys)");
   lora::BenchOptions bench;
-  CLI::App* bench_cmd = app.add_subcommand("bench", "time training steps of the config's shape on synthetic tokens");
+  CLI::App* bench_cmd = app.add_subcommand(
+      "bench", "time training steps of the config's shape on synthetic tokens (or a token shard: --data), with the "
+               "time per op and, on the CPU, how much of it is inside GEMM calls");
   bench_cmd->add_option("--yaml", bench.yaml, "config giving the shape, LoRA, parallel layout and batch")->required();
   bench_cmd->add_option("--steps", bench.steps, "timed steps (1..100000)")->check(CLI::Range(1, 100000));
   bench_cmd->add_option("--warmup", bench.warmup, "untimed steps before them (0..100000)")->check(CLI::Range(0, 100000));
@@ -225,6 +227,10 @@ int main(int argc, char** argv) {
       ->check(kFinitePositive);
   bench_cmd->add_option("--json", bench.json, "append the result as a JSON line to this file (its folder must exist)")
       ->check(kInExistingFolder);
+  bench_cmd->add_option("--data", bench.data,
+                        "step on this token shard's windows (lora_dist prepare's format), its loss mask included: rows "
+                        "whose mask is 0 skip the LM head; default: random tokens, every one scored")
+      ->check(CLI::ExistingFile);
   MergeOptions merge;
   CLI::App* merge_cmd = app.add_subcommand(
       "merge", "fold a trained adapter into the base weights (W0 + s B A) and write them as an HDF5 base-weights file");
@@ -392,8 +398,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> stops;
   gen_cmd->add_option("--stop", stops, "stop once the text ends with this string (repeatable; \\n is a newline)");
   gen_cmd->add_flag("--ignore-eot", gen.ignore_eot, "do not stop at the end-of-sequence token (the tokenizer's EOS, <|endoftext|> for GPT-2, and the folder's generation_config.json eos_token_id)");
-  gen_cmd->add_option("--json", gen.json, "append a JSON record (prompt and new token ids, text, timings) to this file")
-      ->check(kInExistingFolder);
+  CLI::Option* gen_json_opt =
+      gen_cmd->add_option("--json", gen.json, "append a JSON record (prompt and new token ids, text, timings) to this file")
+          ->check(kInExistingFolder);
   CLI::Option* eval_opt =
       gen_cmd
           ->add_option("--eval", gen.eval,
@@ -401,7 +408,8 @@ int main(int argc, char** argv) {
                        "each prompt is continued until a --stop string (default \\n), and the answer, the stop "
                        "string cut off, is compared with the completion; prints the accuracy per task")
           ->excludes(prompt_opt)
-          ->excludes(prompt_file_opt);
+          ->excludes(prompt_file_opt)
+          ->excludes(gen_json_opt);
   gen_cmd->add_option("--eval-out", gen.eval_out,
                       "with --eval: write each record's answer (one JSON line each: task, prompt, expected, "
                       "answer, correct) and then the accuracy line to this file")

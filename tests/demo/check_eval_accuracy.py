@@ -147,6 +147,7 @@ def main():
     bad("long.jsonl", [good, json.dumps({"prompt": "x" * 80, "completion": "y"})], 3,
         'long.jsonl:2: "prompt": the prompt is 80 tokens; model.context 64')
     bad("both.jsonl", [good], 2, "excludes", ["--prompt", "hi"])
+    bad("json.jsonl", [good], 2, "--json excludes --eval", ["--json", os.path.join(outdir, "gen.json")])
     r = mpirun(1, [binary, "generate", "--yaml", yaml1, "--tokenizer", "bytes", "--prompt", "hi", "--eval-out",
                    os.path.join(outdir, "x.jsonl")])
     check(r.returncode == 2 and "--eval-out requires --eval" in r.stderr, f"--eval-out without --eval: exit {r.returncode} {r.stderr.strip()[-200:]}")
