@@ -8,6 +8,7 @@
 
 #include "comm/tp_regions.h"
 #include "model/ops/attention.h"
+#include "model/ops/cpu/frozen_gemm.h"
 #include "model/ops/cpu/fused_lm_head.h"
 #include "model/ops/cross_entropy.h"
 #include "model/ops/embedding.h"
@@ -593,6 +594,9 @@ double GptModel<T>::lm_head_loss_fused(const MicroBatch& mb, double loss_tokens,
     const int32_t* tl = lm_targets_.data() + c0;
     T* Xc = X + static_cast<size_t>(c0) * d;
     T* Ac = A + static_cast<size_t>(c0) * d;
+    // A bf16 head on a CPU that widens it: the chunk's rows rounded to bf16 once here, each
+    // vocabulary slice widened once below, instead of both in each of the slice's GEMMs.
+    const T* Xs = frozen_gemm_staged_input(Xc, mc, d, head);
     if (valid == 0) {  // a rank holding only padding columns
       std::fill(lmax, lmax + mc, -std::numeric_limits<T>::infinity());
       std::fill(stats, stats + 2 * mc, T(0));
@@ -600,7 +604,7 @@ double GptModel<T>::lm_head_loss_fused(const MicroBatch& mb, double loss_tokens,
     }
     for (int vc = 0; vc < valid; vc += Vt) {
       const int cols = std::min(Vt, valid - vc);
-      const WeightView<T> w = head.offset(static_cast<size_t>(vc) * d);
+      const WeightView<T> w = frozen_gemm_staged_rows(head, vc, vc + cols, d);
       // The dX GEMM's dy is the unnormalised probabilities; the target's -1 is subtracted after
       // the all-reduces, so near-certain rows cancel: a bf16 head's dX GEMM runs in fp32 on the
       // widened weight (bf16_compute off) instead of rounding dy to bf16, which lost ~2^-9 of
@@ -611,7 +615,7 @@ double GptModel<T>::lm_head_loss_fused(const MicroBatch& mb, double loss_tokens,
       for (int r0 = 0; r0 < mc; r0 += R) {
         const int rr = std::min(R, mc - r0);
         T* acc = grad ? Ac + static_cast<size_t>(r0) * d : nullptr;
-        ops_.linear_forward(tile, Xc + static_cast<size_t>(r0) * d, w, nullptr, rr, d, cols);
+        ops_.linear_forward(tile, Xs + static_cast<size_t>(r0) * d, w, nullptr, rr, d, cols);
         lm_tile_online_softmax(tile, rr, cols, vc, tl + r0, lmax + r0, stats + 2 * r0, acc, d, vc == 0);
         if (grad) ops_.linear_backward_input(acc, tile, w_dx, rr, d, cols, /*accumulate=*/vc != 0);
       }

@@ -21,6 +21,23 @@ add_test(NAME cli.bench_mfu_above_peak_warns
           --yaml ${CMAKE_CURRENT_SOURCE_DIR}/cli/bench_tiny.yaml --steps 2 --warmup 1 --peak-gflops-per-core 1e-6)
 set_tests_properties(cli.bench_mfu_above_peak_warns PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=1" LABELS mpi
   PASS_REGULAR_EXPRESSION "MFU [0-9.]+% of [0-9.e-]+ GFLOP/s \\(fp32 FMA peak [0-9.]+/core, given.*\nwarning: MFU above 100 %: the step achieved [0-9.]+ GFLOP/s, more than the given peak")
+# --data: the steps run on a token shard's windows with its loss mask (the demo task: about a
+# quarter scored); the scored share, the FLOPs without the unscored positions' LM head and the
+# GEMM time are checked against the shard and the step (tests/cli/check_bench_data.py).
+add_test(NAME cli.bench_masked_data
+  COMMAND bash -c "rm -f bench_data.jsonl && \"$0\" --oversubscribe --allow-run-as-root -np 2 \"$1\" bench --yaml \"$2\" --steps 2 --warmup 1 --data \"$3\" --json bench_data.jsonl && /usr/bin/python3 \"$4\" bench_data.jsonl \"$3\""
+          ${MPIRUN} $<TARGET_FILE:lora_dist> ${CMAKE_CURRENT_SOURCE_DIR}/cli/bench_tiny.yaml
+          ${PROJECT_SOURCE_DIR}/data/demo_train.bin ${CMAKE_CURRENT_SOURCE_DIR}/cli/check_bench_data.py)
+set_tests_properties(cli.bench_masked_data PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=1" LABELS mpi
+  PASS_REGULAR_EXPRESSION "data: .*demo_train.bin \\(24\\.[0-9] % of its tokens scored.*in GEMM calls: [0-9.]+ of [0-9.]+ ms.*bench --data: scored share")
+# A --data file that is not a token shard: exit 3, the file named, before any step.
+add_test(NAME cli.bench_bad_data
+  COMMAND ${CMAKE_COMMAND}
+          "-DCMD=${MPIRUN}$<SEMICOLON>--oversubscribe$<SEMICOLON>--allow-run-as-root$<SEMICOLON>-np$<SEMICOLON>2$<SEMICOLON>$<TARGET_FILE:lora_dist>$<SEMICOLON>bench$<SEMICOLON>--yaml$<SEMICOLON>${CMAKE_CURRENT_SOURCE_DIR}/cli/bench_tiny.yaml$<SEMICOLON>--data$<SEMICOLON>${CMAKE_CURRENT_SOURCE_DIR}/cli/bench_tiny.yaml"
+          "-DEXPECT=bench_tiny.yaml: "
+          -DEXIT=3
+          -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_failure.cmake)
+set_tests_properties(cli.bench_bad_data PROPERTIES LABELS "mpi;badinput" ENVIRONMENT "OMP_NUM_THREADS=1")
 # Full fine-tuning (lora.enabled: false) on the same shape: every base tensor's gradient is
 # summed over DP, 474112 bytes = the base (wte 256x64, wpe 32x64, 2 blocks of 12 tensors,
 # ln_f): 118528 floats; the FLOP count is 6N per token.

@@ -116,6 +116,35 @@ TEST(FrozenGemm, Bf16MatchesReferenceFromRoundedOperands) {
   std::printf("bf16 frozen GEMM kernel: %s\n", frozen_gemm_kernel(DType::BF16).c_str());
 }
 
+// Staged once (the fused LM head's slices): the GEMMs on frozen_gemm_staged_rows with
+// frozen_gemm_staged_input compute, bit for bit, what the same GEMMs on the bf16 weight itself
+// compute, for a slice of rows in the middle, with bf16_compute on and off, whichever path
+// (widened or this CPU's bf16 matmul) the weight takes.
+TEST(FrozenGemm, StagedBf16RowsComputeWhatTheWeightComputes) {
+  EngineGuard g;
+  set_frozen_gemm_engine(FrozenGemmEngine::OneDNN);
+  const int M = 70, K = 96, N = 300, n0 = 64, n1 = 200, C = n1 - n0;
+  const auto x = random_vec(size_t(M) * K, 21), wf = random_vec(size_t(N) * K, 22), dy = random_vec(size_t(M) * C, 23);
+  std::vector<uint16_t> w(wf.size());
+  for (size_t i = 0; i < w.size(); ++i) w[i] = float_to_bf16(wf[i]);
+  for (bool compute : {true, false}) {
+    WeightView<float> whole(w.data());
+    whole.bf16_compute = compute;
+    const WeightView<float> slice = whole.offset(size_t(n0) * K);
+    std::vector<float> y_ref(size_t(M) * C), dx_ref(size_t(M) * K), y(size_t(M) * C), dx(size_t(M) * K);
+    linear_forward<float>(y_ref.data(), x.data(), slice, nullptr, M, K, C);
+    linear_backward_input<float>(dx_ref.data(), dy.data(), slice, M, K, C, false);
+    const float* xs = frozen_gemm_staged_input(x.data(), M, K, whole);
+    const WeightView<float> staged = frozen_gemm_staged_rows(whole, n0, n1, K);
+    EXPECT_TRUE(staged.dtype == DType::F32 || (staged.is_bf16() && compute)) << "bf16_compute " << compute;
+    linear_forward<float>(y.data(), xs, staged, nullptr, M, K, C);
+    EXPECT_EQ(y, y_ref) << "bf16_compute " << compute;
+    if (compute) continue;  // a bf16_compute weight's dy would be rounded; the head's dX GEMM never is
+    linear_backward_input<float>(dx.data(), dy.data(), staged, M, K, C, false);
+    EXPECT_EQ(dx, dx_ref);
+  }
+}
+
 ModelConfig small_model(const char* dtype) {
   ModelConfig m = test::model_shape(2, 4, 64, 300, 32);
   m.init_std = 0.1f;

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "io/token_shard.h"
+#include "model/ops/gemm_clock.h"
 #include "model/rng.h"
 #include "trainer/machine/device_preset.h"
 #include "trainer/machine/fma_peak.h"
@@ -55,16 +57,30 @@ TokenShard synthetic_tokens(const RunConfig& cfg, int steps) {
 double peak_rss_mib() { return static_cast<double>(peak_rss_bytes()) / (1 << 20); }
 
 // Rank 0's per-op wall time per step, largest first; the rest of the step is the
-// optimizer, the gradient all-reduces and the data.
-void print_op_times(const OpTimers& t, int steps, double step_ms) {
-  std::vector<std::pair<double, std::string>> rows;
-  double total = 0;
-  for (const auto& [name, sec] : t.seconds) rows.emplace_back(sec * 1e3 / steps, name), total += sec * 1e3 / steps;
-  std::sort(rows.rbegin(), rows.rend());
-  std::printf("where a step's time goes (rank 0, ms per step, %% of the mean step):\n");
-  for (const auto& [ms, name] : rows) std::printf("  %-44s %8.1f  %5.1f%%\n", name.c_str(), ms, 100 * ms / step_ms);
-  std::printf("  %-44s %8.1f  %5.1f%%\n", "(rest: optimizer, grad all-reduce, data)", step_ms - total,
-              100 * (step_ms - total) / step_ms);
+// optimizer, the gradient all-reduces and the data. With `gemm` (the CPU backend), each op's
+// time inside GEMM calls beside it (model/ops/gemm_clock.h), and the step's GEMM share.
+void print_op_times(const OpTimers& t, int steps, double step_ms, bool gemm) {
+  struct Row { double ms, gemm_ms; std::string name; };
+  std::vector<Row> rows;
+  double total = 0, gemm_total = 0;
+  for (const auto& [name, sec] : t.seconds) {
+    const auto g = t.gemm_seconds.find(name);
+    const double gemm_ms = g == t.gemm_seconds.end() ? 0 : std::max(0.0, g->second * 1e3 / steps);  // no -0.0
+    rows.push_back({sec * 1e3 / steps, gemm_ms, name});
+    total += rows.back().ms, gemm_total += rows.back().gemm_ms;
+  }
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.ms > b.ms; });
+  std::printf("where a step's time goes (rank 0, ms per step, %% of the mean step%s):\n",
+              gemm ? "; of it in GEMM calls, and the rest" : "");
+  auto line = [&](const std::string& name, double ms, double gemm_ms) {
+    if (gemm) std::printf("  %-44s %8.1f  %5.1f%%   GEMM %8.1f  rest %7.1f\n", name.c_str(), ms, 100 * ms / step_ms, gemm_ms, ms - gemm_ms);
+    else std::printf("  %-44s %8.1f  %5.1f%%\n", name.c_str(), ms, 100 * ms / step_ms);
+  };
+  for (const Row& r : rows) line(r.name, r.ms, r.gemm_ms);
+  line("(rest: optimizer, grad all-reduce, data)", step_ms - total, 0);
+  if (gemm)
+    std::printf("in GEMM calls: %.1f of %.1f ms (%.1f %%); outside them: %.1f ms (%.1f %% of the step)\n", gemm_total,
+                step_ms, 100 * gemm_total / step_ms, step_ms - gemm_total, 100 * (step_ms - gemm_total) / step_ms);
 }
 
 }  // namespace
@@ -90,7 +106,18 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   // measured now, before the model exists, as `lora_dist plan` measures its own.
   const DeviceSpec cpu = cpu_device(omp_get_max_threads(), comm.size(Group::World), cfg.model.dtype == "bf16",
                                     cfg.train.micro_batch * cfg.train.seq_len, /*measure_rates=*/false);
-  Trainer trainer(cfg, comm, synthetic_tokens(cfg, cfg.train.steps), backend);
+  // --data: the shard's windows as a run draws them, its loss mask included (the LM head skips
+  // the rows whose mask is 0); else random tokens, every one scored.
+  TokenShard data;
+  if (!opt.data.empty()) {
+    data = read_token_shard(opt.data);
+    cfg.data.train = opt.data;
+  }
+  const uint64_t data_bytes = opt.data.empty() ? synthetic_token_bytes(cfg, cfg.train.steps) : token_data_bytes(cfg);
+  size_t scored = 0;
+  for (uint8_t v : data.mask) scored += v != 0;
+  const double scored_share = data.has_mask() ? double(scored) / data.size() : 1.0;
+  Trainer trainer(cfg, comm, opt.data.empty() ? synthetic_tokens(cfg, cfg.train.steps) : std::move(data), backend);
   const bool gpu = trainer.backend().on_gpu();
   const DeviceSpec* gpu_preset = gpu ? matching_gpu_preset(trainer.backend().line()) : nullptr;
   const bool root = comm.rank(Group::World) == 0;
@@ -98,6 +125,7 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   std::vector<double> ms;
   StepStats last;
   trainer.model().timers().enabled = opt.warmup == 0;
+  set_gemm_clock(!gpu);  // a GPU's GEMMs are asynchronous: their calls' time says nothing
   for (int i = 0; i < cfg.train.steps; ++i) {
     comm.barrier(Group::World);
     if (watchdog) watchdog->step_started(i);
@@ -117,7 +145,12 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   for (double v : ms) mean += v / ms.size();
   const double tokens_per_step = static_cast<double>(cfg.train.batch_size) * cfg.train.seq_len;
   const double tok_s = tokens_per_step / (median / 1e3);
-  const double flop_tok = lora_flops_per_token(cfg.model, cfg.lora, cfg.train.seq_len);
+  // The LM head runs on the scored positions only: with a loss mask, the FLOPs of the others
+  // (its forward and input gradient, 4 V d a position; full fine-tuning's weight gradient 2 V d
+  // more) are not counted, so the MFU stays the share of the peak really used.
+  const double head_flops = (cfg.lora.enabled ? 4.0 : 6.0) * double(cfg.model.vocab_size) * cfg.model.d_model;
+  const double flop_tok =
+      lora_flops_per_token(cfg.model, cfg.lora, cfg.train.seq_len) - (1.0 - scored_share) * head_flops;
   const double gflops = tok_s * flop_tok / 1e9;
   const int ranks = comm.size(Group::World), threads = omp_get_max_threads();
   double per_core = opt.peak_gflops_per_core;
@@ -160,13 +193,13 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   comm.all_reduce_max(&device_mib, 1, Group::World);
   double rss = peak_rss_mib();
   comm.all_reduce_max(&rss, 1, Group::World);
-  const Plan plan = make_plan(cfg, cpu, synthetic_token_bytes(cfg, cfg.train.steps));
+  const Plan plan = make_plan(cfg, cpu, data_bytes);
   double planned = (cfg.lora.enabled ? plan.lora : plan.full).peak() / 1048576.0;
   comm.all_reduce_max(&planned, 1, Group::World);
   // On a GPU, `plan`'s prediction for the matching preset, beside the memory in use.
   double planned_gpu = 0;
   if (gpu_preset) {
-    const Plan on_gpu = make_plan(cfg, *gpu_preset, synthetic_token_bytes(cfg, cfg.train.steps));
+    const Plan on_gpu = make_plan(cfg, *gpu_preset, data_bytes);
     planned_gpu = (cfg.lora.enabled ? on_gpu.lora : on_gpu.full).peak() / 1048576.0;
   }
   // Exact bytes of the frozen weights (all matrices in model.dtype, LayerNorms and biases fp32).
@@ -182,6 +215,8 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
     std::printf("bench: %s T%d micro-batch %d batch %d | %s | tp %d dp %d | %d threads/rank\n",
                 describe(arch_spec(m)).c_str(), cfg.train.seq_len, cfg.train.micro_batch, cfg.train.batch_size,
                 trained.c_str(), cfg.parallel.tp, cfg.parallel.dp, threads);
+    if (!opt.data.empty())
+      std::printf("data: %s (%.1f %% of its tokens scored by the loss mask)\n", opt.data.c_str(), 100 * scored_share);
     std::printf("step: median %.1f ms (min %.1f, max %.1f) over %d timed steps after %d warm-up\n", median, ms.front(),
                 ms.back(), opt.steps, opt.warmup);
     std::printf("tokens/s: %.1f\n", tok_s);
@@ -192,8 +227,8 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
       std::printf("GPU memory in use (max over ranks): %.0f MiB; planned %.0f MiB (lora_dist plan --device %s)\n",
                   device_mib, planned_gpu, gpu_preset ? gpu_preset->name.c_str() : "?");
     } else {
-      std::printf("model FLOP/token: %.4f GFLOP | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (fp32 FMA peak %.1f/core%s x %d cores)\n",
-                  flop_tok / 1e9, gflops, 100.0 * gflops / peak, peak, per_core,
+      std::printf("model FLOP/token: %.4f GFLOP%s | achieved %.1f GFLOP/s | MFU %.1f%% of %.1f GFLOP/s (fp32 FMA peak %.1f/core%s x %d cores)\n",
+                  flop_tok / 1e9, scored_share < 1 ? " (the LM head on the scored positions only)" : "", gflops, 100.0 * gflops / peak, peak, per_core,
                   opt.peak_gflops_per_core > 0 ? ", given" : ", measured", threads * ranks);
     }
     if (mfu_above_peak)
@@ -226,7 +261,14 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
                 static_cast<unsigned long long>(last.lora_grad_bytes), ranks > 1 ? rep : 0, ranks,
                 cfg.parallel.dp > 1 ? shard : 0, cfg.parallel.dp, cfg.parallel.dp > 1 ? "" : " (none at dp=1)",
                 static_cast<unsigned long long>(last.tp_bytes));
-    print_op_times(trainer.model().timers(), opt.steps, mean);
+    print_op_times(trainer.model().timers(), opt.steps, mean, !gpu);
+    const OpTimers& timers = trainer.model().timers();
+    auto op_ms = [&](const std::string& name) {
+      const auto it = timers.seconds.find(name);
+      return it == timers.seconds.end() ? 0.0 : it->second * 1e3 / opt.steps;
+    };
+    double gemm_ms = 0;
+    for (const auto& [name, sec] : timers.gemm_seconds) gemm_ms += sec * 1e3 / opt.steps;
     std::fflush(stdout);
     if (!opt.json.empty()) {
       std::ofstream out(opt.json, std::ios::app);
@@ -240,7 +282,9 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
                             {"frozen_gemm_kernel", kernel},
                             {"lora_grad_bytes", last.lora_grad_bytes}, {"tp_activation_bytes", last.tp_bytes},
                             {"backend", gpu ? "cuda" : "cpu"}, {"gpu_memory_mib", device_mib},
-                            {"planned_gpu_memory_mib", planned_gpu}}
+                            {"planned_gpu_memory_mib", planned_gpu}, {"data", opt.data.empty() ? "random" : opt.data},
+                            {"scored_share", scored_share}, {"model_flop_per_token", flop_tok}, {"lm_head_ms", op_ms("lm head + cross-entropy, fwd+bwd")},
+                            {"gemm_ms", gpu ? 0.0 : gemm_ms}, {"step_ms_mean", mean}}
                  .dump()
           << '\n';
       out.close();

@@ -1,6 +1,8 @@
-// `lora_dist bench`: timed optimizer steps of a run's shape on synthetic tokens. Prints
-// tokens/s, model FLOP/s and MFU (FLOPs counted as ../shared/anchors counts them), peak
-// memory per rank and the bytes all-reduced per step.
+// `lora_dist bench`: timed optimizer steps of a run's shape on synthetic tokens (or on a token
+// shard's windows, its loss mask included: --data). Prints tokens/s, model FLOP/s and MFU
+// (FLOPs counted as ../shared/anchors counts them, every position through the LM head), peak
+// memory per rank, the bytes all-reduced per step, and where a step's time goes: per op, and
+// of it inside GEMM calls (CPU).
 #pragma once
 #include "trainer/machine/compute_backend.h"
 #include "comm/communicator.h"
@@ -15,6 +17,7 @@ struct BenchOptions {
   int warmup = 2;                    // untimed steps first
   double peak_gflops_per_core = 0;   // fp32 peak MFU is measured against; 0 = measure it here
   std::string json;                  // also append the result as one JSON line here
+  std::string data;                  // a token shard to step on (with its loss mask); empty: random tokens, all scored
 };
 
 // FLOPs of one token of a LoRA step (anchors' torch_lora_bench.py): 4*N_mm + 6*N_lora + 12*L*T*d,

@@ -47,12 +47,13 @@ uint64_t bf16_staging_bytes(const ModelConfig& m, int tp, uint64_t M, DeviceSpec
   const uint64_t d = a.d_model, ql = uint64_t(a.q_width()) / tp, qkvl = uint64_t(a.qkv_width()) / tp;
   const uint64_t upl = uint64_t(a.mlp_up_width()) / tp, ffl = uint64_t(a.ffn) / tp;
   const uint64_t vl = (uint64_t(a.vocab) + tp - 1) / tp;
-  struct Gemm { uint64_t rows, N, K; };
-  // The LM head's GEMMs: a chunk of rows over the rank's vocabulary (CUDA), or one fused tile
-  // (the CPU backend, model/ops/cpu/fused_lm_head.h).
-  const Gemm head = is_cpu ? Gemm{std::min<uint64_t>(kLmTileRows, M), std::min<uint64_t>(kLmTileCols, vl), d}
-                           : Gemm{std::min(kLmHeadChunkRows, M), vl, d};
-  const Gemm gemms[] = {{M, qkvl, d}, {M, d, ql}, {M, upl, d}, {M, d, ffl}, head};
+  struct Gemm { uint64_t rows, N, K; bool rounds_dy; };
+  // The LM head's GEMMs: a chunk of rows over the rank's vocabulary (CUDA), or a vocabulary
+  // slice of one fused tile's width for a chunk of rows (the CPU backend, model/ops/cpu/
+  // fused_lm_head.h: the chunk's rows rounded once, the slice widened once, its dX GEMM in fp32).
+  const Gemm head = is_cpu ? Gemm{std::min(kLmHeadChunkRows, M), std::min<uint64_t>(kLmTileCols, vl), d, false}
+                           : Gemm{std::min(kLmHeadChunkRows, M), vl, d, true};
+  const Gemm gemms[] = {{M, qkvl, d, true}, {M, d, ql, true}, {M, upl, d, true}, {M, d, ffl, true}, head};
   uint64_t input = 0, widened = 0;
   for (const Gemm& g : gemms) {
     const uint64_t block = std::min<uint64_t>(g.N, frozen_gemm_block_rows(static_cast<int>(g.K)));
@@ -63,7 +64,7 @@ uint64_t bf16_staging_bytes(const ModelConfig& m, int tp, uint64_t M, DeviceSpec
     }
     // Widened: W in blocks of max(64, 4 Mi / K) rows; the fp32 rounded input (bf16 only) is x
     // [rows x K] forward, and one block's columns of dy [rows x block] backward.
-    if (!is_nf4(m)) input = std::max({input, kF32 * g.rows * g.K, kF32 * g.rows * block});
+    if (!is_nf4(m)) input = std::max({input, kF32 * g.rows * g.K, g.rounds_dy ? kF32 * g.rows * block : 0});
     widened = std::max(widened, kF32 * block * g.K);
   }
   return input + widened;

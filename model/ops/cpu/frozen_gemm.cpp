@@ -10,10 +10,12 @@
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "model/nf4_weight.h"
 #include "model/ops/cpu/gemm.h"
+#include "model/ops/gemm_clock.h"
 #include "model/ops/linear.h"
 
 extern "C" char* openblas_get_corename(void);
@@ -86,6 +88,7 @@ std::shared_ptr<Prim> get_prim(int M, int N, int K, bool trans, bool bf16, bool 
 }
 
 void run_prim(const Prim& p, const void* src, const void* wei, float* dst) {
+  GemmTimed timed;
   Dnnl& d = dnnl_ctx();
   memory s(p.src, d.eng, const_cast<void*>(src)), w(p.wei, d.eng, const_cast<void*>(wei)), o(p.dst, d.eng, dst);
   p.prim.execute(d.strm, {{DNNL_ARG_SRC, s}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, o}});
@@ -229,9 +232,35 @@ void frozen_gemm_backward_input(T* dx, const T* dy, WeightView<T> w, int M, int 
   }
 }
 
+namespace {
+// Whether a GEMM on w widens it to T: NF4, or bf16 computed in T (no bf16 matmul here, or
+// bf16_compute off).
+template <typename T>
+bool widens(WeightView<T> w) {
+  if (w.is_nf4()) return true;
+  return w.is_bf16() && !(w.bf16_compute && std::is_same_v<T, float> && onednn_bf16_matmul_available());
+}
+}  // namespace
+
+template <typename T>
+WeightView<T> frozen_gemm_staged_rows(WeightView<T> w, int n0, int n1, int K) {
+  if (!widens(w)) return w.offset(static_cast<size_t>(n0) * K);
+  WeightView<T> f(rows_of(w, n0, n1, K));  // an fp32 (T) view: its GEMMs neither widen nor round
+  return f;
+}
+
+template <typename T>
+const T* frozen_gemm_staged_input(const T* x, int M, int K, WeightView<T> w) {
+  return w.is_bf16() && w.bf16_compute && widens(w) ? rounded_input(x, M, K, K) : x;
+}
+
 template void frozen_gemm_forward<float>(float*, const float*, WeightView<float>, int, int, int);
 template void frozen_gemm_forward<double>(double*, const double*, WeightView<double>, int, int, int);
 template void frozen_gemm_backward_input<float>(float*, const float*, WeightView<float>, int, int, int, bool);
 template void frozen_gemm_backward_input<double>(double*, const double*, WeightView<double>, int, int, int, bool);
+template WeightView<float> frozen_gemm_staged_rows<float>(WeightView<float>, int, int, int);
+template WeightView<double> frozen_gemm_staged_rows<double>(WeightView<double>, int, int, int);
+template const float* frozen_gemm_staged_input<float>(const float*, int, int, WeightView<float>);
+template const double* frozen_gemm_staged_input<double>(const double*, int, int, WeightView<double>);
 
 }  // namespace lora

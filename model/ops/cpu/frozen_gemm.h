@@ -27,6 +27,21 @@ void frozen_gemm_forward(T* y, const T* x, WeightView<T> w, int M, int K, int N)
 template <typename T>
 void frozen_gemm_backward_input(T* dx, const T* dy, WeightView<T> w, int M, int K, int N, bool accumulate);
 
+// Staging shared by several GEMMs (the fused LM head runs two on each vocabulary slice of the
+// head for every tile of rows, model/gpt.cpp): a bf16 weight that these GEMMs would widen (no
+// bf16 matmul on this CPU, or bf16_compute off) is widened once instead of per GEMM.
+//   frozen_gemm_staged_rows: rows [n0, n1) of W as an fp32 view of the widened rows where the
+//     GEMMs would widen them, else W's own view of those rows. The widened rows live in the
+//     buffer every widening GEMM uses: valid until the next frozen GEMM on a bf16 or NF4 view.
+//   frozen_gemm_staged_input: x [M x K] as the GEMMs on frozen_gemm_staged_rows(w, ...) must
+//     read it: rounded to bf16 (in the buffer the GEMMs round into) when the rows are widened
+//     from a bf16_compute weight, so that they compute what the GEMM on w itself computes;
+//     else x. Same lifetime.
+template <typename T>
+WeightView<T> frozen_gemm_staged_rows(WeightView<T> w, int n0, int n1, int K);
+template <typename T>
+const T* frozen_gemm_staged_input(const T* x, int M, int K, WeightView<T> w);
+
 enum class FrozenGemmEngine { OneDNN, OpenBLAS };
 // The engine of fp32 frozen-weight GEMMs; set_* changes it (tests and benchmarks).
 FrozenGemmEngine frozen_gemm_engine();
