@@ -190,7 +190,7 @@ def main():
     c.add_argument("--out-dir", required=True)
     c.add_argument("--seed", type=int, default=2026)
     c.add_argument("--prose-fraction", type=float, default=0.75, help="share of the bytes that are prose")
-    c.add_argument("--max-bytes", type=int, default=3_000_000, help="stop adding verses past this many bytes")
+    c.add_argument("--max-bytes", type=int, default=8_000_000, help="stop adding verses past this many bytes")
     c.add_argument("--val-fraction", type=float, default=0.01)
     t = sub.add_parser("tasks", help="the fine-tuning task's shards and held-out records")
     t.add_argument("--out-dir", default=here)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Pretrains the shipped byte-level base, data/base/base.h5, from a fixed seed:
-#   bash launch/pretrain_bytes.sh [STEPS]       # default: launch/examples/pretrain_bytes.yaml's 1200
+#   bash launch/pretrain_bytes.sh [STEPS]       # default: launch/examples/pretrain_bytes.yaml's 2000
 # 1. the King James Bible from Debian's bible-kjv (public domain), verse numbers stripped;
 # 2. data/make_base_data.py corpus: the verses interleaved with synthetic prose stating the six
 #    string skills of the fine-tuning task over 133 words ("the word lemon backwards is nomel."),
