@@ -317,5 +317,38 @@ TEST(SwigluSimd, NanPropagatesAndTheDispatchingEntryPointsUseTheWidestWidth) {
   EXPECT_THROW(swiglu_forward_lanes(2, y.data(), h.data(), 3, 37), std::invalid_argument);
 }
 
+// The softmax rows of attention and of the fused LM head (row_exp.cpp) at every width this CPU
+// runs: rows of 0 to 70 values (every vector tail), x - m from 0 down to -120: e^(x - m) within
+// 4e-7 of libm's (relative, or absolute below 1e-30) and exactly 0 below -87; the sum within
+// 1e-6 of the double one; the maximum exact; a NaN gives a NaN sum.
+TEST(RowExp, EveryWidthMatchesLibm) {
+  for (int lanes : widths()) {
+    SCOPED_TRACE("lanes " + std::to_string(lanes));
+    for (int n = 0; n <= 70; ++n) {
+      std::vector<float> x(n);
+      for (int j = 0; j < n; ++j) x[j] = -120.0f * float((j * 37) % 71) / 70.0f + 3.0f;  // 3 down to -117
+      const float m = row_max_lanes(lanes, x.data(), n);
+      float want_m = -std::numeric_limits<float>::infinity();
+      for (float v : x) want_m = std::max(want_m, v);
+      ASSERT_EQ(m, want_m) << "n " << n;
+      std::vector<float> e = x;
+      const float sum = exp_shifted_sum_lanes(lanes, e.data(), n, m);
+      double want_sum = 0;
+      for (int j = 0; j < n; ++j) {
+        const double d = double(x[j]) - double(m), want = std::exp(d);
+        want_sum += d < -87 ? 0.0 : want;
+        if (d < -87) EXPECT_EQ(e[j], 0.0f) << "x - m " << d;
+        else if (want >= 1e-30) EXPECT_LE(std::fabs(e[j] - want) / want, 4e-7) << "x - m " << d;
+        else EXPECT_LE(std::fabs(e[j] - want), 1e-36) << "x - m " << d;
+      }
+      EXPECT_NEAR(sum, want_sum, 1e-6 * std::max(want_sum, 1e-30)) << "n " << n;
+    }
+    std::vector<float> nan_row{0.0f, std::numeric_limits<float>::quiet_NaN(), -1.0f};
+    EXPECT_TRUE(std::isnan(exp_shifted_sum_lanes(lanes, nan_row.data(), 3, 0.0f)));
+  }
+  float x = 0;
+  EXPECT_THROW(exp_shifted_sum_lanes(3, &x, 1, 0.0f), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace lora

@@ -60,12 +60,10 @@ void attention_forward(T* att, T* lse, const T* qkv, int B, int Tn, int Hl, int 
           for (int r = 0; r < nq; ++r) {
             T* row = s + static_cast<size_t>(r) * kB;
             const int nv = diag ? r + 1 : nk;  // columns this query row sees
-            T mx = m[r];
-            for (int c = 0; c < nv; ++c) mx = row[c] > mx ? row[c] : mx;
+            const T rm = row_max(row, nv);
+            const T mx = rm > m[r] ? rm : m[r];
             const T alpha = vexp(m[r] - mx);  // e^-inf = 0 on the first block
-            T sum = 0;
-#pragma omp simd reduction(+ : sum)
-            for (int c = 0; c < nv; ++c) sum += (row[c] = vexp(row[c] - mx));
+            const T sum = exp_shifted_sum(row, nv, mx);
             for (int c = nv; c < nk; ++c) row[c] = 0;
             l[r] = l[r] * alpha + sum;
             m[r] = mx;
@@ -115,9 +113,7 @@ void head_backward(T* dq, T* dk, T* dv, const T* q, const T* k, const T* v, cons
       for (int r = 0; r < nq; ++r) {  // P = exp(S - lse), zero above the diagonal
         T* row = p + static_cast<size_t>(r) * kB;
         const int nv = diag ? r + 1 : nk;
-        const T ls = lse[i0 + r];
-#pragma omp simd
-        for (int c = 0; c < nv; ++c) row[c] = vexp(row[c] - ls);
+        exp_shifted_sum(row, nv, lse[i0 + r]);  // the sum is not needed
         for (int c = nv; c < nk; ++c) row[c] = 0;
       }
       // dV_j += P^T dO_i

@@ -32,8 +32,7 @@ void attention_forward_cached(T* att, const T* q, int ldq, const T* k_cache, con
         p[j] = s * scale;
         mx = p[j] > mx ? p[j] : mx;
       }
-      T sum = 0;
-      for (int j = 0; j < keys; ++j) sum += (p[j] = vexp(p[j] - mx));
+      const T sum = exp_shifted_sum(p.data(), keys, mx);
       T* out = att + static_cast<size_t>(i) * dl + h * hd;
       for (int c = 0; c < hd; ++c) out[c] = 0;
       for (int j = 0; j < keys; ++j) {

@@ -102,4 +102,24 @@ int simd_lanes();
 // Throws std::invalid_argument naming `op` unless lanes is 4, 8 or 16 and at most simd_lanes().
 void check_simd_lanes(const char* op, int lanes);
 
+// --- Softmax rows (row_exp.cpp): the online softmaxes of attention and of the fused LM head ---
+// The maximum of x[0..n) (-inf for n = 0; NaNs are skipped), and x[j] = e^(x[j] - m) for j < n
+// with their sum returned; x - m <= 0 expected (m a running maximum or a log-sum-exp), e^(x - m)
+// is 0 below -87 as vexp gives it. Float at the widest vector width this CPU runs (_lanes: a
+// given width, for tests); double with libm's exp (the gradient checks).
+float row_max(const float* x, int n);
+float exp_shifted_sum(float* x, int n, float m);
+float row_max_lanes(int lanes, const float* x, int n);
+float exp_shifted_sum_lanes(int lanes, float* x, int n, float m);
+inline double row_max(const double* x, int n) {
+  double m = -std::numeric_limits<double>::infinity();
+  for (int j = 0; j < n; ++j) m = x[j] > m ? x[j] : m;
+  return m;
+}
+inline double exp_shifted_sum(double* x, int n, double m) {
+  double sum = 0;
+  for (int j = 0; j < n; ++j) sum += (x[j] = std::exp(x[j] - m));
+  return sum;
+}
+
 }  // namespace lora

@@ -43,11 +43,6 @@ template <typename T>
 void lm_tile_online_softmax(T* tile, int rows, int cols, int c0, const int32_t* target_local, T* run_max,
                             T* run_stats, T* acc, int d, bool first);
 
-// The float version at a given vector width (4, 8 or 16 lanes, at most simd_lanes(); the one
-// above takes the widest): tests compare every width this CPU runs.
-void lm_tile_online_softmax_lanes(int lanes, float* tile, int rows, int cols, int c0, const int32_t* target_local,
-                                  float* run_max, float* run_stats, float* acc, int d, bool first);
-
 // After the TP all-reduces: acc[i] = weight[i] (acc[i] exp(local_max[i] - global_max[i]) /
 // stats[2i] - [0 <= target_local[i] < valid] head[target_local[i]]), the row's input gradient.
 template <typename T>
