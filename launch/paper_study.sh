@@ -19,8 +19,10 @@
 #   bash launch/paper_study.sh [STEPS]      # steps per run; default 300, the README's
 # STUDY_OUT=DIR writes there (default out/paper_study); STUDY_BASE=FILE is the base-weights file
 # to adapt (default data/base/base.h5; the shape is the demo's); STUDY_EVAL=N scores only the
-# first N held-out records; LORA_DIST=path picks the binary. The CI form
-# (ctest -R paper_study.short) runs 3 steps per run and 24 held-out records.
+# first N held-out records; LORA_DIST=path picks the binary; STUDY_KEEP=1 continues an interrupted
+# study in the same folder (with the same STEPS): runs with a finished evaluation are kept, the
+# others trained afresh. The CI form (ctest -R paper_study.short) runs 3 steps per run and 24
+# held-out records.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 steps=${1:-300}
@@ -31,8 +33,10 @@ base=${STUDY_BASE:-$repo/data/base/base.h5}
 export LORA_DIST=$bin OMP_NUM_THREADS=1
 [[ -f $base ]] || { echo "paper_study.sh: no base-weights file $base (launch/pretrain_bytes.sh makes one)" >&2; exit 2; }
 base=$(cd "$(dirname "$base")" && pwd)/$(basename "$base")  # the run configs live elsewhere
-rm -rf "$work"
+[[ ${STUDY_KEEP:-0} == 1 ]] || rm -rf "$work"
 mkdir -p "$work/runs" "$work/eval"
+# done NAME: its evaluation finished (the accuracy line is the file's last).
+done_() { [[ -f $work/eval/$1.jsonl ]] && tail -n 1 "$work/eval/$1.jsonl" | grep -q '"type":"accuracy"'; }
 step() { printf '\n== %s\n' "$*"; }
 heldout=$work/eval/heldout.jsonl
 head -n "${STUDY_EVAL:-1000000}" "$repo/data/tasks_heldout.jsonl" > "$heldout"
@@ -71,10 +75,12 @@ evaluate() {
   tail -n 1 "$work/eval/$name.txt"
 }
 step "the base alone on the held-out prompts"
-evaluate base "$work/runs/qv_r8.yaml"
+done_ base || evaluate base "$work/runs/qv_r8.yaml"
 
 for name in "${runs[@]}"; do
+  if done_ "$name"; then step "$name: kept from the earlier, interrupted study"; tail -n 1 "$work/eval/$name.txt"; continue; fi
   step "training $name ($steps steps, tp 2)"
+  rm -rf "$work/runs/$name"
   "$bin" plan --yaml "$work/runs/$name.yaml" --json > "$work/runs/$name.plan.json"
   bash "$repo/launch/mpirun.sh" -n 2 "$work/runs/$name.yaml" > "$work/runs/$name.log" 2>&1 ||
     { tail -n 20 "$work/runs/$name.log"; exit 1; }
