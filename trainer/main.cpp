@@ -229,8 +229,7 @@ int main(int argc, char** argv) {
       ->check(kInExistingFolder);
   bench_cmd->add_option("--data", bench.data,
                         "step on this token shard's windows (lora_dist prepare's format), its loss mask included: rows "
-                        "whose mask is 0 skip the LM head; default: random tokens, every one scored")
-      ->check(CLI::ExistingFile);
+                        "whose mask is 0 skip the LM head; default: random tokens, every one scored");
   MergeOptions merge;
   CLI::App* merge_cmd = app.add_subcommand(
       "merge", "fold a trained adapter into the base weights (W0 + s B A) and write them as an HDF5 base-weights file");
