@@ -183,7 +183,20 @@ def claim(rows, base_acc):
                         "share_of_ft": r["trainable_share_of_ft"], "points_below_ft": 100 * (ft["accuracy"] - r["accuracy"])}
     if best is not None:
         out["within_2_points_under_1pct"] = out["best_under_1pct"]["points_below_ft"] <= 2.0
+    # The fewest trainable parameters with which LoRA comes within 2 points of full fine-tuning.
+    close = [r for r in rows if r["mode"] == "lora" and 100 * (ft["accuracy"] - r["accuracy"]) <= 2.0]
+    fewest = min(close, key=lambda r: (r["trainable_params"], -r["accuracy"]), default=None)
+    if fewest is not None:
+        out["fewest_within_2_points"] = {"run": fewest["run"], "accuracy": fewest["accuracy"],
+                                         "params": fewest["trainable_params"],
+                                         "share_of_ft": fewest["trainable_share_of_ft"],
+                                         "points_below_ft": 100 * (ft["accuracy"] - fewest["accuracy"])}
     return out
+
+
+def below(points):
+    """'3.1 points below' or '2.0 points above'."""
+    return f"{points:.1f} points below" if points >= 0 else f"{-points:.1f} points above"
 
 
 def markdown(rows, sim, amp, gen, coverage, verdict, base_acc):
@@ -210,8 +223,13 @@ def markdown(rows, sim, amp, gen, coverage, verdict, base_acc):
         b = verdict["best_under_1pct"]
         lines += ["", f"Full fine-tuning: {100 * verdict['ft_accuracy']:.1f} % exact match with {verdict['ft_params']:,} "
                   f"trainable parameters. The best LoRA run under 1 % of them: {b['run']}, {100 * b['accuracy']:.1f} % with "
-                  f"{b['params']:,} ({100 * b['share_of_ft']:.2f} %), {b['points_below_ft']:+.1f} points below full "
+                  f"{b['params']:,} ({100 * b['share_of_ft']:.2f} %), {below(b['points_below_ft'])} full "
                   f"fine-tuning: {'within' if verdict['within_2_points_under_1pct'] else 'not within'} 2 points."]
+        f = verdict.get("fewest_within_2_points")
+        lines[-1] += (f" The fewest trainable parameters with which LoRA comes within 2 points: {f['run']}, "
+                      f"{100 * f['accuracy']:.1f} % with {f['params']:,} ({100 * f['share_of_ft']:.2f} %), "
+                      f"{below(f['points_below_ft'])} full fine-tuning." if f else
+                      " No LoRA run comes within 2 points.")
     lines += ["", "| φ of | module | layers | φ(1,1) | random φ(1,1) | mean φ, i,j ≤ 8 | random, same sizes |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for s in sim:
