@@ -2,7 +2,7 @@
 """The CI form of launch/paper_study.sh (issues 13 and 27): runs it for a few steps per run on
 the shipped base (data/base/base.h5) and a few held-out records, then checks that its outputs
 parse and add up:
-  - study.json has the 14 runs; each has a finite held-out loss at step 0 and at its last step,
+  - study.json has the 17 runs; each has a finite held-out loss at step 0 and at its last step,
     a peak RSS for each of its 2 ranks, an adapter.h5 (LoRA) or model.h5 (ft) and a checkpoint;
   - trainable parameters equal the count from the model's shape: every weight for ft,
     n_layer * r * sum(d_in + d_out) over the targets for LoRA; the share of ft's is their ratio;
@@ -22,7 +22,8 @@ import subprocess
 import sys
 
 RANKS = (1, 2, 4, 8, 16, 64)
-RUNS = ["ft"] + [f"qv_r{r}" for r in RANKS] + [f"all_r{r}" for r in RANKS] + ["qv_r8_seed2"]
+RUNS = (["ft"] + [f"qv_r{r}" for r in RANKS] + [f"all_r{r}" for r in RANKS] +
+        ["qv_r8_seed2", "qkvo_r2", "qkvo_r2_seed2", "ft_seed2"])
 EVAL_RECORDS = 24
 SHAPE = {"n_layer": 4, "d_model": 128, "vocab_size": 256, "context": 64}  # launch/paper_study.sh's
 
@@ -81,13 +82,13 @@ def check(study, base, steps):
         row = [l for l in md.splitlines() if l.startswith(f"| {name} |")]
         expect(bool(row) and f"| **{100 * c / n:.1f} %** |" in row[0] and f"| {r['trainable_params']:,} |" in row[0]
                and f"| {100 * share:.2f} |" in row[0], f"study.md row of {name}: {row[:1]}")
-        if name == "ft":
+        if name.startswith("ft"):
             want = every_weight
             expect(r["artefact"] == "model.h5" and r["artefact_bytes"] > 4 * every_weight, f"ft: {r['artefact']}")
         else:
             rank = int(name.split("_r")[1].split("_")[0])
             # q, k, v, o: A [r, d] and B [d, r]; fc1 A [r, d], B [4d, r]; fc2 A [r, 4d], B [d, r]
-            per_layer = {"qv": 2 * 2 * d, "all": 4 * 2 * d + 2 * 5 * d}[name.split("_")[0]]
+            per_layer = {"qv": 2 * 2 * d, "qkvo": 4 * 2 * d, "all": 4 * 2 * d + 2 * 5 * d}[name.split("_")[0]]
             want = L * rank * per_layer
             expect(r["artefact"] == "adapter.h5", f"{name}: {r['artefact']}")
         expect(r["trainable_params"] == want, f"{name}: {r['trainable_params']} trainable parameters, expected {want}")
