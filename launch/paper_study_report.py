@@ -17,6 +17,7 @@ import glob
 import json
 import math
 import os
+import re
 import statistics
 import sys
 
@@ -194,12 +195,35 @@ def claim(rows, base_acc):
     return out
 
 
+def seed_means(rows):
+    """Runs that differ only by seed (NAME, NAME_seed2, ...) averaged: [{config, seeds, accuracy,
+    val_loss, params, share_of_ft}] for every configuration run with two seeds or more, and the
+    paper's claim on the means: the best such LoRA configuration under 1 % of ft's parameters
+    against ft's mean."""
+    groups = {}
+    for r in rows:
+        groups.setdefault(re.sub(r"_seed[0-9]+$", "", r["run"]), []).append(r)
+    means = [{"config": name, "seeds": len(rs), "mode": rs[0]["mode"],
+              "accuracy": statistics.mean(r["accuracy"] for r in rs), "val_loss": statistics.mean(r["val_loss"] for r in rs),
+              "params": rs[0]["trainable_params"], "share_of_ft": rs[0].get("trainable_share_of_ft")}
+             for name, rs in groups.items() if len(rs) >= 2]
+    ft = next((m for m in means if m["mode"] == "full"), None)
+    small = [m for m in means if m["mode"] == "lora" and m["share_of_ft"] is not None and m["share_of_ft"] < 0.01]
+    best = max(small, key=lambda m: m["accuracy"], default=None)
+    out = {"configs": means}
+    if ft and best:
+        out["ft"], out["best_under_1pct"] = ft["config"], best["config"]
+        out["points_below_ft"] = 100 * (ft["accuracy"] - best["accuracy"])
+        out["within_2_points_under_1pct"] = out["points_below_ft"] <= 2.0
+    return out
+
+
 def below(points):
     """'3.1 points below' or '2.0 points above'."""
     return f"{points:.1f} points below" if points >= 0 else f"{-points:.1f} points above"
 
 
-def markdown(rows, sim, amp, gen, coverage, verdict, base_acc):
+def markdown(rows, sim, amp, gen, coverage, verdict, base_acc, means=None):
     show = lambda s: s.replace("\n", "\\n").replace("|", "\\|")  # noqa: E731
     lines = ["| run | adapted | r | trainable params | % of ft | held-out loss (step 0 → last) | exact match | "
              "step (s, median) | peak RSS per rank, MiB: measured (plan) | adapter / model | checkpoint |",
@@ -230,6 +254,18 @@ def markdown(rows, sim, amp, gen, coverage, verdict, base_acc):
                       f"{100 * f['accuracy']:.1f} % with {f['params']:,} ({100 * f['share_of_ft']:.2f} %), "
                       f"{below(f['points_below_ft'])} full fine-tuning." if f else
                       " No LoRA run comes within 2 points.")
+    if means and means["configs"]:
+        lines += ["", "Averaged over seeds (a run's exact match moves by several points from one seed to the next):", "",
+                  "| configuration | seeds | trainable params | % of ft | held-out loss, mean | exact match, mean |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for m in means["configs"]:
+            share = f"{100 * m['share_of_ft']:.2f}" if m["share_of_ft"] is not None else "–"
+            lines.append(f"| {m['config']} | {m['seeds']} | {m['params']:,} | {share} | {m['val_loss']:.3f} | "
+                         f"{100 * m['accuracy']:.1f} % |")
+        if "best_under_1pct" in means:
+            lines += ["", f"On the means: {means['best_under_1pct']} (under 1 % of ft's parameters) is "
+                      f"{below(means['points_below_ft'])} {means['ft']}: "
+                      f"{'within' if means['within_2_points_under_1pct'] else 'not within'} 2 points."]
     lines += ["", "| φ of | module | layers | φ(1,1) | random φ(1,1) | mean φ, i,j ≤ 8 | random, same sizes |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for s in sim:
@@ -266,14 +302,15 @@ def main():
     coverage = json.load(open(coverage_path)) if os.path.exists(coverage_path) else None
     base_acc = read_eval(study, "base")[1]
     verdict = claim(rows, base_acc["accuracy"])
-    text = markdown(rows, sim, amp, gen, coverage, verdict, base_acc)
+    means = seed_means(rows)
+    text = markdown(rows, sim, amp, gen, coverage, verdict, base_acc, means)
     if os.path.exists(os.path.join(study, "loss_curves.png")):  # launch/plot_losses.py, drawn by paper_study.sh
         text += ("\nTrain loss, eval loss and learning rate of full fine-tuning and of LoRA at r 1, 8, 64 (q,v) "
                  "and r 8 (every target), step by step:\n\n![loss curves](loss_curves.png)\n")
     with open(os.path.join(study, "study.md"), "w") as f:
         f.write(text)
     with open(os.path.join(study, "study.json"), "w") as f:
-        json.dump({"runs": rows, "base_accuracy": base_acc, "claim": verdict, "similarity": sim, "amplification": amp,
+        json.dump({"runs": rows, "base_accuracy": base_acc, "claim": verdict, "seed_means": means, "similarity": sim, "amplification": amp,
                    "generate": gen, "coverage": coverage}, f,
                   indent=1)
     print(text)

@@ -23,7 +23,7 @@ import sys
 
 RANKS = (1, 2, 4, 8, 16, 64)
 RUNS = (["ft"] + [f"qv_r{r}" for r in RANKS] + [f"all_r{r}" for r in RANKS] +
-        ["qv_r8_seed2", "qkvo_r2", "qkvo_r2_seed2", "ft_seed2"])
+        ["qv_r8_seed2", "qkvo_r2"] + [f"{c}_seed{k}" for k in (2, 3, 4) for c in ("qkvo_r2", "ft")])
 EVAL_RECORDS = 24
 SHAPE = {"n_layer": 4, "d_model": 128, "vocab_size": 256, "context": 64}  # launch/paper_study.sh's
 
@@ -117,6 +117,19 @@ def check(study, base, steps):
     expect(cl["best_under_1pct"]["run"] == best["run"] and abs(cl["best_under_1pct"]["points_below_ft"] - 100 * (
         rows["ft"]["accuracy"] - best["accuracy"])) < 1e-9, f"claim {cl}, best under 1 %: {best['run']}")
     expect(all(f"| {name} |" in md for name in RUNS), "study.md lacks a run's row")
+    # The seed means, recomputed: ft and qkvo_r2 over 4 seeds, qv_r8 over 2; the verdict on them.
+    sm = {m["config"]: m for m in out["seed_means"]["configs"]}
+    for config, seeds in (("ft", ["ft", "ft_seed2", "ft_seed3", "ft_seed4"]),
+                          ("qkvo_r2", ["qkvo_r2", "qkvo_r2_seed2", "qkvo_r2_seed3", "qkvo_r2_seed4"]),
+                          ("qv_r8", ["qv_r8", "qv_r8_seed2"])):
+        acc = sum(rows[n]["accuracy"] for n in seeds) / len(seeds)
+        m = sm.get(config, {})
+        expect(m.get("seeds") == len(seeds) and abs(m.get("accuracy", -1) - acc) < 1e-12,
+               f"seed mean of {config}: {m}, recomputed {acc}")
+        expect(f"| {config} | {len(seeds)} |" in md and f"| {100 * acc:.1f} % |" in md, f"study.md: seed mean of {config}")
+    gap = 100 * (sm["ft"]["accuracy"] - sm["qkvo_r2"]["accuracy"])
+    expect(out["seed_means"].get("best_under_1pct") == "qkvo_r2" and abs(out["seed_means"]["points_below_ft"] - gap) < 1e-9,
+           f"the claim on the means: {out['seed_means']}")
     curves = os.path.join(study, "loss_curves.png")
     expect(os.path.exists(curves) and os.path.getsize(curves) > 5000, f"no loss curves {curves}")
     expect("![loss curves](loss_curves.png)" in md, "study.md does not show the loss curves")
