@@ -250,6 +250,11 @@ void run_generate(const RunConfig& cfg, Communicator& comm, const GenerateOption
       if (!codec.eot()) refuse("the prompt is empty");
       ids.push_back(*codec.eot());  // GPT-2 starts unconditional samples at <|endoftext|>
     }
+    // The command's own prompt (--prompt or --prompt-file) too long for the config's context is a
+    // usage error, as a --max-new-tokens too large would be; an --eval record's, an input error.
+    if (static_cast<int>(ids.size()) >= context && !eval)
+      throw ConfigError("generate: " + source + ": the prompt is " + std::to_string(ids.size()) + " tokens; model.context " +
+                        std::to_string(context) + " leaves no room for a new one");
     if (static_cast<int>(ids.size()) >= context)
       refuse("the prompt is " + std::to_string(ids.size()) + " tokens; model.context " + std::to_string(context) +
              " leaves no room for a new one");
@@ -274,10 +279,8 @@ void run_generate(const RunConfig& cfg, Communicator& comm, const GenerateOption
     }
     if (stops.empty()) stops.push_back("\n");  // an answer is one line
   } else {
-    const bool is_option = o.prompt_file.empty();
-    std::string text;
-    text = read_prompt(o);
-    prompts.push_back(encode_checked(text, prompt_source(o), is_option));
+    const std::string text = read_prompt(o);
+    prompts.push_back(encode_checked(text, prompt_source(o), /*is_option=*/o.prompt_file.empty()));
   }
 
   // The adapter's pairs only when there is an adapter: a base alone runs no LoRA GEMMs.
