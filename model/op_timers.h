@@ -29,7 +29,7 @@ class OpTimers {
 class Stopwatch {
  public:
   Stopwatch(OpTimers& t, const char* name)
-      : t_(t), name_(name), start_(t.enabled ? now() : 0), gemm_start_(gemm_clock_seconds()) {}
+      : t_(t), name_(name), start_(t.enabled ? now() : 0), gemm_start_(t.enabled ? gemm_clock_seconds() : 0) {}
   ~Stopwatch() {
     if (!t_.enabled) return;
     const std::string key = t_.prefix + name_;

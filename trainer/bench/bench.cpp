@@ -23,12 +23,13 @@
 
 namespace lora {
 
-double lora_flops_per_token(const ModelConfig& m, const LoraConfig& l, int seq_len) {
+double lora_flops_per_token(const ModelConfig& m, const LoraConfig& l, int seq_len, double scored_share) {
   const ArchSpec a = arch_spec(m);
   const double n_mm = matmul_weights(a), attention = attention_flops_per_token(a, seq_len);  // forward
-  if (!l.enabled) return 6.0 * n_mm + 3.0 * attention;  // full fine-tuning: + the weight gradients
+  const double skipped_head = (1.0 - scored_share) * double(m.vocab_size) * m.d_model;  // weights of it not run
+  if (!l.enabled) return 6.0 * (n_mm - skipped_head) + 3.0 * attention;  // full fine-tuning: + the weight gradients
   const double n_lora = lora_weights(a, l);
-  return 4.0 * n_mm + 6.0 * n_lora + 3.0 * attention;
+  return 4.0 * (n_mm - skipped_head) + 6.0 * n_lora + 3.0 * attention;
 }
 
 namespace {
@@ -59,7 +60,8 @@ double peak_rss_mib() { return static_cast<double>(peak_rss_bytes()) / (1 << 20)
 // Rank 0's per-op wall time per step, largest first; the rest of the step is the
 // optimizer, the gradient all-reduces and the data. With `gemm` (the CPU backend), each op's
 // time inside GEMM calls beside it (model/ops/gemm_clock.h), and the step's GEMM share.
-void print_op_times(const OpTimers& t, int steps, double step_ms, bool gemm) {
+// Returns the step's ms in GEMM calls.
+double print_op_times(const OpTimers& t, int steps, double step_ms, bool gemm) {
   struct Row { double ms, gemm_ms; std::string name; };
   std::vector<Row> rows;
   double total = 0, gemm_total = 0;
@@ -81,6 +83,7 @@ void print_op_times(const OpTimers& t, int steps, double step_ms, bool gemm) {
   if (gemm)
     std::printf("in GEMM calls: %.1f of %.1f ms (%.1f %%); outside them: %.1f ms (%.1f %% of the step)\n", gemm_total,
                 step_ms, 100 * gemm_total / step_ms, step_ms - gemm_total, 100 * (step_ms - gemm_total) / step_ms);
+  return gemm_total;
 }
 
 }  // namespace
@@ -145,12 +148,8 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
   for (double v : ms) mean += v / ms.size();
   const double tokens_per_step = static_cast<double>(cfg.train.batch_size) * cfg.train.seq_len;
   const double tok_s = tokens_per_step / (median / 1e3);
-  // The LM head runs on the scored positions only: with a loss mask, the FLOPs of the others
-  // (its forward and input gradient, 4 V d a position; full fine-tuning's weight gradient 2 V d
-  // more) are not counted, so the MFU stays the share of the peak really used.
-  const double head_flops = (cfg.lora.enabled ? 4.0 : 6.0) * double(cfg.model.vocab_size) * cfg.model.d_model;
-  const double flop_tok =
-      lora_flops_per_token(cfg.model, cfg.lora, cfg.train.seq_len) - (1.0 - scored_share) * head_flops;
+  // The LM head runs on the scored positions only, so the MFU stays the share of the peak really used.
+  const double flop_tok = lora_flops_per_token(cfg.model, cfg.lora, cfg.train.seq_len, scored_share);
   const double gflops = tok_s * flop_tok / 1e9;
   const int ranks = comm.size(Group::World), threads = omp_get_max_threads();
   double per_core = opt.peak_gflops_per_core;
@@ -261,14 +260,12 @@ int run_bench(const RunConfig& cfg_in, Communicator& comm, const BenchOptions& o
                 static_cast<unsigned long long>(last.lora_grad_bytes), ranks > 1 ? rep : 0, ranks,
                 cfg.parallel.dp > 1 ? shard : 0, cfg.parallel.dp, cfg.parallel.dp > 1 ? "" : " (none at dp=1)",
                 static_cast<unsigned long long>(last.tp_bytes));
-    print_op_times(trainer.model().timers(), opt.steps, mean, !gpu);
+    const double gemm_ms = print_op_times(trainer.model().timers(), opt.steps, mean, !gpu);
     const OpTimers& timers = trainer.model().timers();
     auto op_ms = [&](const std::string& name) {
       const auto it = timers.seconds.find(name);
       return it == timers.seconds.end() ? 0.0 : it->second * 1e3 / opt.steps;
     };
-    double gemm_ms = 0;
-    for (const auto& [name, sec] : timers.gemm_seconds) gemm_ms += sec * 1e3 / opt.steps;
     std::fflush(stdout);
     if (!opt.json.empty()) {
       std::ofstream out(opt.json, std::ios::app);

@@ -21,8 +21,10 @@ struct BenchOptions {
 };
 
 // FLOPs of one token of a LoRA step (anchors' torch_lora_bench.py): 4*N_mm + 6*N_lora + 12*L*T*d,
-// N_mm = 12*L*d^2 + V*d (tied LM head), N_lora = L * sum over targets of r*(in + out).
-double lora_flops_per_token(const ModelConfig& m, const LoraConfig& l, int seq_len);
+// N_mm = 12*L*d^2 + V*d (tied LM head), N_lora = L * sum over targets of r*(in + out). With a
+// loss mask scoring `scored_share` of the positions, the LM head (4 V d a position; full
+// fine-tuning's weight gradient 2 V d more) counts on that share only: the others skip it.
+double lora_flops_per_token(const ModelConfig& m, const LoraConfig& l, int seq_len, double scored_share = 1.0);
 
 // `watchdog` (may be null) is told each step's time, so its limit fits the bench's shape.
 // On a GPU backend MFU is against the device's dense bf16 peak (its trainer/devices/gpu_presets.cpp
